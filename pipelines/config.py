@@ -1,0 +1,206 @@
+"""`models.yaml`: which models each task offers, their sources and default parameters.
+
+The file is validated once, at start-up, with pydantic. Any problem (an unknown key, a
+missing field, a bad value) raises `ConfigError` whose message names the file, the entry
+and the field, so that a typo never surfaces later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# The config used when MODELS_CONFIG is not set: the one next to app.py.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
+
+TASKS = ("classification", "text", "image")
+
+Device = Literal["auto", "cuda", "mps", "cpu"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class ConfigError(ValueError):
+    """models.yaml is missing or invalid; the message says where and why."""
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a misspelt option must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(Strict):
+    """Fields shared by every task's entries."""
+
+    name: str = Field(min_length=1, description="Display name shown in the dropdown and used by API clients.")
+    source: str = Field(min_length=1, description="Hugging Face repo id or local directory.")
+    revision: str | None = Field(None, description="Hub branch, tag or commit; ignored for local paths.")
+    device: Device = "auto"
+    dtype: DType = "auto"
+    description: str = ""
+
+
+class ClassificationDefaults(Strict):
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Spam score at or above which a message is spam.")
+    max_length: int = Field(512, ge=8, le=8192, description="Tokens kept per message; longer text is truncated.")
+
+
+class ClassificationEntry(ModelEntry):
+    # Maps the model's own class names (often LABEL_0/LABEL_1) to ham/spam.
+    labels: dict[str, Literal["ham", "spam"]] = Field(default_factory=dict)
+    defaults: ClassificationDefaults = ClassificationDefaults()
+
+    @model_validator(mode="after")
+    def _labels_cover_both_classes(self):
+        if self.labels and set(self.labels.values()) != {"ham", "spam"}:
+            raise ValueError("labels must map the model's classes onto both 'ham' and 'spam'")
+        return self
+
+
+class TextDefaults(Strict):
+    max_new_tokens: int = Field(64, ge=1, le=2048)
+    temperature: float = Field(0.8, gt=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0, le=1000)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    do_sample: bool = True
+
+
+class TextLimits(Strict):
+    max_new_tokens: int = Field(1024, ge=1, le=8192)
+
+
+class TextEntry(ModelEntry):
+    defaults: TextDefaults = TextDefaults()
+    limits: TextLimits = TextLimits()
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self):
+        if self.defaults.max_new_tokens > self.limits.max_new_tokens:
+            raise ValueError("defaults.max_new_tokens exceeds limits.max_new_tokens")
+        return self
+
+
+class ImageDefaults(Strict):
+    steps: int = Field(1, ge=1, le=150)
+    guidance_scale: float = Field(0.0, ge=0.0, le=30.0)
+    width: int = Field(512, ge=8, le=2048, multiple_of=8)
+    height: int = Field(512, ge=8, le=2048, multiple_of=8)
+    negative_prompt: str = ""
+
+
+class ImageLimits(Strict):
+    min_steps: int = Field(1, ge=1)
+    max_steps: int = Field(50, ge=1, le=150)
+    max_guidance_scale: float = Field(20.0, ge=0.0, le=30.0)
+    min_size: int = Field(64, ge=8, multiple_of=8)
+    max_size: int = Field(768, ge=8, le=2048, multiple_of=8)
+    max_images: int = Field(4, ge=1, le=16)
+
+
+class ImageEntry(ModelEntry):
+    defaults: ImageDefaults = ImageDefaults()
+    limits: ImageLimits = ImageLimits()
+    safety_checker: bool = Field(False, description="Load the pipeline's NSFW safety checker (costs memory and time).")
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self):
+        d, lim = self.defaults, self.limits
+        if not lim.min_steps <= d.steps <= lim.max_steps:
+            raise ValueError(f"defaults.steps={d.steps} is outside limits {lim.min_steps}..{lim.max_steps}")
+        if d.guidance_scale > lim.max_guidance_scale:
+            raise ValueError("defaults.guidance_scale exceeds limits.max_guidance_scale")
+        for side in ("width", "height"):
+            if not lim.min_size <= getattr(d, side) <= lim.max_size:
+                raise ValueError(f"defaults.{side} is outside limits {lim.min_size}..{lim.max_size}")
+        return self
+
+
+class Settings(Strict):
+    memory_budget_mb: int = Field(16000, ge=100, description="Loaded models beyond this are evicted, least recently used first.")
+    idle_unload_minutes: float = Field(30.0, ge=0, description="Unload a model nobody used for this long; 0 keeps models forever.")
+
+
+class AppConfig(Strict):
+    settings: Settings = Settings()
+    classification: list[ClassificationEntry] = Field(min_length=1)
+    text: list[TextEntry] = Field(min_length=1)
+    image: list[ImageEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unique_per_task(self):
+        for task in TASKS:
+            names = [e.name for e in getattr(self, task)]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{task}: duplicate model name(s) {duplicates}")
+        return self
+
+    def entries(self, task: str) -> list[ModelEntry]:
+        return list(getattr(self, task))
+
+    def names(self, task: str) -> list[str]:
+        return [e.name for e in self.entries(task)]
+
+    def entry(self, task: str, name: str) -> ModelEntry:
+        from pipelines.errors import UnknownModelError
+
+        for e in self.entries(task):
+            if e.name == name:
+                return e
+        raise UnknownModelError(task, name, self.names(task))
+
+    def default_name(self, task: str) -> str:
+        """The first entry of each task is its default."""
+        return self.entries(task)[0].name
+
+
+def _describe_location(raw: dict, loc: tuple) -> str:
+    """Turn pydantic's error location into 'text[0] (GPT-Neo 1.3B), field defaults.temperature'."""
+    if len(loc) >= 2 and loc[0] in TASKS and isinstance(loc[1], int):
+        task, index = loc[0], loc[1]
+        try:
+            name = raw[task][index].get("name", "?")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = "?"
+        field = ".".join(str(part) for part in loc[2:]) or "(entry)"
+        return f"entry {task}[{index}] ({name!r}), field '{field}'"
+    return f"field '{'.'.join(str(part) for part in loc) or '(top level)'}'"
+
+
+def parse_config(raw: object, path: str | Path = "<memory>") -> AppConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TASKS)}")
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = [f"  - {_describe_location(raw, e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise ConfigError(f"{path}: invalid model config:\n" + "\n".join(problems)) from None
+
+
+def resolve_local_sources(config_dict: dict, base_dir: Path) -> dict:
+    """Make relative local paths (`./x`, `../x`) relative to the config file, not the cwd."""
+    for task in TASKS:
+        for entry in config_dict.get(task) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                src = entry["source"]
+                if src.startswith(("./", "../")):
+                    entry["source"] = str((base_dir / src).resolve())
+    return config_dict
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read and validate the config at `path`, $MODELS_CONFIG, or the bundled models.yaml."""
+    path = Path(path or os.environ.get("MODELS_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: model config file not found (set MODELS_CONFIG or --config)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if isinstance(raw, dict):
+        raw = resolve_local_sources(raw, path.resolve().parent)
+    return parse_config(raw, path)

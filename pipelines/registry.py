@@ -1,0 +1,200 @@
+"""Lazy, shared model loading: each model is loaded on first use, once, and reused.
+
+The registry is the only place that creates pipelines. It
+- loads a model the first time a request names it (concurrent first requests wait for
+  one load instead of loading twice),
+- keeps loaded models within a memory budget, evicting the least recently used,
+- unloads models nobody used for `idle_unload_minutes`,
+- turns every load failure into a `ModelLoadError` that names the model and says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pipelines.config import AppConfig, ModelEntry
+from pipelines.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[ModelEntry], Any]
+
+
+def default_loaders() -> dict[str, Loader]:
+    """Task -> function building that task's pipeline from a config entry (imported lazily:
+    diffusers and transformers take seconds to import, the app should start without them)."""
+
+    def classification(entry):
+        from pipelines.classification import SpamClassifier
+
+        return SpamClassifier.from_entry(entry)
+
+    def text(entry):
+        from pipelines.text_generation import TextGenerator
+
+        return TextGenerator.from_entry(entry)
+
+    def image(entry):
+        from pipelines.image_generation import ImageGenerator
+
+        return ImageGenerator.from_entry(entry)
+
+    return {"classification": classification, "text": text, "image": image}
+
+
+def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
+    """A short diagnosis and the action that fixes it, for the most common failures."""
+    text = f"{type(err).__name__}: {err}".strip()
+    first_line = text.splitlines()[0][:300]
+    from pipelines.hub import hub_is_reachable, is_local_source
+
+    if isinstance(err, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({first_line}). Close other models, pick a smaller model, or use a machine with more memory."
+    if is_local_source(entry.source):
+        return (
+            f"the local path '{entry.source}' is missing or does not hold a complete model ({first_line}). "
+            "Check `source` in models.yaml, or rebuild it (e.g. `python -m pipelines.tiny DIR`)."
+        )
+    if not hub_is_reachable():
+        return (
+            f"'{entry.source}' is not in the local Hugging Face cache and the Hub cannot be reached ({first_line}). "
+            "Connect to the internet (and unset HF_HUB_OFFLINE) to download it once, or point `source` "
+            "in models.yaml at a local copy."
+        )
+    return (
+        f"{first_line}. Check that '{entry.source}' is a valid Hugging Face repo id or local model directory "
+        "for this task, and that you can reach the Hub."
+    )
+
+
+@dataclass
+class LoadedModel:
+    task: str
+    name: str
+    pipeline: Any
+    memory_mb: float
+    placement: str
+    loaded_at: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ModelRegistry:
+    def __init__(self, config: AppConfig, loaders: dict[str, Loader] | None = None):
+        self.config = config
+        self.loaders = loaders or default_loaders()
+        self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()  # LRU order
+        self._lock = threading.Lock()  # guards _loaded and _load_locks
+        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._reaper: threading.Thread | None = None
+        self._stop_reaper = threading.Event()
+
+    # -- public API -----------------------------------------------------------------------
+    def get(self, task: str, name: str) -> Any:
+        """The pipeline for the model `name` of `task`, loading it on first use."""
+        entry = self.config.entry(task, name)  # raises UnknownModelError for a bad name
+        key = (task, name)
+        with self._lock:
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:  # one load per model, even when requests arrive together
+            with self._lock:
+                loaded = self._loaded.get(key)
+                if loaded is not None:
+                    loaded.last_used = time.monotonic()
+                    self._loaded.move_to_end(key)
+                    return loaded.pipeline
+            pipeline = self._load(task, entry)
+            memory_mb = float(getattr(pipeline, "memory_mb", 0.0))
+            with self._lock:
+                self._evict_to_fit(memory_mb)
+                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(getattr(pipeline, "placement", "?")))
+            return pipeline
+
+    def is_loaded(self, task: str, name: str) -> bool:
+        with self._lock:
+            return (task, name) in self._loaded
+
+    def unload(self, task: str, name: str) -> bool:
+        with self._lock:
+            loaded = self._loaded.pop((task, name), None)
+        if loaded is None:
+            return False
+        self._release(loaded)
+        return True
+
+    def unload_idle(self, now: float | None = None) -> list[str]:
+        """Unload models unused for longer than the configured idle timeout."""
+        timeout_s = self.config.settings.idle_unload_minutes * 60
+        if timeout_s <= 0:
+            return []
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [key for key, m in self._loaded.items() if now - m.last_used > timeout_s]
+            released = [self._loaded.pop(key) for key in idle]
+        for loaded in released:
+            self._release(loaded)
+        return [m.name for m in released]
+
+    def status(self) -> list[dict]:
+        """What is loaded, where, and how much memory it holds (most recently used last)."""
+        now = time.monotonic()
+        with self._lock:
+            return [
+                {
+                    "task": m.task,
+                    "name": m.name,
+                    "placement": m.placement,
+                    "memory_mb": round(m.memory_mb, 1),
+                    "idle_s": round(now - m.last_used, 1),
+                }
+                for m in self._loaded.values()
+            ]
+
+    def start_idle_reaper(self, interval_s: float = 30.0) -> None:
+        if self._reaper is not None or self.config.settings.idle_unload_minutes <= 0:
+            return
+
+        def loop():
+            while not self._stop_reaper.wait(interval_s):
+                for name in self.unload_idle():
+                    log.info("unloaded idle model %s", name)
+
+        self._reaper = threading.Thread(target=loop, name="idle-model-reaper", daemon=True)
+        self._reaper.start()
+
+    # -- internals ------------------------------------------------------------------------
+    def _load(self, task: str, entry: ModelEntry) -> Any:
+        log.info("loading %s model %r from %s", task, entry.name, entry.source)
+        started = time.perf_counter()
+        try:
+            pipeline = self.loaders[task](entry)
+        except ModelLoadError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - any failure must become a clear message
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise ModelLoadError(entry.name, explain_load_failure(entry, err)) from err
+        log.info("loaded %r in %.1f s", entry.name, time.perf_counter() - started)
+        return pipeline
+
+    def _evict_to_fit(self, incoming_mb: float) -> None:
+        """Drop least recently used models until the new one fits the budget (caller holds _lock)."""
+        budget = self.config.settings.memory_budget_mb
+        while self._loaded and sum(m.memory_mb for m in self._loaded.values()) + incoming_mb > budget:
+            _, oldest = self._loaded.popitem(last=False)
+            log.info("evicting %r to stay within %d MB", oldest.name, budget)
+            self._release(oldest)
+
+    @staticmethod
+    def _release(loaded: LoadedModel) -> None:
+        close = getattr(loaded.pipeline, "close", None)
+        if callable(close):
+            close()
+        loaded.pipeline = None
+        from pipelines.devices import free_accelerator_memory
+
+        free_accelerator_memory()

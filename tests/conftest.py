@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny models built once per test session, and a launched app."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.registry import ModelRegistry
+
+
+@pytest.fixture(scope="session")
+def tiny_config_path(tmp_path_factory):
+    from pipelines.tiny import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_config_path):
+    return load_config(tiny_config_path)
+
+
+@pytest.fixture(scope="session")
+def registry(tiny_config):
+    return ModelRegistry(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def names(tiny_config):
+    return {task: tiny_config.default_name(task) for task in ("classification", "text", "image")}
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_config):
+    """The app, built from the tiny config, launched on a free local port."""
+    from app import build_app
+
+    demo = build_app(tiny_config)
+    demo.queue(max_size=64)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    yield url.rstrip("/") + "/"
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)

@@ -1,0 +1,87 @@
+"""Pieces every tab uses: turning pipeline errors into gr.Error, per-session Stop flags."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+
+import gradio as gr
+
+from pipelines.config import ConfigError
+from pipelines.errors import InputError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+def show_errors(fn):
+    """Re-raise the pipelines' user-facing errors as gr.Error, so the UI shows the message
+    and API clients receive it; anything unexpected gets a short message, never a trace."""
+
+    def translate(err: Exception) -> gr.Error:
+        if isinstance(err, gr.Error):
+            return err
+        if isinstance(err, (InputError, ModelLoadError, ConfigError)):
+            return gr.Error(str(err), print_exception=False)
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(f"Unexpected error in {fn.__name__}: {type(err).__name__}: {err}", print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001
+                raise translate(err) from None
+
+        return generator_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001
+            raise translate(err) from None
+
+    return wrapper
+
+
+class StopFlags:
+    """One Stop flag per browser session and task: Stop sets it, the running job checks it."""
+
+    def __init__(self):
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def begin(self, request: gr.Request | None) -> threading.Event:
+        flag = threading.Event()
+        with self._lock:
+            self._flags[self._key(request)] = flag
+        return flag
+
+    def stop(self, request: gr.Request | None) -> None:
+        with self._lock:
+            flag = self._flags.get(self._key(request))
+        if flag is not None:
+            flag.set()
+
+    def end(self, request: gr.Request | None, flag: threading.Event) -> None:
+        with self._lock:
+            if self._flags.get(self._key(request)) is flag:
+                del self._flags[self._key(request)]
+
+
+def model_dropdown(names: list[str], label: str = "Model") -> gr.Dropdown:
+    return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True)
+
+
+def describe_model(entry) -> str:
+    source = entry.source + (f" @ {entry.revision}" if entry.revision else "")
+    text = f"**{entry.name}** — `{source}`"
+    return text + (f"<br>{entry.description}" if entry.description else "")
