@@ -13,7 +13,9 @@ import sys
 
 import gradio as gr
 
-from pipelines.config import AppConfig, ConfigError, load_config
+# First of the pipelines: on ZeroGPU `spaces` must patch torch before any model is loaded.
+from pipelines import gpu
+from pipelines.config import TASKS, AppConfig, ConfigError, load_config
 from pipelines.registry import ModelRegistry
 from ui import classification_tab, image_tab, text_tab
 
@@ -34,17 +36,60 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
                     text_tab.build(config, registry)
                     image_tab.build(config, registry)
     demo.registry = registry  # for tests and preloading
+    share_task_queues(demo, config)
     return demo
 
 
+def share_task_queues(demo: gr.Blocks, config: AppConfig) -> None:
+    """Size each task's concurrency group (the tabs name it after the task) for the device its
+    models run on, so that e.g. /classify and /classify_batch wait for each other."""
+    limits = {task: gpu.concurrency_limit(config, task) for task in TASKS}
+    for block_fn in demo.fns.values():
+        if block_fn.concurrency_id in limits:
+            block_fn.concurrency_limit = limits[block_fn.concurrency_id]
+
+
+def with_concurrency(config: AppConfig, concurrency: int | None) -> AppConfig:
+    """The config with --concurrency (if given) replacing both settings.*_concurrency."""
+    if concurrency is None:
+        return config
+    settings = config.settings.model_copy(update={"gpu_concurrency": concurrency, "cpu_concurrency": concurrency})
+    return config.model_copy(update={"settings": settings})
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=None, help="models config file (default: $MODELS_CONFIG or ./models.yaml)")
-    parser.add_argument("--host", default=None, help="interface to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1; Spaces set it)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    parser.add_argument("--share", action="store_true", help="create a temporary public gradio.live link")
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="requests allowed to wait in the queue")
-    parser.add_argument("--preload", action="store_true", help="load each task's default model at start-up instead of on first use")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Environment: MODELS_CONFIG (models file), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (bind address; "
+        "Hugging Face Spaces set them), HF_TOKEN (gated or private models), HF_HUB_OFFLINE=1 (use the local cache only).",
+    )
+    parser.add_argument("--config", default=None, help="models config file (default: $MODELS_CONFIG, else the models.yaml next to app.py)")
+    # None lets Gradio read GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces set.
+    parser.add_argument("--host", default=None, help="interface to bind, 0.0.0.0 for every interface (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: $GRADIO_SERVER_PORT, else the first free port from 7860)")
+    parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
+    parser.add_argument(
+        "--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE, metavar="N",
+        help=f"requests allowed to wait in the queue; more are turned away with 'queue full' (default: {DEFAULT_MAX_QUEUE})",
+    )
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=None, metavar="N",
+        help="requests each task runs at once, the rest wait in the queue (default: settings.gpu_concurrency / "
+        "cpu_concurrency in the models file, 1 and 1)",
+    )
+    # On ZeroGPU the weights must be loaded in the main process before launch (then ZeroGPU moves them
+    # to each GPU worker); loading inside a GPU call would repeat it for every new worker.
+    parser.add_argument(
+        "--preload", action=argparse.BooleanOptionalAction, default=gpu.zero_gpu_active(),
+        help="load each task's default model at start-up instead of on first use (default: on for ZeroGPU Spaces, else off)",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = with_concurrency(load_config(args.config), args.concurrency)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -122,6 +122,11 @@ class ImageEntry(ModelEntry):
 class Settings(Strict):
     memory_budget_mb: int = Field(16000, ge=100, description="Loaded models beyond this are evicted, least recently used first.")
     idle_unload_minutes: float = Field(30.0, ge=0, description="Unload a model nobody used for this long; 0 keeps models forever.")
+    # Each task's events share one queue group; these size it (others wait, seeing their place in the queue).
+    # One at a time on a GPU keeps its memory bounded and gives each request the whole GPU.
+    gpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models are on a GPU (or ZeroGPU).")
+    # torch already spreads one request over every CPU core: running two only makes both slower.
+    cpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models run on the CPU.")
 
 
 class AppConfig(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.config import AppConfig
+from pipelines.gpu import classification_seconds, on_gpu
 from pipelines.registry import ModelRegistry
 from ui.common import describe_model, model_dropdown, show_errors
 
@@ -19,6 +20,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
     names = config.names("classification")
     default = config.entry("classification", names[0])
 
+    @on_gpu(classification_seconds)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
     @show_errors
     def classify(message: str, model_name: str, threshold: float, progress=gr.Progress(track_tqdm=True)):
         """Classify one SMS message as spam or ham.

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.config import AppConfig
+from pipelines.gpu import image_generation_seconds, on_gpu
 from pipelines.image_generation import save_png
 from pipelines.registry import ModelRegistry
 from ui.common import StopFlags, describe_model, model_dropdown, show_errors
@@ -26,6 +27,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
     default = config.entry("image", names[0])
     stops = StopFlags()
 
+    @on_gpu(image_generation_seconds)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
     @show_errors
     def generate_image(
         prompt: str, model_name: str, negative_prompt: str, steps: float, guidance_scale: float,

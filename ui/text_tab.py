@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.config import AppConfig
+from pipelines.gpu import text_generation_seconds, on_gpu
 from pipelines.registry import ModelRegistry
 from ui.common import StopFlags, describe_model, model_dropdown, show_errors
 
@@ -32,6 +33,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
     default = config.entry("text", names[0])
     stops = StopFlags()
 
+    @on_gpu(text_generation_seconds)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
     @show_errors
     def generate_text(
         prompt: str, model_name: str, max_new_tokens: float, temperature: float, top_p: float, top_k: float,
