@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 # The config used when MODELS_CONFIG is not set: the one next to app.py.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
@@ -21,6 +21,17 @@ TASKS = ("classification", "text", "image")
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+# Where a model runs: `local` weights in this process, an OpenAI-compatible completions server
+# (vLLM, text-generation-inference, `transformers serve`; text only), or a remote Gradio app or
+# Space serving this app's endpoints (any task). See pipelines/remote.py.
+Backend = Literal["local", "openai", "gradio"]
+# Which sampling fields an `openai` server understands beyond max_tokens/temperature/top_p/seed:
+# `vllm` takes top_k and repetition_penalty as extra body fields (vLLM, SGLang, llama.cpp),
+# `transformers` takes them in a `generation_config` JSON (`transformers serve`), `openai` takes
+# neither (OpenAI itself, text-generation-inference): top_k and repetition_penalty must stay off.
+OpenAIServer = Literal["vllm", "transformers", "openai"]
+# Seconds a remote backend may take to connect, or to send the next update of a request.
+DEFAULT_REMOTE_TIMEOUT_S = 120.0
 
 
 class ConfigError(ValueError):
@@ -36,11 +47,46 @@ class ModelEntry(Strict):
     """Fields shared by every task's entries."""
 
     name: str = Field(min_length=1, description="Display name shown in the dropdown and used by API clients.")
-    source: str = Field(min_length=1, description="Hugging Face repo id or local directory.")
+    # Declared before `source` and `url` so that their checks can see it.
+    backend: Backend = Field("local", description="local weights, an `openai`-compatible server, or a remote `gradio` app.")
+    source: str = Field("", validate_default=True, description="Hugging Face repo id or local directory (local backend).")
     revision: str | None = Field(None, description="Hub branch, tag or commit; ignored for local paths.")
     device: Device = "auto"
     dtype: DType = "auto"
     description: str = ""
+    # Remote backends only (backend: openai | gradio).
+    url: str | None = Field(None, validate_default=True, description="Server root (openai) or app URL / Space id (gradio).")
+    remote_model: str | None = Field(None, description="Model name on the openai server; display name on the remote app (default: its default).")
+    server: OpenAIServer = Field("vllm", description="openai backend: which extra sampling fields the server accepts.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key / HF token to send.")
+    timeout_s: float = Field(DEFAULT_REMOTE_TIMEOUT_S, gt=0, description="Seconds to connect, or to wait for the next update.")
+    # The remote backends that can serve this task (text entries add `openai`).
+    remote_backends: ClassVar[tuple[str, ...]] = ("gradio",)
+
+    @field_validator("source")
+    @classmethod
+    def _local_models_need_a_source(cls, source: str, info: ValidationInfo) -> str:
+        if info.data.get("backend", "local") == "local" and not source:
+            raise ValueError("required for local models: a Hugging Face repo id or a local directory")
+        return source
+
+    @field_validator("url")
+    @classmethod
+    def _remote_models_need_a_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        backend = info.data.get("backend", "local")
+        if backend != "local" and not url:
+            raise ValueError(f"required for backend '{backend}': the server's address, e.g. http://127.0.0.1:8000")
+        if backend == "openai" and not url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// for backend 'openai', got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def _remote_backend_fits_task(self):
+        if self.backend != "local" and self.backend not in self.remote_backends:
+            raise ValueError(f"backend '{self.backend}' cannot serve this task; use one of: local, {', '.join(self.remote_backends)}")
+        if self.backend == "openai" and not self.remote_model:
+            raise ValueError("backend 'openai' needs `remote_model`: the model name the server knows (e.g. its repo id or path)")
+        return self
 
 
 class ClassificationDefaults(Strict):
@@ -74,6 +120,7 @@ class TextLimits(Strict):
 
 
 class TextEntry(ModelEntry):
+    remote_backends: ClassVar[tuple[str, ...]] = ("openai", "gradio")
     defaults: TextDefaults = TextDefaults()
     limits: TextLimits = TextLimits()
 

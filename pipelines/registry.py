@@ -53,6 +53,11 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
     first_line = text.splitlines()[0][:300]
     from pipelines.hub import hub_is_reachable, is_local_source
 
+    if entry.backend != "local":
+        return (
+            f"the {entry.backend} server at {entry.url} did not answer as expected ({first_line}). "
+            "Check that it is running and reachable from here, and `url`/`remote_model` in models.yaml."
+        )
     if isinstance(err, MemoryError) or "out of memory" in text.lower():
         return f"out of memory ({first_line}). Close other models, pick a smaller model, or use a machine with more memory."
     if is_local_source(entry.source):
@@ -168,10 +173,10 @@ class ModelRegistry:
 
     # -- internals ------------------------------------------------------------------------
     def _load(self, task: str, entry: ModelEntry) -> Any:
-        log.info("loading %s model %r from %s", task, entry.name, entry.source)
+        log.info("loading %s model %r from %s", task, entry.name, entry.url or entry.source)
         started = time.perf_counter()
         try:
-            pipeline = self.loaders[task](entry)
+            pipeline = self._loader_for(task, entry)(entry)
         except ModelLoadError:
             raise
         except BaseException as err:  # noqa: BLE001 - any failure must become a clear message
@@ -180,6 +185,14 @@ class ModelRegistry:
             raise ModelLoadError(entry.name, explain_load_failure(entry, err)) from err
         log.info("loaded %r in %.1f s", entry.name, time.perf_counter() - started)
         return pipeline
+
+    def _loader_for(self, task: str, entry: ModelEntry) -> Loader:
+        """The task's loader for local weights; a client of the server for remote entries."""
+        if entry.backend == "local":
+            return self.loaders[task]
+        from pipelines.remote import remote_loader
+
+        return remote_loader(task)
 
     def _evict_to_fit(self, incoming_mb: float) -> None:
         """Drop least recently used models until the new one fits the budget (caller holds _lock)."""

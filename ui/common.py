@@ -83,5 +83,7 @@ def model_dropdown(names: list[str], label: str = "Model") -> gr.Dropdown:
 
 def describe_model(entry) -> str:
     source = entry.source + (f" @ {entry.revision}" if entry.revision else "")
+    if entry.backend != "local":  # the weights are elsewhere: say where
+        source = f"{entry.remote_model or 'default model'} on {entry.url} ({entry.backend})"
     text = f"**{entry.name}** — `{source}`"
     return text + (f"<br>{entry.description}" if entry.description else "")

@@ -1,0 +1,318 @@
+"""Remote models: a second instance of this app (gradio backend) and `transformers serve`
+(openai backend) on localhost, both serving the tiny models, used through a first app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from pipelines.config import ConfigError, parse_config
+from pipelines.errors import InputError, ModelLoadError
+from pipelines.registry import ModelRegistry
+from pipelines.remote import OpenAICompletionsGenerator, RemoteModelError
+from pipelines.text_generation import TextParams
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# How long a server started by these tests may take to answer its health check.
+STARTUP_TIMEOUT_S = 120
+
+REMOTE_CLASSIFIER = "Remote tiny BERT (second app)"
+REMOTE_TEXT = "Remote tiny GPT-Neo (second app)"
+REMOTE_IMAGE = "Remote tiny SD (second app)"
+SERVED_TEXT = "Tiny GPT-Neo (transformers serve)"
+DOWN_CLASSIFIER = "Classifier on a server that is down"
+DOWN_TEXT = "GPT-Neo on a server that is down"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(command: list[str], health_url: str, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start a server process and wait until `health_url` answers 200 (or fail with its log)."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_server(process)
+    pytest.fail(f"{command[0]} did not start: {log_path.read_text(errors='replace')[-2000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def second_app_url(tiny_config_path, tmp_path_factory):
+    """Another instance of this app, in its own process, serving the tiny models."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "app.py", "--config", str(tiny_config_path), "--host", "127.0.0.1", "--port", str(port), "--no-preload"]
+    process = start_server(command, url + "config", tmp_path_factory.mktemp("second-app") / "log.txt")
+    yield url
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_config):
+    """The local path of the tiny GPT-Neo: `transformers serve` knows the model by it."""
+    return tiny_config.text[0].source
+
+
+@pytest.fixture(scope="module")
+def transformers_serve_url(served_model, tmp_path_factory):
+    """`transformers serve` on localhost with the tiny GPT-Neo preloaded (offline, CPU)."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("transformers")), "serve", served_model,
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    url = f"http://127.0.0.1:{port}"
+    process = start_server(command, url + "/health", tmp_path_factory.mktemp("serve") / "log.txt")
+    yield url
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def remote_config(tiny_config, second_app_url, transformers_serve_url, served_model):
+    """A config whose every entry is remote (plus the local tiny models, to show they keep working)."""
+    local = {task: [e.model_dump(exclude_defaults=True) for e in tiny_config.entries(task)] for task in ("classification", "text", "image")}
+    down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    raw = {
+        "classification": [
+            {"name": REMOTE_CLASSIFIER, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.classification[0].name},
+            {"name": DOWN_CLASSIFIER, "backend": "gradio", "url": down_url, "timeout_s": 5},
+            *local["classification"],
+        ],
+        "text": [
+            {"name": REMOTE_TEXT, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.text[0].name,
+             "defaults": {"max_new_tokens": 24}, "limits": {"max_new_tokens": 200}},
+            {"name": SERVED_TEXT, "backend": "openai", "server": "transformers", "url": transformers_serve_url,
+             "remote_model": served_model, "defaults": {"max_new_tokens": 24}, "limits": {"max_new_tokens": 200}},
+            {"name": DOWN_TEXT, "backend": "openai", "url": down_url, "remote_model": "gpt-neo", "timeout_s": 5},
+            *local["text"],
+        ],
+        "image": [
+            {"name": REMOTE_IMAGE, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.image[0].name,
+             **{k: tiny_config.image[0].model_dump()[k] for k in ("defaults", "limits")}},
+            *local["image"],
+        ],
+    }
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def remote_registry(remote_config):
+    return ModelRegistry(remote_config)
+
+
+@pytest.fixture(scope="module")
+def first_app(remote_config, remote_registry):
+    """The app whose models are remote, launched in this process; a client of it and one of the second app."""
+    from app import build_app
+
+    demo = build_app(remote_config, remote_registry)
+    demo.queue(max_size=16)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def second_app(second_app_url):
+    return Client(second_app_url, verbose=False)
+
+
+# -- through a second instance of the app (backend: gradio) ----------------------------------
+def test_classification_through_second_app(first_app, second_app, names):
+    message = "WIN a FREE prize, call now"
+    label, verdict = first_app.predict(message, REMOTE_CLASSIFIER, 0.5, api_name="/classify")
+    direct, _ = second_app.predict(message, names["classification"], 0.5, api_name="/classify")
+    scores = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert scores == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]})
+    assert ("SPAM" if scores["spam"] >= 0.5 else "HAM") in verdict
+
+
+def test_text_streams_through_second_app(first_app, second_app, names):
+    job = first_app.submit("Once upon a time", REMOTE_TEXT, 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
+    updates = [text for text, _stats in job]
+    final_text, final_stats = job.result()
+    assert len(updates) >= 3
+    assert all(b.startswith(a) for a, b in zip(updates, updates[1:]))
+    assert "seed 7" in final_stats
+    direct_text, _ = second_app.predict("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
+    assert final_text == direct_text  # same model, same seed: the remote did the work
+
+
+def test_text_stop_through_second_app(remote_registry):
+    generator = remote_registry.get("text", REMOTE_TEXT)
+    stop = threading.Event()
+    updates = []
+    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=1), stop=stop):
+        updates.append(update)
+        if len(updates) == 2:
+            stop.set()
+    final = updates[-1]
+    assert final["done"] and final["stopped"] and final["seed"] == 1
+    assert final["new_tokens"] < 200
+    # the remote is free again at once
+    assert generator.generate("Hello", generator.default_params(max_new_tokens=5))["done"]
+
+
+def test_image_through_second_app(first_app, second_app, names):
+    gallery, info = first_app.predict("a cat", REMOTE_IMAGE, "", 2, 0.0, 64, 96, 2, 3, api_name="/generate_image")
+    direct, _ = second_app.predict("a cat", names["image"], "", 2, 0.0, 64, 96, 2, 3, api_name="/generate_image")
+    assert len(gallery) == 2 and info["seeds"] == [3, 4]
+    for item, reference in zip(gallery, direct):
+        with Image.open(item["image"]) as image, Image.open(reference["image"]) as expected:
+            assert image.format == "PNG" and image.size == (64, 96)
+            assert image.tobytes() == expected.tobytes()  # same seeds, same pixels
+
+
+def test_image_pipeline_reports_remote_steps(remote_registry):
+    generator = remote_registry.get("image", REMOTE_IMAGE)
+    steps = []
+    results = generator("a cat", generator.default_params(steps=3, seed=5), on_step=lambda done, total: steps.append((done, total)))
+    assert [r["seed"] for r in results] == [5] and results[0]["image"].size == (64, 64)
+    assert steps and all(total == 3 for _, total in steps)
+
+
+def test_inputs_are_checked_before_the_remote_is_asked(first_app, remote_registry):
+    with pytest.raises(AppError, match="message: is empty"):
+        first_app.predict("   ", REMOTE_CLASSIFIER, 0.5, api_name="/classify")
+    with pytest.raises(AppError, match="width: must be"):
+        first_app.predict("a cat", REMOTE_IMAGE, "", 2, 0.0, 60, 64, 1, 1, api_name="/generate_image")
+    with pytest.raises(InputError, match=r"max_new_tokens: must be in \[1, 200\]"):
+        next(remote_registry.get("text", REMOTE_TEXT).stream("Hi", TextParams(max_new_tokens=201)))
+
+
+def test_unknown_remote_model_fails_at_load(second_app_url):
+    config = parse_config({
+        "classification": [{"name": "Wrong name", "backend": "gradio", "url": second_app_url, "remote_model": "No such model"}],
+        "text": [{"name": "T", "source": "unused"}], "image": [{"name": "I", "source": "unused"}],
+    })
+    with pytest.raises(ModelLoadError, match="has no model 'No such model'.*offers"):
+        ModelRegistry(config).get("classification", "Wrong name")
+
+
+# -- `transformers serve` (backend: openai) ---------------------------------------------------
+def test_served_text_streams(remote_registry):
+    generator = remote_registry.get("text", SERVED_TEXT)
+    assert isinstance(generator, OpenAICompletionsGenerator) and generator.memory_mb == 0
+    updates = list(generator.stream("Once upon a time", generator.default_params(max_new_tokens=30, seed=3)))
+    texts = [u["text"] for u in updates]
+    assert len(updates) >= 3 and updates[-1]["done"] and not updates[-1]["stopped"]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert 0 < updates[-1]["new_tokens"] <= 30 and updates[-1]["seed"] == 3
+
+
+def test_served_text_stop_ends_generation_early(remote_registry):
+    generator = remote_registry.get("text", SERVED_TEXT)
+    stop = threading.Event()
+    updates = []
+    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=4), stop=stop):
+        updates.append(update)
+        if len(updates) == 2:
+            stop.set()
+    assert updates[-1]["done"] and updates[-1]["stopped"]
+    assert updates[-1]["new_tokens"] < 200
+    assert len(updates) <= 3  # nothing streamed after Stop
+
+
+def test_served_text_through_first_app(first_app):
+    job = first_app.submit("Once upon a time", SERVED_TEXT, 30, 0.8, 0.95, 50, 1.1, True, 11, api_name="/generate_text")
+    updates = [text for text, _stats in job]
+    final_text, final_stats = job.result()
+    assert len(updates) >= 2 and all(b.startswith(a) for a, b in zip(updates, updates[1:]))
+    assert final_text == updates[-1] and "seed 11" in final_stats
+
+
+# -- a remote that is down -----------------------------------------------------------------
+def test_down_remote_names_itself_and_the_rest_keeps_working(first_app, remote_config, names):
+    down_url = remote_config.entry("classification", DOWN_CLASSIFIER).url
+    with pytest.raises(AppError, match=f"Cannot load model '{DOWN_CLASSIFIER}'.*{down_url}.*running"):
+        first_app.predict("hello", DOWN_CLASSIFIER, 0.5, api_name="/classify")
+    with pytest.raises(AppError, match=f"Cannot load model '{DOWN_TEXT}'.*openai server"):
+        first_app.predict("hello", DOWN_TEXT, 24, 0.8, 0.95, 50, 1.1, True, 1, api_name="/generate_text")
+    # the other models of every tab still answer
+    label, _ = first_app.predict("hello", names["classification"], 0.5, api_name="/classify")
+    assert label["label"] in ("ham", "spam")
+    text, stats = first_app.predict("Hello", REMOTE_TEXT, 5, 0.8, 0.95, 50, 1.1, True, 2, api_name="/generate_text")
+    assert "seed 2" in stats
+
+
+def test_remote_that_stops_answering_times_out_with_its_name(tiny_config):
+    """A server that accepts connections but never answers (hung, or overloaded)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = parse_config({
+            "classification": [{"name": "C", "source": "unused"}], "image": [{"name": "I", "source": "unused"}],
+            "text": [{"name": "Hung server", "backend": "openai", "url": url, "remote_model": "m", "timeout_s": 0.5}],
+        })
+        with pytest.raises(ModelLoadError, match=f"Cannot load model 'Hung server'.*{url}.*[Tt]imed? ?out"):
+            ModelRegistry(config).get("text", "Hung server")
+
+
+# -- config and request mapping (no server needed) --------------------------------------------
+MINIMAL = {"classification": [{"name": "C", "source": "c"}], "text": [{"name": "T", "source": "t"}], "image": [{"name": "I", "source": "i"}]}
+
+
+@pytest.mark.parametrize("entry, task, error", [
+    ({"name": "R", "backend": "gradio"}, "text", r"text\[0\] \('R'\), field 'url'.*required for backend 'gradio'"),
+    ({"name": "R", "backend": "openai", "url": "localhost:8000", "remote_model": "m"}, "text", r"field 'url'.*http://"),
+    ({"name": "R", "backend": "openai", "url": "http://h:8000"}, "text", r"needs `remote_model`"),
+    ({"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m"}, "image", r"backend 'openai' cannot serve this task"),
+    ({"name": "R"}, "image", r"image\[0\] \('R'\), field 'source'.*required for local models"),
+])
+def test_config_rejects_incomplete_remote_entries(entry, task, error):
+    with pytest.raises(ConfigError, match=error):
+        parse_config(MINIMAL | {task: [entry]})
+
+
+def openai_entry(server: str):
+    return parse_config(MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m", "server": server}]}).text[0]
+
+
+def test_sampling_fields_follow_the_servers_dialect():
+    params = TextParams(max_new_tokens=10, temperature=0.7, top_p=0.9, top_k=0, repetition_penalty=1.2, do_sample=True, seed=5)
+    vllm = OpenAICompletionsGenerator(openai_entry("vllm"), client=None).request("Hi", params, seed=5)
+    assert vllm["extra_body"] == {"top_k": -1, "repetition_penalty": 1.2} and vllm["temperature"] == 0.7 and vllm["max_tokens"] == 10
+    greedy = OpenAICompletionsGenerator(openai_entry("openai"), client=None).request("Hi", TextParams(do_sample=False), seed=5)
+    assert greedy["temperature"] == 0.0 and "extra_body" not in greedy
+    served = OpenAICompletionsGenerator(openai_entry("transformers"), client=None).request("Hi", params, seed=5)
+    assert "temperature" not in served and '"top_k": 0' in served["extra_body"]["generation_config"]
+
+
+def test_plain_openai_server_refuses_fields_it_cannot_honour():
+    generator = OpenAICompletionsGenerator(openai_entry("openai"), client=None)
+    with pytest.raises(InputError, match="top_k: .*set it to 0"):
+        generator.check_inputs("Hi", TextParams(top_k=50, repetition_penalty=1.0))
+    with pytest.raises(InputError, match="repetition_penalty: .*set it to 1.0"):
+        generator.check_inputs("Hi", TextParams(top_k=0, repetition_penalty=1.1))
