@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     registry.start_idle_reaper()
     demo = build_app(config, registry)
     demo.queue(max_size=args.max_queue)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    # show_error: a value Gradio itself cannot convert (NaN into an integer field, text into a slider)
+    # reaches the client with Gradio's message naming the input, instead of an empty error.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
 
 

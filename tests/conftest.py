@@ -42,7 +42,7 @@ def app_url(tiny_config):
 
     demo = build_app(tiny_config)
     demo.queue(max_size=64)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)  # as app.py
     yield url.rstrip("/") + "/"
     demo.close()
 
