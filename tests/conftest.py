@@ -30,6 +30,16 @@ def registry(tiny_config):
     return ModelRegistry(tiny_config)
 
 
+# The app's public API, in one place: view_api() must list exactly these, each with a
+# description, and the README's "Python client" section has an example for each.
+PUBLIC_ENDPOINTS = frozenset({"/classify", "/explain", "/classify_batch", "/generate_text", "/generate_image"})
+
+
+@pytest.fixture(scope="session")
+def public_endpoints():
+    return PUBLIC_ENDPOINTS
+
+
 @pytest.fixture(scope="session")
 def names(tiny_config):
     return {task: tiny_config.default_name(task) for task in ("classification", "text", "image")}

@@ -1,12 +1,16 @@
-"""The launched app, driven through gradio_client on its three public endpoints."""
+"""The launched app, driven through gradio_client on its public endpoints."""
 
 import pytest
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 
-def test_only_public_endpoints_are_listed(client):
-    assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/classify", "/generate_text", "/generate_image"}
+def test_only_public_endpoints_are_listed_with_descriptions(client, public_endpoints):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(endpoints) == public_endpoints
+    for name, endpoint in endpoints.items():
+        assert len(endpoint["description"]) > 20, f"{name} has no api_description"
+        assert all(p["label"] for p in endpoint["parameters"]) and endpoint["returns"], name
 
 
 def test_classify(client, names):

@@ -1,0 +1,53 @@
+"""The README's "Python client" examples, exactly as written, against the app launched with the
+tiny models (only the URL is substituted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SECTION = "## Python client"
+README_URL = "http://127.0.0.1:7860/"  # the URL the examples use
+RUN_S = 300  # bound on running all examples; only reached if something hangs
+
+
+def client_examples() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(SECTION + "\n")
+    end = text.find("\n## ", start + len(SECTION))
+    section = text[start : end if end != -1 else len(text)]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_has_an_example_per_endpoint(public_endpoints):
+    code = "\n".join(client_examples())
+    assert set(re.findall(r'api_name="(/\w+)"', code)) == public_endpoints
+    assert "for text, stats in job" in code  # streaming
+    assert "shutil.copy(" in code and ".cancel()" in code  # saving images, cancelling
+    assert code.count(README_URL) == 1
+
+
+def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
+    script = "\n".join(client_examples()).replace(README_URL, app_url)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=RUN_S,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "text models: ['" in out
+    assert re.search(r"^(ham|spam) \{'(ham|spam)': ", out, re.M)
+    assert re.search(r"\*\*(HAM|SPAM)\*\*", out)
+    assert re.search(r"^\[\('[^']+', -?\d", out, re.M)  # /explain: words with their scores
+    assert "['message', 'label', 'spam_score'] 2 rows" in out and "have no text" not in out
+    assert (tmp_path / "messages-classified.csv").read_text().startswith("message,label,spam_score")
+    assert "tokens/s" in out  # the final stats line of the stream
+    assert "saved 2 images, seeds [42, 43]" in out
+    for index in (0, 1):
+        with Image.open(tmp_path / f"lighthouse-{index}.png") as image:
+            assert image.format == "PNG"
+    assert "place in queue:" in out
