@@ -17,7 +17,7 @@ import gradio as gr
 from pipelines import gpu
 from pipelines.config import TASKS, AppConfig, ConfigError, load_config
 from pipelines.registry import ModelRegistry
-from ui import classification_tab, image_tab, text_tab
+from ui import classification_tab, image_tab, status_panel, text_tab
 
 TITLE = "ML Studio — classify and generate"
 
@@ -35,6 +35,7 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
                 with gr.Tabs():
                     text_tab.build(config, registry)
                     image_tab.build(config, registry)
+        status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
     return demo

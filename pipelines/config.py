@@ -119,15 +119,29 @@ class TextLimits(Strict):
     max_new_tokens: int = Field(1024, ge=1, le=8192)
 
 
+class TextCpuSpeedups(Strict):
+    """Applied once when the model loads on a CPU (ignored on GPUs); see pipelines/cpu_speedups.py.
+    bfloat16 is the entry's ordinary `dtype: bfloat16`."""
+
+    # int8 weights for the linear layers: int8_dynamic (PyTorch's dynamic quantization, the
+    # fastest here) or int8_torchao (torchao int8 weights + int8 activations); none keeps them float.
+    quantize: Literal["none", "int8_dynamic", "int8_torchao"] = "none"
+    # torch.compile the forward pass: a slow first request, and no gain measured for GPT-Neo.
+    compile: bool = False
+
+
 class TextEntry(ModelEntry):
     remote_backends: ClassVar[tuple[str, ...]] = ("openai", "gradio")
     defaults: TextDefaults = TextDefaults()
     limits: TextLimits = TextLimits()
+    cpu_speedups: TextCpuSpeedups = TextCpuSpeedups()
 
     @model_validator(mode="after")
     def _defaults_within_limits(self):
         if self.defaults.max_new_tokens > self.limits.max_new_tokens:
             raise ValueError("defaults.max_new_tokens exceeds limits.max_new_tokens")
+        if self.cpu_speedups.quantize == "int8_dynamic" and self.dtype not in ("auto", "float32"):
+            raise ValueError("cpu_speedups.quantize int8_dynamic needs dtype float32 (or auto)")
         return self
 
 

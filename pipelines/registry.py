@@ -116,7 +116,8 @@ class ModelRegistry:
             memory_mb = float(getattr(pipeline, "memory_mb", 0.0))
             with self._lock:
                 self._evict_to_fit(memory_mb)
-                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(getattr(pipeline, "placement", "?")))
+                placement = getattr(pipeline, "placement_label", None) or getattr(pipeline, "placement", "?")  # label: with speed-ups
+                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(placement))
             return pipeline
 
     def is_loaded(self, task: str, name: str) -> bool:

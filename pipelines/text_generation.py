@@ -19,11 +19,23 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from pipelines.config import TextEntry
+from pipelines.cpu_speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
 from pipelines.hub import from_pretrained_kwargs
-from pipelines.devices import Placement, choose_placement, module_size_mb
+from pipelines.devices import Placement, choose_placement
 from pipelines.errors import InputError
 
 MAX_SEED = 2**32 - 1
+
+# Named sampling presets offered in the Text tab. Each sets these fields; the others (and
+# max_new_tokens) keep the model's defaults from models.yaml.
+PRESETS: dict[str, dict] = {
+    # the most likely token every time: reproducible, factual-sounding, prone to loops
+    "Precise (greedy)": dict(do_sample=False, repetition_penalty=1.2),
+    # mild sampling: coherent yet varied; close to most models' defaults
+    "Balanced": dict(do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1),
+    # wide sampling: surprising word choices, drifts off topic sooner
+    "Creative": dict(do_sample=True, temperature=1.1, top_p=0.98, top_k=0, repetition_penalty=1.05),
+}
 
 
 @dataclass(frozen=True)
@@ -35,12 +47,22 @@ class TextParams:
     repetition_penalty: float = 1.1
     do_sample: bool = True
     seed: int = -1  # -1 picks a random seed; the one used is reported back
+    # A prompt too long for the context: False refuses it with a message; True drops its
+    # oldest tokens (left truncation) and says how many in the result's `truncated_tokens`.
+    truncate_prompt: bool = False
 
     @classmethod
     def from_defaults(cls, entry: TextEntry, **overrides) -> "TextParams":
         values = entry.defaults.model_dump()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @classmethod
+    def from_preset(cls, entry: TextEntry, preset: str, **overrides) -> "TextParams":
+        """The model's defaults with a named preset's sampling fields on top."""
+        if preset not in PRESETS:
+            raise InputError("preset", f"unknown preset {preset!r}; choose one of {', '.join(map(repr, PRESETS))}")
+        return cls.from_defaults(entry, **(PRESETS[preset] | overrides))
 
 
 def _number(field: str, value: object, low: float, high: float, integer: bool = False, low_open: bool = False) -> float:
@@ -64,8 +86,9 @@ def check_params(params: TextParams, max_new_tokens_limit: int) -> TextParams:
     _number("top_k", params.top_k, 0, 1000, integer=True)
     _number("repetition_penalty", params.repetition_penalty, 1, 3)
     _number("seed", params.seed, -1, MAX_SEED, integer=True)
-    if not isinstance(params.do_sample, bool):
-        raise InputError("do_sample", f"must be true or false, got {params.do_sample!r}")
+    for flag in ("do_sample", "truncate_prompt"):
+        if not isinstance(getattr(params, flag), bool):
+            raise InputError(flag, f"must be true or false, got {getattr(params, flag)!r}")
     return TextParams(**{k: (int(v) if isinstance(v, float) and k in ("max_new_tokens", "top_k", "seed") else v)
                          for k, v in asdict(params).items()})
 
@@ -97,11 +120,13 @@ class _StopFlag(StoppingCriteria):
 
 
 class TextGenerator:
-    def __init__(self, name: str, model, tokenizer, placement: Placement, entry: TextEntry):
+    def __init__(self, name: str, model, tokenizer, placement: Placement, entry: TextEntry, speedups: str = ""):
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.placement = placement
+        # what the status panel shows: device/dtype and the CPU speed-ups applied, e.g. "cpu/float32 +int8 dynamic"
+        self.placement_label = f"{placement}{speedups}"
         self.entry = entry
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
         # One generation at a time per model: the seed is set on torch's global RNG, and
@@ -116,11 +141,16 @@ class TextGenerator:
         model.to(placement.device).eval()
         if tokenizer.pad_token_id is None:  # GPT-Neo has no pad token; EOS is the standard stand-in
             tokenizer.pad_token = tokenizer.eos_token
-        return cls(entry.name, model, tokenizer, placement, entry)
+        speedups = ""
+        if placement.device == "cpu":  # CPU remedies; a GPU has the bandwidth and kernels already
+            options = entry.cpu_speedups
+            model = apply_cpu_speedups(model, quantize=options.quantize, compile=options.compile)
+            speedups = describe_speedups(quantize=options.quantize, compile=options.compile)
+        return cls(entry.name, model, tokenizer, placement, entry, speedups)
 
     @property
     def memory_mb(self) -> float:
-        return module_size_mb(self.model)
+        return model_memory_mb(self.model)
 
     def default_params(self, **overrides) -> TextParams:
         return TextParams.from_defaults(self.entry, **overrides)
@@ -130,15 +160,18 @@ class TextGenerator:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("prompt", "is empty; type the beginning of a text for the model to continue")
         params = check_params(params, self.entry.limits.max_new_tokens)
-        inputs = self.tokenizer(prompt, return_tensors="pt")
+        inputs = self.tokenizer(prompt, return_tensors="pt", verbose=False)  # too long is reported below, not logged
         prompt_tokens = inputs["input_ids"].shape[1]
-        if prompt_tokens + params.max_new_tokens > self.context_length:
-            raise InputError(
-                "prompt",
-                f"is {prompt_tokens} tokens; with max_new_tokens={params.max_new_tokens} that exceeds the "
-                f"model's context length of {self.context_length} tokens. Shorten the prompt to at most "
-                f"{max(self.context_length - params.max_new_tokens, 0)} tokens or lower max_new_tokens.",
-            )
+        room = self.context_length - params.max_new_tokens  # prompt tokens that fit
+        if prompt_tokens > room:
+            if not params.truncate_prompt or room < 1:
+                raise InputError(
+                    "prompt",
+                    f"is {prompt_tokens} tokens; with max_new_tokens={params.max_new_tokens} that exceeds the "
+                    f"model's context length of {self.context_length} tokens. Shorten the prompt to at most "
+                    f"{max(room, 0)} tokens, lower max_new_tokens, or turn on truncate_prompt to drop its beginning.",
+                )
+            inputs = {key: value[:, -room:] for key, value in inputs.items()}  # keep the end: it is what gets continued
         return inputs, params
 
     # -- 2. generate, streaming -------------------------------------------------------------
@@ -147,7 +180,9 @@ class TextGenerator:
 
         Closing this generator (or setting `stop`) ends the computation itself.
         """
+        prompt_tokens = None if params is None or not params.truncate_prompt else len(self.tokenizer(prompt, verbose=False)["input_ids"])
         inputs, params = self.check_inputs(prompt, params or self.default_params())
+        truncated = (prompt_tokens or 0) - inputs["input_ids"].shape[1]
         seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED)
         stop = stop or threading.Event()
         streamer = _CountingStreamer(self.tokenizer, timeout=None)
@@ -172,11 +207,11 @@ class TextGenerator:
             for piece in streamer:
                 text += piece
                 if piece:
-                    yield self._update(text, streamer, started, seed, params, done=False)
+                    yield self._update(text, streamer, started, seed, params, truncated, done=False)
             worker.join()
             if error:
                 raise RuntimeError(f"generation with '{self.name}' failed: {error[0]}") from error[0]
-            yield self._update(text, streamer, started, seed, params, done=True, stopped=stop.is_set())
+            yield self._update(text, streamer, started, seed, params, truncated, done=True, stopped=stop.is_set())
         finally:
             stop.set()  # the consumer went away (Stop, disconnect): end the computation too
             worker.join(timeout=30)
@@ -206,7 +241,8 @@ class TextGenerator:
         return kwargs
 
     @staticmethod
-    def _update(text, streamer: _CountingStreamer, started: float, seed: int, params: TextParams, done: bool, stopped: bool = False) -> dict:
+    def _update(text, streamer: _CountingStreamer, started: float, seed: int, params: TextParams, truncated: int,
+                done: bool, stopped: bool = False) -> dict:
         now = time.perf_counter()
         first = streamer.first_token_at
         ttft = (first - started) if first else None
@@ -222,5 +258,6 @@ class TextGenerator:
             "elapsed_s": now - started,
             "done": done,
             "stopped": stopped,
+            "truncated_tokens": truncated,  # prompt tokens dropped from the left (truncate_prompt)
             "params": asdict(params) | {"seed": seed},
         }

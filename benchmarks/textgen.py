@@ -1,0 +1,379 @@
+"""GPT-Neo 1.3B text generation on this CPU: plain float32 `generate`, each CPU speed-up, and the app.
+
+    flock /tmp/ml-heavy.lock python -m benchmarks.textgen --out /tmp/textgen.json
+
+builds GPT-Neo 1.3B at full size from its config with random weights (no download), with EOS
+suppressed so that every run generates exactly `--new-tokens` tokens, and measures per variant:
+
+- tokens_per_s: steady decoding rate, (tokens after the first) / (time since the first token);
+- ttft_s: time to first token (prompt processing + first step);
+- peak_mem_mb: peak resident memory (RSS) of the process while generating: weights, KV cache,
+  activations, Python and torch themselves. Each variant runs in its own process so that one
+  variant's memory never counts for another; `peak_load_mb` is the peak over the whole process,
+  including building and converting the model (quantizing starts from float32 weights);
+- weights_mb: bytes of the weights as the model holds them;
+- top1_agreement / kl_vs_fp32: quality cost, on 128 positions of a fixed random token sequence:
+  how often the next-token prediction matches float32's, and the mean KL divergence of the
+  next-token distributions from float32's (nats). Random weights give nearly flat distributions,
+  so these are a harsh test: trained models have clearer winners.
+
+Speed variants take the best of `--repeats` runs (the CPU is shared; the best run is the one
+least disturbed). The "app" row runs the app's `/generate_text` endpoint with the fastest
+speed-up: the app is launched in a separate process (`app.build_app` with a registry loader
+that builds the same random model instead of reading 5 GB from disk) and the request is
+streamed with `gradio_client` from this process; its rate is measured on the client, from the
+token counts in the streamed stats line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# EleutherAI/gpt-neo-1.3B's config.json (the fields that shape the model), written here: no download.
+GPT_NEO_1_3B = dict(
+    vocab_size=50257, max_position_embeddings=2048, hidden_size=2048, num_layers=24, num_heads=16,
+    attention_types=[[["global", "local"], 12]], window_size=256, intermediate_size=None,
+    activation_function="gelu_new", bos_token_id=50256, eos_token_id=50256,
+)
+EOS_ID = 50256
+SPEEDUPS = ("bf16", "int8_dynamic", "int8_torchao")  # one row each; "compile" only when asked (--variants)
+DEFAULT_NEW_TOKENS = 48  # generated per run; EOS is suppressed so every run makes exactly this many
+DEFAULT_REPEATS = 2  # speed runs per variant; the best counts
+QUALITY_POSITIONS = 128  # positions of the fixed token sequence compared against float32
+PROMPT = (
+    "Once upon a time there was a little robot who wanted to paint the sky. The quick brown fox jumps "
+    "over the lazy dog while the cat sleeps in the sun."
+)
+# What the benchmark samples with: the GPT-Neo entries' defaults in models.yaml.
+SAMPLING = dict(do_sample=True, temperature=0.8, top_p=0.95, top_k=50, repetition_penalty=1.1)
+SEED = 1234
+
+
+# -- inside one variant's process -------------------------------------------------------------------
+class RssPeak:
+    """Samples this process's resident memory every few milliseconds while running."""
+
+    def __init__(self, interval_s: float = 0.005):
+        self.interval_s, self.peak_mb = interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+            time.sleep(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+
+def peak_load_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps some), so RSS shows what is in use."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: RSS may then include freed memory
+        pass
+
+
+def build_tokenizer():
+    """GPT-2-style byte-level BPE (trained offline by pipelines.tiny) padded to GPT-Neo's 50257 ids:
+    filler tokens ' w<id>' make every id the model can produce decode to visible text."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from pipelines.tiny import build_byte_level_bpe_tokenizer
+
+    small = json.loads(build_byte_level_bpe_tokenizer(max_length=2048).backend_tokenizer.to_str())
+    vocab = small["model"]["vocab"]
+    vocab.pop("<|endoftext|>")
+    used = set(vocab.values())
+    vocab |= {f"Ġw{token_id}": token_id for token_id in range(EOS_ID) if token_id not in used}
+    vocab["<|endoftext|>"] = EOS_ID
+    small["model"]["vocab"] = vocab
+    small["added_tokens"][0]["id"] = EOS_ID
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(small)), bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=2048,
+    )
+    assert len(tokenizer) == GPT_NEO_1_3B["vocab_size"] and tokenizer.decode(tokenizer(PROMPT)["input_ids"]) == PROMPT
+    return tokenizer
+
+
+def build_model(layers: int):
+    """GPT-Neo 1.3B (or fewer layers, to try the benchmark quickly), random weights, float32."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    config = dict(GPT_NEO_1_3B, num_layers=layers, attention_types=[[["global", "local"], max(layers // 2, 1)]])
+    torch.manual_seed(0)  # the same weights in every process, so the quality columns compare like with like
+    model = GPTNeoForCausalLM(GPTNeoConfig(**config)).eval()
+    model.generation_config.suppress_tokens = [EOS_ID]  # never stop early: same token count every run
+    model.generation_config.pad_token_id = EOS_ID
+    return model
+
+
+def convert(model, variant: str):
+    """Apply a variant the way the app does at load (pipelines.cpu_speedups)."""
+    import torch
+
+    from pipelines.cpu_speedups import apply_cpu_speedups
+
+    if variant == "bf16":
+        return model.to(torch.bfloat16)
+    quantize = {"int8_dynamic": "int8_dynamic", "int8_torchao": "int8_torchao", "int8_dynamic+compile": "int8_dynamic"}.get(variant, "none")
+    return apply_cpu_speedups(model, quantize=quantize, compile=variant.endswith("compile"))
+
+
+class TokenTimes:
+    """A generate() streamer that records when each new token arrives."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value):
+        if self._prompt_seen:
+            self.times.append(time.perf_counter())
+        self._prompt_seen = True
+
+    def end(self):
+        pass
+
+
+def time_generation(model, input_ids, new_tokens: int) -> dict:
+    import torch
+
+    streamer = TokenTimes()
+    torch.manual_seed(SEED)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
+                       streamer=streamer, **SAMPLING)
+    times = streamer.times
+    assert len(times) == new_tokens, f"expected {new_tokens} tokens, got {len(times)}"
+    return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
+
+
+def quality(model, reference_path: Path, write_reference: bool) -> dict:
+    """Next-token predictions on a fixed random sequence, against float32's (saved by the fp32 run)."""
+    import torch
+
+    ids = torch.randint(0, EOS_ID, (1, QUALITY_POSITIONS), generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    if write_reference:
+        torch.save(log_probs, reference_path)
+    reference = torch.load(reference_path)
+    kl = torch.sum(reference.exp() * (reference - log_probs), dim=-1).mean().item()
+    agreement = (reference.argmax(-1) == log_probs.argmax(-1)).float().mean().item()
+    return {"top1_agreement": round(agreement, 4), "kl_vs_fp32": round(kl, 6)}
+
+
+def run_variant(variant: str, layers: int, new_tokens: int, repeats: int, reference: Path) -> dict:
+    import torch
+
+    from pipelines.cpu_speedups import model_memory_mb
+
+    started = time.perf_counter()
+    tokenizer = build_tokenizer()
+    model = convert(build_model(layers), variant)
+    release_freed_memory()  # the float32 weights that quantizing replaced
+    prepared_s = time.perf_counter() - started
+    row = {"variant": variant, "prepare_s": round(prepared_s, 1), "weights_mb": round(model_memory_mb(model), 1)}
+    row |= quality(model, reference, write_reference=variant == "fp32")
+    input_ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    time_generation(model, input_ids, 4)  # warm-up: first-call allocations, compilation
+    with RssPeak() as rss:
+        runs = [time_generation(model, input_ids, new_tokens) for _ in range(repeats)]
+    best = max(runs, key=lambda run: run["tokens_per_s"])
+    row |= {"tokens_per_s": round(best["tokens_per_s"], 2), "ttft_s": round(min(r["ttft_s"] for r in runs), 3),
+            "tokens": best["tokens"], "peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb()),
+            "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs], "threads": torch.get_num_threads()}
+    return row
+
+
+def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
+    """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
+    from app import build_app
+    from pipelines.config import parse_config
+    from pipelines.cpu_speedups import apply_cpu_speedups, describe_speedups
+    from pipelines.devices import choose_placement
+    from pipelines.registry import ModelRegistry, default_loaders
+    from pipelines.text_generation import TextGenerator
+
+    unused = {"source": "not-loaded"}
+    config = parse_config({
+        "settings": {"memory_budget_mb": 64000, "idle_unload_minutes": 0},
+        "classification": [{"name": "unused", **unused}],
+        "text": [{"name": "GPT-Neo 1.3B (random weights)", "source": "benchmark:in-memory",
+                  "defaults": dict(SAMPLING, max_new_tokens=new_tokens), "cpu_speedups": {"quantize": speedup}}],
+        "image": [{"name": "unused", **unused}],
+    })
+
+    def load_text(entry):
+        # TextGenerator.from_entry minus from_pretrained: the same speed-ups, applied the same way
+        placement = choose_placement("text", entry.device, entry.dtype)
+        model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize, compile=entry.cpu_speedups.compile)
+        tokenizer = build_tokenizer()
+        tokenizer.pad_token = tokenizer.eos_token
+        return TextGenerator(entry.name, model, tokenizer, placement, entry, describe_speedups(entry.cpu_speedups.quantize))
+
+    registry = ModelRegistry(config, loaders=default_loaders() | {"text": load_text})
+    name = config.default_name("text")
+    generator = registry.get("text", name)  # load before serving: loading is not what is measured
+    release_freed_memory()
+    for _ in generator.stream(PROMPT, generator.default_params(max_new_tokens=4, seed=SEED)):
+        pass  # warm-up, as for the other variants
+    demo = build_app(config, registry)
+    demo.queue()
+    with RssPeak() as rss:
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        print(f"URL {url} {name}", flush=True)
+        sys.stdin.read()  # the benchmark closes stdin when its client is done
+    demo.close()
+    print("MEM " + json.dumps({"peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb()),
+                               "placement": generator.placement_label}), flush=True)
+
+
+def time_app_request(client, name: str, new_tokens: int) -> dict:
+    """One streamed /generate_text request; the rate from the token counts in the stats updates."""
+    submitted = time.perf_counter()
+    job = client.submit(PROMPT, name, new_tokens, SAMPLING["temperature"], SAMPLING["top_p"], SAMPLING["top_k"],
+                        SAMPLING["repetition_penalty"], SAMPLING["do_sample"], SEED, api_name="/generate_text")
+    arrivals = []  # (time, tokens so far)
+    for _text, stats in job:
+        tokens = re.search(r"(\d+) tokens", stats or "")
+        if tokens:
+            arrivals.append((time.perf_counter(), int(tokens.group(1))))
+    _text, final_stats = job.result()
+    total = int(re.search(r"(\d+) tokens", final_stats).group(1))
+    assert total == new_tokens, f"the app generated {total} tokens, expected {new_tokens}: {final_stats}"
+    (t_first, n_first), (t_last, n_last) = arrivals[0], arrivals[-1]
+    return {"tokens_per_s": (n_last - n_first) / (t_last - t_first), "ttft_s": t_first - submitted, "tokens": total,
+            "server_stats": final_stats}
+
+
+def run_app(speedup: str, layers: int, new_tokens: int, repeats: int) -> dict:
+    from gradio_client import Client
+
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.textgen", "--serve-app", speedup, "--layers", str(layers),
+                               "--new-tokens", str(new_tokens)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while not line.startswith("URL "):  # libraries may print first
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError("the app did not start (see its errors above)")
+        _, url, name = line.rstrip("\n").split(" ", 2)
+        prepared_s = time.perf_counter() - started
+        client = Client(url, verbose=False)
+        runs = [time_app_request(client, name, new_tokens) for _ in range(repeats)]
+        server.stdin.close()
+        memory = json.loads(server.stdout.read().split("MEM ", 1)[1])
+    finally:
+        if server.poll() is None:
+            server.stdin.close() if not server.stdin.closed else None
+            server.wait(timeout=60)
+    best = max(runs, key=lambda run: run["tokens_per_s"])
+    return {"variant": "app", "speedup": speedup, "placement": memory["placement"], "prepare_s": round(prepared_s, 1),
+            "tokens_per_s": round(best["tokens_per_s"], 2), "ttft_s": round(min(r["ttft_s"] for r in runs), 3),
+            "tokens": best["tokens"], "peak_mem_mb": memory["peak_mem_mb"], "peak_load_mb": memory["peak_load_mb"],
+            "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs], "server_stats": best["server_stats"]}
+
+
+# -- the benchmark: one process per variant ---------------------------------------------------------
+def run_in_subprocess(variant: str, args, reference: Path) -> dict:
+    command = [sys.executable, "-m", "benchmarks.textgen", "--variant", variant, "--layers", str(args.layers),
+               "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats), "--reference", str(reference)]
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def print_table(rows: list[dict], baseline: float) -> None:
+    print(f"\n{'variant':<22}{'tokens/s':>9}{'x fp32':>8}{'TTFT s':>8}{'peak MB':>9}{'load MB':>9}{'weights MB':>11}{'top-1':>7}{'KL':>10}")
+    for row in rows:
+        top1 = f"{row['top1_agreement']:.3f}" if "top1_agreement" in row else "-"
+        kl = f"{row['kl_vs_fp32']:.5f}" if "kl_vs_fp32" in row else "-"
+        print(f"{row['variant']:<22}{row['tokens_per_s']:>9.2f}{row['tokens_per_s'] / baseline:>8.2f}{row['ttft_s']:>8.2f}"
+              f"{row['peak_mem_mb']:>9}{row['peak_load_mb']:>9}{row.get('weights_mb', '-'):>11}{top1:>7}{kl:>10}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.textgen", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="write the JSON results here")
+    parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"runs per variant, best counts (default {DEFAULT_REPEATS})")
+    parser.add_argument("--layers", type=int, default=GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try the benchmark quickly (default 24: the real size)")
+    parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also int8_dynamic+compile)")
+    parser.add_argument("--no-app", action="store_true", help="skip the app row")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    parser.add_argument("--reference", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-app", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve_app:
+        serve_app(args.serve_app, args.layers, args.new_tokens)
+        return 0
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.layers, args.new_tokens, args.repeats, Path(args.reference))))
+        return 0
+
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = Path(tmp) / "fp32_log_probs.pt"
+        for variant in ["fp32", *[v for v in args.variants.split(",") if v]]:
+            rows.append(run_in_subprocess(variant, args, reference))
+            print(f"{variant}: {rows[-1]['tokens_per_s']} tokens/s", flush=True)
+    speedups = [row for row in rows if row["variant"] != "fp32" and row["variant"] in ("int8_dynamic", "int8_torchao")]
+    if not args.no_app and speedups:
+        fastest = max(speedups, key=lambda row: row["tokens_per_s"])
+        rows.append(run_app(fastest["variant"], args.layers, args.new_tokens, args.repeats))
+        rows[-1]["vs_raw_pipeline"] = round(rows[-1]["tokens_per_s"] / fastest["tokens_per_s"], 3)
+    baseline = rows[0]["tokens_per_s"]
+    print_table(rows, baseline)
+    total_s = time.perf_counter() - started
+    print(f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats}; {total_s:.0f} s in all")
+    result = {"rows": rows, "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
+              "new_tokens": args.new_tokens, "repeats": args.repeats, "total_s": round(total_s, 1), "sampling": SAMPLING}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Text generation on the tiny GPT-Neo: seeds, presets, long prompts, Stop, CPU speed-ups, status panel."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import torch
+from gradio_client.exceptions import AppError
+
+from pipelines.config import ConfigError, parse_config
+from pipelines.cpu_speedups import apply_cpu_speedups, model_memory_mb
+from pipelines.errors import InputError
+from pipelines.registry import ModelRegistry
+from pipelines.text_generation import PRESETS, TextGenerator, TextParams, check_params
+from ui import status_panel, text_tab
+
+LONG_PROMPT = "Once upon a time " * 80  # ~320 tokens: more than the tiny model's 256-token context
+
+
+def text_args(name, prompt="Once upon a time", max_new_tokens=12, seed=11, do_sample=True, **extra):
+    return dict(prompt=prompt, model_name=name, max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.95,
+                top_k=50, repetition_penalty=1.1, do_sample=do_sample, seed=seed, **extra)
+
+
+# -- seeds ------------------------------------------------------------------------------------------
+def test_same_seed_same_text_through_the_api(client, names):
+    first = client.predict(**text_args(names["text"], seed=11), api_name="/generate_text")
+    again = client.predict(**text_args(names["text"], seed=11), api_name="/generate_text")
+    other = client.predict(**text_args(names["text"], seed=12), api_name="/generate_text")
+    assert first[0] == again[0] and first[0] and "seed 11" in first[1] and "seed 11" in again[1]
+    assert "seed 12" in other[1]
+
+
+def test_random_seed_is_reported_and_reproduces_the_text(client, names):
+    text, stats = client.predict(**text_args(names["text"], seed=-1), api_name="/generate_text")
+    used = int(stats.split("seed ")[1].split()[0])
+    assert 0 <= used < 2**32
+    replay, replay_stats = client.predict(**text_args(names["text"], seed=used), api_name="/generate_text")
+    assert replay == text and f"seed {used}" in replay_stats
+
+
+# -- long prompts -----------------------------------------------------------------------------------
+def test_too_long_prompt_is_refused_with_a_message(client, names):
+    with pytest.raises(AppError, match=r"prompt: is \d+ tokens; .* context length of 256 tokens.*truncate_prompt"):
+        client.predict(**text_args(names["text"], prompt=LONG_PROMPT), api_name="/generate_text")
+
+
+def test_too_long_prompt_is_truncated_from_the_left_on_request(client, names):
+    text, stats = client.predict(**text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text")
+    assert text and "12 tokens" in stats and "prompt truncated: its first" in stats
+
+
+def test_truncation_keeps_the_end_of_the_prompt(registry, names):
+    generator = registry.get("text", names["text"])
+    inputs, _ = generator.check_inputs(LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True))
+    kept = inputs["input_ids"][0]
+    assert len(kept) == generator.context_length - 16 and generator.tokenizer.decode(kept).endswith("the end")
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+
+
+# -- presets ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_presets_set_valid_sampling_controls(tiny_config, names, preset):
+    entry = tiny_config.entry("text", names["text"])
+    params = check_params(TextParams.from_preset(entry, preset), entry.limits.max_new_tokens)
+    values = dict(zip(text_tab.SAMPLING_FIELDS, text_tab.preset_values(tiny_config, names["text"], preset)))
+    assert values == {field: getattr(params, field) for field in text_tab.SAMPLING_FIELDS}
+    assert params.max_new_tokens == entry.defaults.max_new_tokens  # presets leave the length alone
+    assert all(values[field] == value for field, value in PRESETS[preset].items())
+
+
+def test_greedy_preset_is_deterministic_and_model_defaults_restore(tiny_config, registry, names):
+    generator = registry.get("text", names["text"])
+    greedy = TextParams.from_preset(generator.entry, "Precise (greedy)", max_new_tokens=8)
+    assert greedy.do_sample is False
+    texts = {generator.generate("Once upon a time", dataclasses.replace(greedy, seed=s))["text"] for s in (1, 2)}
+    assert len(texts) == 1  # greedy ignores the seed
+    defaults = text_tab.preset_values(tiny_config, names["text"], text_tab.MODEL_DEFAULTS)
+    d = generator.entry.defaults
+    assert defaults == (d.temperature, d.top_p, d.top_k, d.repetition_penalty, d.do_sample)
+    with pytest.raises(InputError, match="preset: unknown preset 'Wild'"):
+        TextParams.from_preset(generator.entry, "Wild")
+
+
+# -- generate is called cleanly ---------------------------------------------------------------------
+def test_generate_warns_about_nothing(registry, names, capfd, recwarn):
+    generator = registry.get("text", names["text"])
+    for do_sample in (True, False):
+        result = generator.generate("Hello there", generator.default_params(max_new_tokens=6, do_sample=do_sample, seed=3))
+        assert result["new_tokens"] == 6
+    stderr = capfd.readouterr().err.lower()
+    assert "attention mask" not in stderr and "pad_token" not in stderr and "pad token" not in stderr
+    assert not [w for w in recwarn if "generat" in str(w.message).lower()]
+
+
+def test_stats_count_the_generated_tokens(registry, names):
+    generator = registry.get("text", names["text"])
+    result = generator.generate("Hello there", generator.default_params(max_new_tokens=10, seed=4))
+    produced = len(generator.tokenizer(result["text"])["input_ids"])
+    assert result["new_tokens"] == 10 and result["done"] and not result["stopped"]
+    assert 0 < result["ttft_s"] <= result["elapsed_s"] and result["tokens_per_s"] > 0
+    assert produced >= 1  # the text decodes from those tokens (re-tokenizing may merge some)
+
+
+# -- Stop -------------------------------------------------------------------------------------------
+class SlowSteps:
+    """A forward pre-hook that makes every decoding step of the tiny model take `delay_s`, so
+    that a generation lasts long enough to be stopped in the middle; counts the steps."""
+
+    def __init__(self, delay_s: float = 0.05):
+        self.delay_s, self.calls = delay_s, 0
+
+    def __call__(self, module, args, kwargs=None):
+        self.calls += 1
+        time.sleep(self.delay_s)
+
+
+@pytest.fixture(scope="module")
+def slow_app(tiny_config):
+    """An app whose text model takes 0.05 s per token: 200 tokens would take 10 s."""
+    from gradio_client import Client
+
+    from app import build_app
+    from pipelines.registry import default_loaders
+
+    hook = SlowSteps()
+
+    def slow_text(entry):
+        generator = TextGenerator.from_entry(entry)
+        generator.model.register_forward_pre_hook(hook)
+        return generator
+
+    registry = ModelRegistry(tiny_config, loaders=default_loaders() | {"text": slow_text})
+    demo = build_app(tiny_config, registry)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    yield Client(url, verbose=False), registry, hook
+    demo.close()
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_cancelled_api_job_stops_generate_and_frees_the_model(slow_app, names):
+    client, registry, hook = slow_app
+    job = client.submit(**text_args(names["text"], max_new_tokens=200), api_name="/generate_text")
+    assert wait_until(lambda: len(job.outputs()) >= 2), "no streamed update arrived"
+    generator = registry.get("text", names["text"])
+    assert generator._lock.locked()  # generating
+    job.cancel()
+    assert wait_until(lambda: not generator._lock.locked()), "generate() still runs after the job was cancelled"
+    steps_when_stopped = hook.calls
+    assert steps_when_stopped < 150  # stopped mid-way, not at the end of its 200 tokens
+    # the next request starts at once and runs to its end
+    text, stats = client.predict(**text_args(names["text"], max_new_tokens=5), api_name="/generate_text")
+    assert text and stats.startswith("5 tokens")
+    assert hook.calls - steps_when_stopped <= 5 + 2  # the cancelled generation did not resume
+
+
+def test_stop_flag_ends_generation_with_a_stopped_result(slow_app, names):
+    _, registry, _ = slow_app
+    generator = registry.get("text", names["text"])
+    stop = threading.Event()
+    updates = []
+    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=1), stop=stop):
+        updates.append(update)
+        if len(updates) == 3:
+            stop.set()  # what the Stop button does (ui.common.StopFlags.stop)
+    final = updates[-1]
+    assert final["done"] and final["stopped"] and final["new_tokens"] < 200
+    assert not generator._lock.locked()
+
+
+def test_closing_the_stream_frees_the_model_at_once(slow_app, names):
+    _, registry, hook = slow_app
+    generator = registry.get("text", names["text"])
+    stream = generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=1))
+    next(stream), next(stream)
+    stream.close()  # what Gradio does when a client cancels or disconnects
+    assert not generator._lock.locked()
+    calls = hook.calls
+    time.sleep(0.2)
+    assert hook.calls == calls  # no step ran after close() returned
+
+
+# -- CPU speed-ups ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("quantize", ["none", "int8_dynamic", "int8_torchao"])
+def test_each_speedup_still_generates(tiny_config, names, quantize):
+    entry = tiny_config.entry("text", names["text"])
+    entry = entry.model_copy(update={"cpu_speedups": entry.cpu_speedups.model_copy(update={"quantize": quantize})})
+    generator = TextGenerator.from_entry(entry)
+    result = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=2))
+    assert result["new_tokens"] == 8 and result["text"]
+    again = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=2))
+    assert again["text"] == result["text"]
+    lm_head = generator.model.lm_head
+    if quantize == "int8_dynamic":
+        assert isinstance(lm_head, torch.ao.nn.quantized.dynamic.Linear) and lm_head.weight().dtype == torch.qint8
+        assert generator.placement_label == "cpu/float32 +int8 dynamic"
+    elif quantize == "int8_torchao":
+        assert type(lm_head.weight).__name__ == "Int8Tensor" and lm_head.weight.qdata.dtype == torch.int8
+        assert generator.placement_label == "cpu/float32 +int8 torchao"
+    else:
+        assert type(lm_head) is torch.nn.Linear and generator.placement_label == "cpu/float32"
+
+
+@pytest.mark.parametrize("quantize", ["int8_dynamic", "int8_torchao"])
+def test_int8_weights_take_about_a_quarter_of_the_memory(quantize):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
+    before = model_memory_mb(model)
+    reference = model(torch.ones(1, 256))
+    model = apply_cpu_speedups(model, quantize=quantize)
+    assert 0.24 < model_memory_mb(model) / before < 0.35  # int8 weights, float scales and biases
+    assert torch.allclose(model(torch.ones(1, 256)), reference, atol=0.05)
+
+
+def test_int8_dynamic_with_bfloat16_is_a_config_error(tiny_config):
+    raw = tiny_config.model_dump(mode="json")
+    raw["text"][0] |= {"dtype": "bfloat16", "cpu_speedups": {"quantize": "int8_dynamic"}}
+    with pytest.raises(ConfigError, match=r"text\[0\].*int8_dynamic needs dtype float32"):
+        parse_config(raw)
+    raw["text"][0]["cpu_speedups"] = {"quantize": "int4"}
+    with pytest.raises(ConfigError, match=r"cpu_speedups.quantize"):
+        parse_config(raw)
+
+
+def test_bundled_config_offers_the_int8_entry():
+    from pipelines.config import load_config
+
+    config = load_config()
+    int8 = [e for e in config.text if e.cpu_speedups.quantize != "none"]
+    assert [e.name for e in int8] == ["GPT-Neo 1.3B (int8, CPU)"] and int8[0].source == "EleutherAI/gpt-neo-1.3B"
+    assert "quality" in int8[0].description.lower()
+
+
+# -- status panel -----------------------------------------------------------------------------------
+def test_status_panel_lists_loaded_models(tiny_config, names):
+    registry = ModelRegistry(tiny_config)
+    empty = status_panel.render(tiny_config, registry)
+    assert "**Loaded models:** 0" in empty and "No model loaded yet" in empty
+    registry.get("text", names["text"])
+    panel = status_panel.render(tiny_config, registry)
+    row = next(line for line in panel.splitlines() if names["text"] in line)
+    assert "| text |" in row and "cpu/float32" in row and " MB |" in row
+    assert "**Loaded models:** 1" in panel and "of the 2,000 MB budget" in panel and "resident" in panel
+    registry.unload("text", names["text"])
+    assert "No model loaded yet" in status_panel.render(tiny_config, registry)

@@ -1,0 +1,55 @@
+"""The "loaded models" panel under the tabs: which models are in memory, where, and how much.
+
+Shared by every tab: it reads the registry, so a model loaded, evicted (memory budget) or
+unloaded (idle timeout) by any tab shows here. It refreshes itself every few seconds and
+with its Refresh button (private events).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import psutil
+
+from pipelines.config import AppConfig
+from pipelines.registry import ModelRegistry
+
+# Seconds between automatic refreshes while a page is open: soon after a generation or a
+# classification ends, without polling the server much.
+REFRESH_EVERY_S = 5.0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def render(config: AppConfig, registry: ModelRegistry) -> str:
+    """Markdown: one row per loaded model, the memory budget, the idle timeout, the process's memory."""
+    loaded = registry.status()
+    settings = config.settings
+    total_mb = sum(m["memory_mb"] for m in loaded)
+    idle = f"unloaded after {settings.idle_unload_minutes:g} min unused" if settings.idle_unload_minutes > 0 else "never unloaded when idle"
+    lines = [
+        f"**Loaded models:** {len(loaded)} · {total_mb:,.0f} MB of the {settings.memory_budget_mb:,} MB budget "
+        f"(least recently used evicted first; {idle}) · this process: {psutil.Process().memory_info().rss / 2**20:,.0f} MB resident",
+    ]
+    if not loaded:
+        lines.append("\nNo model loaded yet: each loads on its first request.")
+        return "\n".join(lines)
+    lines += ["", "| task | model | device / dtype | weights | idle |", "|---|---|---|---|---|"]
+    for m in reversed(loaded):  # most recently used first
+        lines.append(f"| {m['task']} | {m['name']} | {m['placement']} | {m['memory_mb']:,.0f} MB | {_duration(m['idle_s'])} |")
+    return "\n".join(lines)
+
+
+def build(config: AppConfig, registry: ModelRegistry) -> gr.Markdown:
+    with gr.Accordion("Loaded models", open=False):
+        panel = gr.Markdown(render(config, registry))
+        refresh = gr.Button("Refresh", size="sm")
+    timer = gr.Timer(REFRESH_EVERY_S)
+
+    def update() -> str:
+        return render(config, registry)
+
+    for trigger in (refresh.click, timer.tick):
+        trigger(update, None, panel, api_visibility="private", queue=False, show_progress="hidden")
+    return panel
