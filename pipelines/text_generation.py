@@ -180,9 +180,10 @@ class TextGenerator:
 
         Closing this generator (or setting `stop`) ends the computation itself.
         """
-        prompt_tokens = None if params is None or not params.truncate_prompt else len(self.tokenizer(prompt, verbose=False)["input_ids"])
         inputs, params = self.check_inputs(prompt, params or self.default_params())
-        truncated = (prompt_tokens or 0) - inputs["input_ids"].shape[1]
+        truncated = 0
+        if params.truncate_prompt:  # report how many prompt tokens check_inputs dropped
+            truncated = len(self.tokenizer(prompt, verbose=False)["input_ids"]) - inputs["input_ids"].shape[1]
         seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED)
         stop = stop or threading.Event()
         streamer = _CountingStreamer(self.tokenizer, timeout=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 
@@ -48,9 +49,12 @@ def test_too_long_prompt_is_refused_with_a_message(client, names):
         client.predict(**text_args(names["text"], prompt=LONG_PROMPT), api_name="/generate_text")
 
 
-def test_too_long_prompt_is_truncated_from_the_left_on_request(client, names):
+def test_too_long_prompt_is_truncated_from_the_left_on_request(client, registry, names):
+    generator = registry.get("text", names["text"])
+    expected = len(generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"]) - (generator.context_length - 12)
     text, stats = client.predict(**text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text")
-    assert text and "12 tokens" in stats and "prompt truncated: its first" in stats
+    dropped = int(re.search(r"prompt truncated: its first (\d+) tokens were dropped", stats).group(1))
+    assert text and stats.startswith("12 tokens") and dropped == expected > 0
 
 
 def test_truncation_keeps_the_end_of_the_prompt(registry, names):
@@ -100,7 +104,8 @@ def test_stats_count_the_generated_tokens(registry, names):
     generator = registry.get("text", names["text"])
     result = generator.generate("Hello there", generator.default_params(max_new_tokens=10, seed=4))
     produced = len(generator.tokenizer(result["text"])["input_ids"])
-    assert result["new_tokens"] == 10 and result["done"] and not result["stopped"]
+    assert result["new_tokens"] == 10 and result["done"] and not result["stopped"] and result["truncated_tokens"] == 0
+    assert "prompt truncated" not in text_tab.format_stats(result)
     assert 0 < result["ttft_s"] <= result["elapsed_s"] and result["tokens_per_s"] > 0
     assert produced >= 1  # the text decodes from those tokens (re-tokenizing may merge some)
 

@@ -37,7 +37,8 @@ def render(config: AppConfig, registry: ModelRegistry) -> str:
         return "\n".join(lines)
     lines += ["", "| task | model | device / dtype | weights | idle |", "|---|---|---|---|---|"]
     for m in reversed(loaded):  # most recently used first
-        lines.append(f"| {m['task']} | {m['name']} | {m['placement']} | {m['memory_mb']:,.0f} MB | {_duration(m['idle_s'])} |")
+        weights = f"{m['memory_mb']:,.0f}" if m["memory_mb"] >= 10 else f"{m['memory_mb']:.1f}"
+        lines.append(f"| {m['task']} | {m['name']} | {m['placement']} | {weights} MB | {_duration(m['idle_s'])} |")
     return "\n".join(lines)
 
 
