@@ -7,6 +7,8 @@ postprocess (softmax, map the model's class names onto ham/spam, apply the thres
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -15,8 +17,12 @@ from pipelines.config import ClassificationEntry
 from pipelines.hub import from_pretrained_kwargs
 from pipelines.devices import Placement, choose_placement, module_size_mb
 from pipelines.errors import InputError, ModelLoadError
+from pipelines.spam_data import CLASS_NAMES, classification_metrics, read_messages
 
 CLASSES = ("ham", "spam")
+# Messages per forward pass for files and explanations: big enough to keep the CPU's matrix
+# units busy, small enough that a batch of long messages stays well under a second.
+FILE_BATCH_SIZE = 64
 
 
 def resolve_class_names(id2label: dict[int, str], mapping: dict[str, str], model_name: str) -> list[str]:
@@ -100,11 +106,11 @@ class SpamClassifier:
     def forward(self, inputs: dict) -> torch.Tensor:
         return self.model(**inputs).logits.float().softmax(dim=-1).cpu()
 
-    def postprocess(self, probs: torch.Tensor, truncated: list[bool], threshold: float) -> list[dict]:
+    def postprocess(self, probs: torch.Tensor, truncated: list[bool], thresholds: list[float]) -> list[dict]:
         spam_id = self.class_names.index("spam")
         ham_id = self.class_names.index("ham")
         results = []
-        for row, cut in zip(probs.tolist(), truncated):
+        for row, cut, threshold in zip(probs.tolist(), truncated, thresholds):
             spam = row[spam_id]
             results.append(
                 {
@@ -115,9 +121,93 @@ class SpamClassifier:
             )
         return results
 
-    def __call__(self, texts: list[str], threshold: float = 0.5) -> list[dict]:
-        """Classify a batch of messages: one forward pass, padded to the longest message."""
+    def __call__(self, texts: list[str], threshold: float | list[float] = 0.5) -> list[dict]:
+        """Classify a batch of messages: one forward pass, padded to the longest message.
+
+        `threshold` is one spam threshold for all, or one per message (requests that Gradio
+        batched together each bring their own).
+        """
         texts = [check_message(t) for t in texts]
-        threshold = check_threshold(threshold)
+        thresholds = threshold if isinstance(threshold, (list, tuple)) else [threshold] * len(texts)
+        if len(thresholds) != len(texts):
+            raise InputError("threshold", f"got {len(thresholds)} thresholds for {len(texts)} messages")
+        thresholds = [check_threshold(t) for t in thresholds]
         inputs, truncated = self.preprocess(texts)
-        return self.postprocess(self.forward(inputs), truncated, threshold)
+        return self.postprocess(self.forward(inputs), truncated, thresholds)
+
+    def spam_scores(self, texts: list[str], batch_size: int = FILE_BATCH_SIZE) -> list[float]:
+        """P(spam) per text, in batches (used by the explanations, which need no checks or labels)."""
+        spam_id = self.class_names.index("spam")
+        scores: list[float] = []
+        for start in range(0, len(texts), batch_size):
+            inputs, _ = self.preprocess(texts[start : start + batch_size])
+            scores.extend(self.forward(inputs)[:, spam_id].tolist())
+        return scores
+
+    def classify_many(
+        self,
+        texts: list[str],
+        threshold: float = 0.5,
+        batch_size: int = FILE_BATCH_SIZE,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[dict]:
+        """Classify any number of messages: sorted by length into batches, so that each batch is
+        padded only to its own longest message (dynamic padding), then put back in input order."""
+        threshold = check_threshold(threshold)
+        texts = [check_message(t, field=f"message {i + 1}") for i, t in enumerate(texts)]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[dict | None] = [None] * len(texts)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            inputs, truncated = self.preprocess([texts[i] for i in chunk])
+            for i, result in zip(chunk, self.postprocess(self.forward(inputs), truncated, [threshold] * len(chunk))):
+                results[i] = result
+            if on_progress is not None:
+                on_progress(min(start + batch_size, len(order)), len(order))
+        return results
+
+
+# -- batch files -------------------------------------------------------------------------------
+def classify_file(
+    classifier: SpamClassifier,
+    path: str | Path,
+    threshold: float = 0.5,
+    text_column: str | None = None,
+    max_rows: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Classify every message of a CSV/TSV/TXT file.
+
+    Returns `frame` (the file's columns + `label`, `spam_score`; an original `label` column is
+    kept as `true_label`), `metrics` (when the file has labels, else None), `empty_rows` (rows
+    without text: not classified, left blank) and `truncated` (messages cut to the model's limit).
+    """
+    threshold = check_threshold(threshold)
+    table = read_messages(path, text_column=text_column or None, max_rows=max_rows)
+    texts = table.texts
+    filled = [i for i, text in enumerate(texts) if text.strip()]
+    if not filled:
+        raise InputError("file", f"column {table.text_column!r} has no text in any row")
+    results = classifier.classify_many([texts[i] for i in filled], threshold, on_progress=on_progress)
+
+    frame = table.frame.copy()
+    if "label" in frame.columns:
+        frame = frame.rename(columns={"label": "true_label"})
+    labels, scores = [""] * len(texts), [float("nan")] * len(texts)
+    for i, result in zip(filled, results):
+        labels[i], scores[i] = result["label"], round(result["scores"]["spam"], 6)
+    frame["label"], frame["spam_score"] = labels, scores
+
+    metrics = None
+    true_labels = table.labels
+    if true_labels is not None:
+        predicted = [CLASS_NAMES.index(result["label"]) for result in results]
+        metrics = classification_metrics([true_labels[i] for i in filled], predicted)
+    return {
+        "frame": frame,
+        "metrics": metrics,
+        "text_column": table.text_column,
+        "label_column": table.label_column,
+        "empty_rows": len(texts) - len(filled),
+        "truncated": sum(result["truncated"] for result in results),
+    }

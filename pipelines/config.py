@@ -188,6 +188,10 @@ class Settings(Strict):
     gpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models are on a GPU (or ZeroGPU).")
     # torch already spreads one request over every CPU core: running two only makes both slower.
     cpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models run on the CPU.")
+    # Gradio's dynamic batching for /classify: requests waiting together share one forward pass.
+    classification_max_batch_size: int = Field(32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off.")
+    # Uploaded message files (Batch, /classify_batch): more rows than this are refused with a message.
+    classification_max_file_rows: int = Field(20000, ge=1, description="Most messages one uploaded batch file may hold.")
 
 
 class AppConfig(Strict):

@@ -1,60 +1,237 @@
-"""Classification tab: spam detection for one message."""
+"""Classification tab: spam detection for one message (with why) or a whole file of messages."""
 
 from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
 from pipelines.config import AppConfig
+from pipelines.errors import InputError, ModelLoadError
 from pipelines.gpu import classification_seconds, on_gpu
 from pipelines.registry import ModelRegistry
 from ui.common import describe_model, model_dropdown, show_errors
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = [
     ["WINNER!! You have been selected to receive a £900 prize reward! To claim call 09061701461. Valid 12 hours only."],
     ["Hey, are we still on for dinner tonight? I can pick you up at 7."],
     ["Your parcel is waiting for delivery. Please confirm your address here: bit.ly/2xYz to avoid return."],
 ]
+EXAMPLE_LABELS = ["Clear spam", "Clear ham", "Borderline"]
+TABLE_PREVIEW_ROWS = 1000  # rows of a classified file shown in the page; the CSV has them all
+TOP_WORDS = 5  # words listed under the highlighted message, strongest push towards spam first
+
+
+def error_message(err: Exception) -> str:
+    """What a user sees for an error in one request of a batch (the others still get results)."""
+    if isinstance(err, gr.Error):
+        return err.message
+    if isinstance(err, (InputError, ModelLoadError)):
+        return str(err)
+    log.exception("unexpected error in classify")
+    return f"Unexpected error: {type(err).__name__}: {err}"
+
+
+def describe_result(result: dict, threshold: float, max_length: int) -> str:
+    scores = result["scores"]
+    verdict = f"**{result['label'].upper()}** — spam score {scores['spam']:.3f} (threshold {float(threshold):.2f})"
+    if result["truncated"]:
+        verdict += f"<br>Note: the message was longer than {max_length} tokens and was truncated."
+    return verdict
+
+
+def summarize_file(result: dict, threshold: float, max_length: int) -> str:
+    frame = result["frame"]
+    counts = frame["label"].value_counts()
+    lines = [
+        f"**{len(frame):,} row(s)** (text column `{result['text_column']}`): {counts.get('ham', 0):,} ham, "
+        f"{counts.get('spam', 0):,} spam at threshold {float(threshold):.2f}."
+    ]
+    if result["empty_rows"]:
+        lines.append(f"{result['empty_rows']:,} row(s) have no text: not classified, their label is left blank.")
+    if result["truncated"]:
+        lines.append(f"{result['truncated']:,} message(s) were longer than {max_length} tokens and were truncated.")
+    if len(frame) > TABLE_PREVIEW_ROWS:
+        lines.append(f"The table shows the first {TABLE_PREVIEW_ROWS:,} rows; the CSV has all of them.")
+    metrics = result["metrics"]
+    if metrics is not None:
+        renamed = ", kept as `true_label`" if result["label_column"] == "label" else ""
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        lines += [
+            f"\n**Against the file's labels** (column `{result['label_column']}`{renamed}): "
+            f"accuracy {metrics['accuracy']:.3f}, spam precision {metrics['spam_precision']:.3f}, "
+            f"recall {metrics['spam_recall']:.3f}, F1 {metrics['spam_f1']:.3f}.",
+            "\n| | predicted ham | predicted spam |\n|---|---|---|\n"
+            f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |",
+        ]
+    return "\n".join(lines)
+
+
+def classify_requests(registry: ModelRegistry, messages: list[str], model_names: list[str], thresholds: list[float]):
+    """The batched /classify: (scores, verdicts), one per request, one forward pass per model.
+
+    A request with bad input gets an error verdict of its own and never fails the requests
+    batched with it. When no request of the batch gets a result and all share one error
+    (always so for a lone request), that error is raised, so API clients receive it as one.
+    """
+    from pipelines.classification import check_message, check_threshold
+
+    scores: list[dict | None] = [None] * len(messages)
+    verdicts: list[str] = [""] * len(messages)
+    errors: dict[int, str] = {}
+    by_model: dict[str, list[int]] = {}
+    for i, name in enumerate(model_names):
+        by_model.setdefault(name, []).append(i)
+    for name, indices in by_model.items():
+        try:
+            classifier = registry.get("classification", name)
+        except Exception as err:  # noqa: BLE001 - reported per request
+            errors.update({i: error_message(err) for i in indices})
+            continue
+        valid = []
+        for i in indices:
+            try:
+                check_message(messages[i])
+                check_threshold(thresholds[i])
+                valid.append(i)
+            except InputError as err:
+                errors[i] = str(err)
+        if not valid:
+            continue
+        try:
+            results = classifier([messages[i] for i in valid], threshold=[thresholds[i] for i in valid])
+        except Exception as err:  # noqa: BLE001 - reported per request
+            errors.update({i: error_message(err) for i in valid})
+            continue
+        for i, result in zip(valid, results):
+            scores[i] = result["scores"]
+            verdicts[i] = describe_result(result, thresholds[i], classifier.max_length)
+    if errors and len(errors) == len(messages) and len(set(errors.values())) == 1:
+        raise gr.Error(next(iter(errors.values())), print_exception=False)
+    for i, message in errors.items():
+        verdicts[i] = f"**Error** — {message}"
+    return scores, verdicts
 
 
 def build(config: AppConfig, registry: ModelRegistry) -> None:
     names = config.names("classification")
     default = config.entry("classification", names[0])
+    settings = config.settings
 
     @on_gpu(classification_seconds)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
-    @show_errors
-    def classify(message: str, model_name: str, threshold: float, progress=gr.Progress(track_tqdm=True)):
+    def classify(message: list[str], model_name: list[str], threshold: list[float]):
         """Classify one SMS message as spam or ham.
 
         Returns the confidence of each class and the verdict at the given spam threshold.
+        Gradio batches concurrent requests into one call (one list item per request).
         """
-        classifier = registry.get("classification", model_name)
-        result = classifier([message], threshold=threshold)[0]
-        scores = result["scores"]
-        verdict = f"**{result['label'].upper()}** — spam score {scores['spam']:.3f} (threshold {float(threshold):.2f})"
+        return classify_requests(registry, message, model_name, threshold)
+
+    @on_gpu(classification_seconds)
+    @show_errors
+    def explain_message(message: str, model_name: str):
+        """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
+
+        Each word is removed in turn and the message scored again (occlusion, one batched pass);
+        colours are relative to the strongest word, the list below gives the spam-score change.
+        """
+        from pipelines.explain import explain
+
+        result = explain(registry.get("classification", model_name), message)
+        words = result["words"]
+        peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
+        highlighted = [(piece, None if score is None else score / peak) for piece, score in result["segments"]]
+        pushing = [w for w in sorted(words, key=lambda w: -w["score"]) if w["score"] > 0][:TOP_WORDS]
+        if pushing:
+            note = "Towards spam most: " + ", ".join(f"`{w['text']}` ({w['score']:+.3f})" for w in pushing)
+        else:
+            note = "No word pushed this message towards spam."
         if result["truncated"]:
-            verdict += f"<br>Note: the message was longer than {classifier.max_length} tokens and was truncated."
-        return scores, verdict
+            note += "<br>Only the start of the message (what the model reads) is explained."
+        return highlighted, note
+
+    @on_gpu(classification_seconds)
+    @show_errors
+    def classify_batch(file: str | None, model_name: str, threshold: float, text_column: str,
+                       progress=gr.Progress()):
+        """Classify every message of a CSV, TSV or TXT file.
+
+        Returns a CSV with the file's columns plus `label` and `spam_score`, a table of the first
+        rows, and a summary (with accuracy, precision, recall, F1 and the confusion matrix when
+        the file has a label column).
+        """
+        from pipelines.classification import classify_file
+
+        if not file:
+            raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of messages")
+        classifier = registry.get("classification", model_name)
+        progress(0, desc="Reading the file")
+
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Classifying", unit="messages")
+
+        result = classify_file(
+            classifier, file, threshold, text_column=(text_column or "").strip() or None,
+            max_rows=settings.classification_max_file_rows, on_progress=report,
+        )
+        out = Path(tempfile.mkdtemp(prefix="classified-")) / f"{Path(file).stem}-classified.csv"
+        result["frame"].to_csv(out, index=False)
+        summary = summarize_file(result, threshold, classifier.max_length)
+        return str(out), result["frame"].head(TABLE_PREVIEW_ROWS), summary
 
     def show_model(model_name: str):
         return describe_model(config.entry("classification", model_name))
 
     with gr.Tab("Classification", id="classification"):
-        gr.Markdown("Spam detection with a fine-tuned transformer: paste a message, get ham or spam.")
+        gr.Markdown("Spam detection with a fine-tuned transformer: paste a message or upload a file, get ham or spam.")
         with gr.Row():
-            with gr.Column(scale=3):
-                message = gr.Textbox(label="Message", lines=4, placeholder="Paste an SMS or e-mail text…")
+            model = model_dropdown(names)
+            threshold = gr.Slider(0.0, 1.0, value=default.defaults.threshold, step=0.01, label="Spam threshold")
+        model_info = gr.Markdown(describe_model(default))
+        with gr.Tabs():
+            with gr.Tab("Single message", id="classification-single"):
                 with gr.Row():
-                    model = model_dropdown(names)
-                    threshold = gr.Slider(0.0, 1.0, value=default.defaults.threshold, step=0.01, label="Spam threshold")
-                button = gr.Button("Classify", variant="primary")
-                model_info = gr.Markdown(describe_model(default))
-            with gr.Column(scale=2):
-                label = gr.Label(label="Confidence per class", num_top_classes=2)
-                verdict = gr.Markdown(label="Verdict")
-        gr.Examples(EXAMPLES, inputs=[message], label="Examples")
+                    with gr.Column(scale=3):
+                        message = gr.Textbox(label="Message", lines=4, placeholder="Paste an SMS or e-mail text…")
+                        button = gr.Button("Classify", variant="primary")
+                        gr.Examples(EXAMPLES, inputs=[message], label="Examples", example_labels=EXAMPLE_LABELS)
+                    with gr.Column(scale=2):
+                        label = gr.Label(label="Confidence per class", num_top_classes=2)
+                        verdict = gr.Markdown(label="Verdict")
+                why = gr.HighlightedText(
+                    label="Why: words pushing towards spam (red) or ham (blue)", combine_adjacent=False,
+                    show_legend=False,
+                )
+                why_note = gr.Markdown(label="Top words")
+            with gr.Tab("Batch file", id="classification-batch"):
+                with gr.Row():
+                    upload = gr.File(label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath")
+                    with gr.Column():
+                        text_column = gr.Textbox(label="Text column (blank: text, message, sms… or the only column)")
+                        batch_button = gr.Button("Classify file", variant="primary")
+                        download = gr.File(label="Results (CSV: your columns + label, spam_score)", interactive=False)
+                summary = gr.Markdown(label="Summary")
+                table = gr.Dataframe(label="Verdicts", interactive=False, wrap=True)
 
         gr.on(
             [button.click, message.submit], classify, inputs=[message, model, threshold], outputs=[label, verdict],
             api_name="classify", concurrency_id="classification",
+            batch=True, max_batch_size=settings.classification_max_batch_size,
+            api_description="Classify one message: (confidence per class, verdict markdown). Concurrent requests "
+            "share a forward pass (dynamic batching).",
+        ).success(
+            explain_message, inputs=[message, model], outputs=[why, why_note],
+            api_name="explain", concurrency_id="classification",
+            api_description="Why: each word of the message with its push towards spam (occlusion), and the top words.",
+        )
+        batch_button.click(
+            classify_batch, inputs=[upload, model, threshold, text_column], outputs=[download, table, summary],
+            api_name="classify_batch", concurrency_id="classification",
+            api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
+            "preview, summary with metrics when the file has labels).",
         )
         model.change(show_model, model, model_info, api_visibility="private", queue=False)

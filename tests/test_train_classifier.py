@@ -1,0 +1,84 @@
+"""Fine-tuning end to end on a tiny synthetic set with the tiny BERT (seconds)."""
+
+import json
+import random
+
+import pytest
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipelines.classification import SpamClassifier
+from pipelines.config import ClassificationEntry
+from pipelines.spam_data import classification_metrics, normalise, read_messages, split_by_unique_text
+from pipelines.tiny import build_classifier
+from pipelines.train_classifier import main
+
+SPAM = ["WIN a free prize now, call {}", "Free cash reward! Text WIN to {}", "URGENT: claim your bonus {} today"]
+HAM = ["see you at lunch {}", "can you pick up some milk {}", "thanks for the lovely dinner {}"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A TSV like the SMS collection: unquoted text with `"` in it, and duplicated messages."""
+    rng = random.Random(0)
+    rows = ["label\ttext"]
+    for i in range(40):
+        rows.append("spam\t" + rng.choice(SPAM).format(i))
+        rows.append("ham\t" + rng.choice(HAM).format(i))
+    rows += ['ham\tHe said "ok" and left'] * 3 + ["spam\tWIN WIN WIN"] * 3
+    path = tmp_path_factory.mktemp("data") / "train.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
+    base = build_classifier(tmp_path / "base")
+    out = tmp_path / "trained"
+    code = main(["--data", str(dataset), "--base-model", str(base), "--output", str(out),
+                 "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-3"])
+    assert code == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "ham", 1: "spam"}
+    assert AutoTokenizer.from_pretrained(out)("free prize")["input_ids"]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "spam_precision", "spam_recall", "spam_f1", "confusion_matrix"} <= set(metrics)
+    table = read_messages(dataset)
+    _, val = split_by_unique_text(table.texts, table.labels, metrics["validation_fraction"], metrics["seed"])
+    assert sum(map(sum, metrics["confusion_matrix"])) == len(val) == metrics["validation_messages"]
+    assert 0.0 <= metrics["spam_f1"] <= 1.0 and metrics["epochs_run"] <= 2
+    assert metrics["eval_history"] and metrics["train_seconds"] > 0
+    assert "source: " in capsys.readouterr().out
+
+    served = SpamClassifier.from_entry(ClassificationEntry(name="trained", source=str(out)))
+    result = served(["WIN a free prize"])[0]
+    assert result["label"] in ("ham", "spam") and sum(result["scores"].values()) == pytest.approx(1.0)
+    # metrics.json describes the saved model: scoring the validation split again gives the same matrix
+    verdicts = served.classify_many([table.texts[i] for i in val])
+    rescored = classification_metrics([table.labels[i] for i in val], [int(v["label"] == "spam") for v in verdicts])
+    assert rescored["confusion_matrix"] == metrics["confusion_matrix"]
+    assert metrics["spam_f1"] == pytest.approx(max(h["spam_f1"] for h in metrics["eval_history"]), abs=1e-4)
+
+
+def test_duplicates_never_straddle_the_split(dataset):
+    table = read_messages(dataset)
+    train, val = split_by_unique_text(table.texts, table.labels, 0.15, 42)
+    assert not {normalise(table.texts[i]) for i in train} & {normalise(table.texts[i]) for i in val}
+
+
+def test_csv_with_named_columns_and_numeric_labels(tmp_path):
+    rows = ["msg,is_spam"] + [f'"{t.format(i)}",1' for i in range(10) for t in SPAM[:1]] + \
+           [f'"{t.format(i)}, ok",0' for i in range(10) for t in HAM[:1]]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(rows) + "\n")
+    base = build_classifier(tmp_path / "base")
+    code = main(["--data", str(data), "--base-model", str(base), "--output", str(tmp_path / "o"),
+                 "--text-column", "msg", "--label-column", "is_spam", "--epochs", "1"])
+    assert code == 0
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["train_messages"] == 17
+
+
+def test_bad_data_is_reported_not_raised(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\nhello,maybe\n")
+    assert main(["--data", str(data), "--base-model", "unused", "--output", str(tmp_path / "o")]) == 2
+    assert "row 1: 'maybe' is not a label" in capsys.readouterr().err
