@@ -1,0 +1,99 @@
+"""The Text tab in a real browser (Playwright + Debian's chromium): a preset sets the sliders,
+Stop ends the generation itself (the model is free at once), the status panel lists the model."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_text_generation_controls import SlowSteps, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def slow_text_app(tiny_config):
+    """The app with a tiny GPT-Neo that takes 0.05 s per token, in a browser page on the Text tab."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -r requirements-test.txt)")
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from app import build_app
+    from pipelines.registry import ModelRegistry, default_loaders
+    from pipelines.text_generation import TextGenerator
+
+    hook = SlowSteps()
+
+    def slow_text(entry):
+        generator = TextGenerator.from_entry(entry)
+        generator.model.register_forward_pre_hook(hook)
+        return generator
+
+    registry = ModelRegistry(tiny_config, loaders=default_loaders() | {"text": slow_text})
+    demo = build_app(tiny_config, registry)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_role("tab", name="Generation").click()
+        page.get_by_role("tab", name="Text", exact=True).click()
+        page.get_by_text("Parameters").click()
+        yield page, registry, hook
+        browser.close()
+    demo.close()
+
+
+def choose_preset(page, name: str) -> None:
+    page.get_by_label("Preset").click()
+    page.get_by_role("option", name=name).click()
+
+
+def test_presets_set_the_sliders(slow_text_app):
+    page, _, _ = slow_text_app
+    temperature, sample = page.get_by_label("number input for Temperature"), page.get_by_label("Sample (off = greedy)")
+    choose_preset(page, "Creative")
+    wait_until(lambda: temperature.input_value() == "1.1")
+    assert temperature.input_value() == "1.1" and page.get_by_label("number input for Top-k (0 = off)").input_value() == "0"
+    assert sample.is_checked()
+    choose_preset(page, "Precise (greedy)")
+    wait_until(lambda: not sample.is_checked())
+    assert not sample.is_checked()
+
+
+def test_stop_button_ends_generation_and_frees_the_model(slow_text_app, names):
+    page, registry, hook = slow_text_app
+    max_tokens = page.get_by_label("number input for Max new tokens")
+    max_tokens.fill("200")
+    max_tokens.press("Enter")
+    page.get_by_role("textbox", name="Prompt").fill("Once upon a time")
+    first_step = hook.calls
+    page.get_by_role("button", name="Generate", exact=True).click()
+    assert wait_until(lambda: hook.calls - first_step >= 10, timeout_s=30), "generation did not start"
+    generator = registry.get("text", names["text"])
+    page.get_by_role("button", name="Stop", exact=True).click()
+    assert wait_until(lambda: not generator._lock.locked()), "generate() still runs after Stop"
+    stopped_at = hook.calls
+    assert stopped_at - first_step < 150  # stopped mid-way through its 200 tokens
+    time.sleep(0.3)
+    assert hook.calls == stopped_at  # and does not go on in the background
+    # the next generation starts at once and its stats are shown; the status panel lists the model
+    max_tokens.fill("5")
+    max_tokens.press("Enter")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("5 tokens · first token after").wait_for()
+    page.get_by_text("Loaded models").first.click()
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_role("cell", name=names["text"]).wait_for()
+    assert page.get_by_role("cell", name="cpu/float32").count() >= 1
