@@ -11,7 +11,8 @@
 3. Scores the fine-tuned model (--model) on the same validation part.
 4. Speed, in the same run: --messages messages (default 5,000) through the batch path
    (`SpamClassifier.classify_many`: sorted by length, batches padded to their own longest)
-   vs the single-message path (`SpamClassifier.__call__` once per message).
+   vs the single-message path (`SpamClassifier.__call__` once per message); and the time of
+   one word-occlusion explanation (`pipelines.explain`) for 100 validation messages.
 
 Prints a table and writes everything as JSON to --out.
 """
@@ -80,6 +81,21 @@ def throughput(classifier, messages: list[str]) -> dict:
     }
 
 
+def explanation_latency(classifier, messages: list[str]) -> dict:
+    """Seconds per /explain-style occlusion explanation (one batched pass over the word variants)."""
+    from pipelines.explain import explain
+
+    explain(classifier, messages[0])  # warm-up
+    times = []
+    for message in messages:
+        started = time.perf_counter()
+        explain(classifier, message)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"messages": len(times), "median_s": round(times[len(times) // 2], 4), "max_s": round(times[-1], 4),
+            "median_words": sorted(len(m.split()) for m in messages)[len(messages) // 2]}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.spam", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the labelled file the model was trained on")
@@ -121,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Batch vs single-message speed on the same messages.
     messages = [texts[i % len(texts)] for i in range(args.messages)]
     speed = throughput(classifier, messages)
+    explanations = explanation_latency(classifier, val_texts[:100])
 
     result = {
         "data": args.data, "model": args.model, "validation_messages": len(val_ids), "train_messages": len(train_ids),
         "split": {"validation_fraction": fraction, "seed": seed}, "torch_threads": torch.get_num_threads(),
         "baseline_tfidf_linear_svm": baseline, "fine_tuned": fine_tuned, "speed": speed,
+        "explanations": explanations,
     }
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
 
@@ -136,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline params {search.best_params_}, CV spam F1 {search.best_score_:.4f}")
     print(f"{speed['messages']} messages: batch {speed['batch_messages_per_s']} msg/s, single "
           f"{speed['single_messages_per_s']} msg/s -> {speed['speedup']}x")
+    print(f"explanations: median {explanations['median_s']} s, max {explanations['max_s']} s "
+          f"({explanations['messages']} validation messages, median {explanations['median_words']} words)")
     print(f"wrote {args.out}")
     return 0
 
