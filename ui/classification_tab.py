@@ -62,13 +62,13 @@ def summarize_file(result: dict, threshold: float, max_length: int) -> str:
         renamed = ", kept as `true_label`" if result["label_column"] == "label" else ""
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         lines += [
-            f"\n**Against the file's labels** (column `{result['label_column']}`{renamed}): "
+            f"**Against the file's labels** (column `{result['label_column']}`{renamed}): "
             f"accuracy {metrics['accuracy']:.3f}, spam precision {metrics['spam_precision']:.3f}, "
             f"recall {metrics['spam_recall']:.3f}, F1 {metrics['spam_f1']:.3f}.",
-            "\n| | predicted ham | predicted spam |\n|---|---|---|\n"
+            "| | predicted ham | predicted spam |\n|---|---|---|\n"
             f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |",
         ]
-    return "\n".join(lines)
+    return "\n\n".join(lines)
 
 
 def classify_requests(registry: ModelRegistry, messages: list[str], model_names: list[str], thresholds: list[float]):
