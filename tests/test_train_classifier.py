@@ -34,7 +34,7 @@ def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "trained"
     code = main(["--data", str(dataset), "--base-model", str(base), "--output", str(out),
-                 "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-3"])
+                 "--epochs", "4", "--patience", "4", "--batch-size", "8", "--learning-rate", "5e-3"])
     assert code == 0
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "ham", 1: "spam"}
@@ -45,7 +45,9 @@ def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
     table = read_messages(dataset)
     _, val = split_by_unique_text(table.texts, table.labels, metrics["validation_fraction"], metrics["seed"])
     assert sum(map(sum, metrics["confusion_matrix"])) == len(val) == metrics["validation_messages"]
-    assert 0.0 <= metrics["spam_f1"] <= 1.0 and metrics["epochs_run"] <= 2
+    assert metrics["epochs_run"] <= 4
+    (true_ham, _), (_, true_spam) = metrics["confusion_matrix"]
+    assert true_ham > 0 and true_spam > 0  # it learned to tell them apart (so a mixed-up order would show)
     assert metrics["eval_history"] and metrics["train_seconds"] > 0
     assert "source: " in capsys.readouterr().out
 
