@@ -162,10 +162,48 @@ class ImageLimits(Strict):
     max_images: int = Field(4, ge=1, le=16)
 
 
+# Samplers an image entry may offer (pipelines/image_generation.SCHEDULERS maps each to its
+# diffusers class and settings). "(trailing)" variants start from pure noise at the last
+# timestep, as distilled few-step models such as sd-turbo need.
+SchedulerName = Literal[
+    "Euler (trailing)", "Euler a (trailing)", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "PNDM",
+]
+
+
+class ImageCpuSpeedups(Strict):
+    """CPU-only speed-ups; on a GPU none of them is applied. Measured in benchmarks/image.py."""
+
+    # bfloat16 weights and activations when the CPU has native bfloat16 (AVX512-BF16 or AMX)
+    # and the entry's dtype is auto; elsewhere it stays float32 (emulated bfloat16 is slower).
+    bfloat16: bool = False
+    # NHWC memory layout for the UNet and VAE convolutions (oneDNN's preferred layout).
+    channels_last: bool = False
+    # torch.compile the UNet: minutes of warm-up on the first request of each image size.
+    torch_compile: bool = False
+    # An AutoencoderTiny (Hub id or local directory, e.g. madebyollin/taesd for SD 1.x/2.x)
+    # replacing the VAE's decoder: ~25x cheaper decode, slightly softer fine detail.
+    tiny_autoencoder: str | None = None
+
+
+class ImageGpuMemory(Strict):
+    """Memory savers for small GPUs, applied only on CUDA; each trades speed for memory."""
+
+    cpu_offload: bool = False  # keep each component on the CPU until it runs (model CPU offload)
+    attention_slicing: bool = False  # attention one head-slice at a time
+    vae_slicing: bool = False  # decode the batch one image at a time
+
+
 class ImageEntry(ModelEntry):
     defaults: ImageDefaults = ImageDefaults()
     limits: ImageLimits = ImageLimits()
     safety_checker: bool = Field(False, description="Load the pipeline's NSFW safety checker (costs memory and time).")
+    # The samplers offered for this model; the first is the default. Empty: only the
+    # scheduler the model ships with, offered as "default".
+    schedulers: list[SchedulerName] = Field(default_factory=list)
+    # Show a cheap preview every this many denoising steps by default (0 = no previews).
+    preview_every: int = Field(0, ge=0, le=150)
+    cpu_speedups: ImageCpuSpeedups = ImageCpuSpeedups()
+    gpu_memory: ImageGpuMemory = ImageGpuMemory()
 
     @model_validator(mode="after")
     def _defaults_within_limits(self):
@@ -177,6 +215,8 @@ class ImageEntry(ModelEntry):
         for side in ("width", "height"):
             if not lim.min_size <= getattr(d, side) <= lim.max_size:
                 raise ValueError(f"defaults.{side} is outside limits {lim.min_size}..{lim.max_size}")
+        if len(set(self.schedulers)) != len(self.schedulers):
+            raise ValueError("schedulers lists a scheduler twice")
         return self
 
 
