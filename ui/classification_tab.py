@@ -234,4 +234,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
             "preview, summary with metrics when the file has labels).",
         )
-        model.change(show_model, model, model_info, api_visibility="private", queue=False)
+        model.change(
+            show_model, model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,
+            api_description="Internal: the selected model's description.",
+        )
