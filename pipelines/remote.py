@@ -45,6 +45,8 @@ POLL_INTERVAL_S = 0.05
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "ml-studio-remote"
 # The endpoint each task calls on a remote Gradio app (this app's API names).
 GRADIO_ENDPOINTS = {"classification": "/classify", "text": "/generate_text", "image": "/generate_image"}
+# Classification requests sent to a remote app at once (its queue is bounded; it batches them).
+IN_FLIGHT = 16
 
 
 class RemoteModelError(ModelLoadError):
@@ -144,6 +146,10 @@ class OpenAICompletionsGenerator:
     def from_entry(cls, entry: TextEntry) -> "OpenAICompletionsGenerator":
         import openai
 
+        d = entry.defaults
+        if entry.server == "openai" and (d.top_k != 0 or d.repetition_penalty != 1.0):
+            raise ModelLoadError(entry.name, "its server (server: openai) has no top_k or repetition_penalty; set "
+                                 "`defaults: {top_k: 0, repetition_penalty: 1.0}` for it in models.yaml.")
         base_url = entry.url.rstrip("/")
         base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
         # No retries: a server that is down should say so now, not after three attempts.
@@ -242,13 +248,15 @@ class _OpenAIErrors:
         elif isinstance(err, openai.APIStatusError):
             message = f"the server refused the request (HTTP {err.status_code}): {_error_detail(err)}"
         else:
-            message = str(err)
+            message = _error_detail(err)
         raise RemoteModelError(self.entry, message) from err
 
 
 def _error_detail(err) -> str:
     """The server's own explanation from an error response (OpenAI, vLLM and FastAPI shapes)."""
     body = getattr(err, "body", None)
+    if isinstance(body, str) and body:
+        return body
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("message") or body.get("error") or body
         return detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
@@ -351,15 +359,10 @@ class GradioRemote:
         except Exception as err:  # noqa: BLE001 - connection lost and the like
             raise RemoteModelError(self.entry, f"the request failed ({type(err).__name__}: {err})") from err
 
-    def call(self, **arguments):
-        job = self.submit(**arguments)
-        for _ in self.follow(job):
-            pass
-        return self.result(job)
-
 
 class GradioClassifier(GradioRemote):
-    """`/classify` of a remote app, one message per request."""
+    """`/classify` of a remote app, one request per message; several are in flight at once so
+    that the remote can batch them (its /classify batches concurrent requests)."""
 
     task = "classification"
     # The remote's verdict mentions truncation: "... longer than 512 tokens and was truncated."
@@ -369,13 +372,45 @@ class GradioClassifier(GradioRemote):
         super().__init__(entry, client)
         self.max_length = entry.defaults.max_length  # until the remote reports its own
 
-    def __call__(self, texts: list[str], threshold: float = 0.5) -> list[dict]:
-        texts = [check_message(t) for t in texts]
-        threshold = check_threshold(threshold)
-        return [self.classify_one(text, threshold) for text in texts]
+    @property
+    def tokenizer(self):
+        """Word explanations (pipelines/explain.py) tokenize here; the tokenizer stays on the remote."""
+        raise InputError("model", f"word explanations are not available for the remote model '{self.name}'; its verdict is above")
 
-    def classify_one(self, text: str, threshold: float) -> dict:
-        label, verdict = self.call(message=text, threshold=threshold)
+    def __call__(self, texts: list[str], threshold: float | list[float] = 0.5) -> list[dict]:
+        """Like SpamClassifier.__call__: one threshold for all messages, or one per message."""
+        texts = [check_message(t) for t in texts]
+        thresholds = threshold if isinstance(threshold, (list, tuple)) else [threshold] * len(texts)
+        if len(thresholds) != len(texts):
+            raise InputError("threshold", f"got {len(thresholds)} thresholds for {len(texts)} messages")
+        return self.classify_all(texts, [check_threshold(t) for t in thresholds])
+
+    def classify_many(self, texts: list[str], threshold: float = 0.5, batch_size: int = 0,
+                      on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """Like SpamClassifier.classify_many (files): any number of messages, with progress."""
+        threshold = check_threshold(threshold)
+        texts = [check_message(t, field=f"message {i + 1}") for i, t in enumerate(texts)]
+        return self.classify_all(texts, [threshold] * len(texts), on_progress)
+
+    def spam_scores(self, texts: list[str], batch_size: int = 0) -> list[float]:
+        return [r["scores"]["spam"] for r in self.classify_all(texts, [0.5] * len(texts))]
+
+    def classify_all(self, texts: list[str], thresholds: list[float],
+                     on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """Up to IN_FLIGHT requests at a time (a remote's queue is bounded), results in order."""
+        results: list[dict] = []
+        for start in range(0, len(texts), IN_FLIGHT):
+            chunk = list(zip(texts[start : start + IN_FLIGHT], thresholds[start : start + IN_FLIGHT]))
+            jobs = [self.submit(message=text, threshold=threshold) for text, threshold in chunk]
+            for job, (_, threshold) in zip(jobs, chunk):
+                for _ in self.follow(job):
+                    pass
+                results.append(self.to_result(*self.result(job), threshold))
+            if on_progress is not None:
+                on_progress(len(results), len(texts))
+        return results
+
+    def to_result(self, label: dict, verdict: str, threshold: float) -> dict:
         scores = {c["label"]: float(c["confidence"]) for c in label["confidences"]}
         if set(scores) != {"ham", "spam"}:
             raise RemoteModelError(self.entry, f"expected ham/spam confidences, got {sorted(scores)}")
@@ -449,11 +484,14 @@ class GradioImageGenerator(GradioRemote):
         params = self.check_inputs(prompt, params or self.default_params())
         base_seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED - params.num_images)
 
-        # 2. run remotely, relaying its step progress
+        # 2. run remotely, relaying the step progress seen while polling
+        reported = []
+
         def relay_progress(status):
             for unit in status.progress_data or []:
                 if on_step is not None and unit.index is not None and unit.length:
-                    on_step(int(unit.index), int(unit.length))
+                    reported.append((int(unit.index), int(unit.length)))
+                    on_step(*reported[-1])
 
         job = self.submit(asdict(self.default_params()), **(asdict(params) | {"prompt": prompt, "seed": base_seed}))
         for _ in self.follow(job, stop, relay_progress):
@@ -461,6 +499,8 @@ class GradioImageGenerator(GradioRemote):
         if stop is not None and stop.is_set():
             return []
         gallery, info = self.result(job)
+        if on_step is not None and reported[-1:] != [(params.steps, params.steps)]:
+            on_step(params.steps, params.steps)  # a fast remote may finish between two polls
 
         # 3. the PNGs as images, with the seeds and parameters that reproduce each one
         shared = asdict(params) | {"prompt": prompt, "model": self.name}

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,22 +42,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(command: list[str], health_url: str, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start a server process and wait until `health_url` answers 200 (or fail with its log)."""
-    log = open(log_path, "wb")
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+def launch(command: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_ready(process: subprocess.Popen, health_url: str, log_path: Path) -> None:
+    """Wait until `health_url` answers 200; fail with the server's log if it dies or never does."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(health_url, timeout=2).status_code == 200:
-                return process
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    stop_server(process)
-    pytest.fail(f"{command[0]} did not start: {log_path.read_text(errors='replace')[-2000:]}")
+    pytest.fail(f"{process.args[0]} did not start: {log_path.read_text(errors='replace')[-2000:]}")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -70,32 +70,45 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def second_app_url(tiny_config_path, tmp_path_factory):
-    """Another instance of this app, in its own process, serving the tiny models."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "app.py", "--config", str(tiny_config_path), "--host", "127.0.0.1", "--port", str(port), "--no-preload"]
-    process = start_server(command, url + "config", tmp_path_factory.mktemp("second-app") / "log.txt")
-    yield url
-    stop_server(process)
-
-
-@pytest.fixture(scope="module")
 def served_model(tiny_config):
     """The local path of the tiny GPT-Neo: `transformers serve` knows the model by it."""
     return tiny_config.text[0].source
 
 
 @pytest.fixture(scope="module")
-def transformers_serve_url(served_model, tmp_path_factory):
-    """`transformers serve` on localhost with the tiny GPT-Neo preloaded (offline, CPU)."""
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("transformers")), "serve", served_model,
-               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(command, url + "/health", tmp_path_factory.mktemp("serve") / "log.txt")
-    yield url
-    stop_server(process)
+def servers(tiny_config_path, served_model, tmp_path_factory):
+    """Started together (each takes seconds to import torch): another instance of this app in its
+    own process, and `transformers serve` with the tiny GPT-Neo preloaded (offline, CPU)."""
+    logs = tmp_path_factory.mktemp("servers")
+    app_port, serve_port = free_port(), free_port()
+    urls = {"app": f"http://127.0.0.1:{app_port}/", "serve": f"http://127.0.0.1:{serve_port}"}
+    commands = {
+        "app": [sys.executable, "app.py", "--config", str(tiny_config_path), "--host", "127.0.0.1",
+                "--port", str(app_port), "--no-preload"],
+        "serve": [str(Path(sys.executable).with_name("transformers")), "serve", served_model,
+                  "--host", "127.0.0.1", "--port", str(serve_port), "--device", "cpu"],
+    }
+    health = {"app": urls["app"] + "config", "serve": urls["serve"] + "/health"}
+    processes = {}
+    try:
+        for name, command in commands.items():
+            processes[name] = launch(command, logs / f"{name}.log")
+        for name, process in processes.items():
+            wait_until_ready(process, health[name], logs / f"{name}.log")
+        yield urls
+    finally:
+        for process in processes.values():
+            stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def second_app_url(servers):
+    return servers["app"]
+
+
+@pytest.fixture(scope="module")
+def transformers_serve_url(servers):
+    return servers["serve"]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +132,8 @@ def remote_config(tiny_config, second_app_url, transformers_serve_url, served_mo
         ],
         "image": [
             {"name": REMOTE_IMAGE, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.image[0].name,
-             **{k: tiny_config.image[0].model_dump()[k] for k in ("defaults", "limits")}},
+             # what the remote entry offers and allows: the same as the model it names
+             **tiny_config.image[0].model_dump(include={"defaults", "limits", "schedulers"})},
             *local["image"],
         ],
     }
@@ -156,6 +170,20 @@ def test_classification_through_second_app(first_app, second_app, names):
     scores = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert scores == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]})
     assert ("SPAM" if scores["spam"] >= 0.5 else "HAM") in verdict
+
+
+def test_remote_classifier_takes_batches_and_files(remote_registry, second_app, names):
+    classifier = remote_registry.get("classification", REMOTE_CLASSIFIER)
+    assert classifier.memory_mb == 0 and "127.0.0.1" in classifier.placement
+    always, never = classifier(["Free prize!", "Free prize!"], threshold=[0.0, 1.0])
+    assert (always["label"], never["label"]) == ("spam", "ham") and always["scores"] == never["scores"]
+    texts = [f"message number {i}, call now" for i in range(20)]
+    progress = []
+    results = classifier.classify_many(texts, 0.5, on_progress=lambda done, total: progress.append((done, total)))
+    direct, _ = second_app.predict(texts[7], names["classification"], 0.5, api_name="/classify")
+    assert len(results) == 20 and progress[-1] == (20, 20)
+    assert results[7]["scores"]["spam"] == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]}["spam"])
+    assert classifier.spam_scores(texts[:3]) == pytest.approx([r["scores"]["spam"] for r in results[:3]])
 
 
 def test_text_streams_through_second_app(first_app, second_app, names):
@@ -197,9 +225,10 @@ def test_image_through_second_app(first_app, second_app, names):
 def test_image_pipeline_reports_remote_steps(remote_registry):
     generator = remote_registry.get("image", REMOTE_IMAGE)
     steps = []
-    results = generator("a cat", generator.default_params(steps=3, seed=5), on_step=lambda done, total: steps.append((done, total)))
+    results = generator("a cat", generator.default_params(steps=12, seed=5), on_step=lambda done, total: steps.append((done, total)))
     assert [r["seed"] for r in results] == [5] and results[0]["image"].size == (64, 64)
-    assert steps and all(total == 3 for _, total in steps)
+    assert steps[-1] == (12, 12) and all(total == 12 and 0 <= done <= 12 for done, total in steps)
+    assert steps == sorted(steps)
 
 
 def test_inputs_are_checked_before_the_remote_is_asked(first_app, remote_registry):
@@ -296,6 +325,16 @@ def test_config_rejects_incomplete_remote_entries(entry, task, error):
         parse_config(MINIMAL | {task: [entry]})
 
 
+def test_models_yaml_remote_examples_are_valid():
+    """The commented-out remote entries in models.yaml work once uncommented."""
+    text = (REPO_ROOT / "models.yaml").read_text(encoding="utf-8")
+    uncommented = re.sub(r"(?m)^  # (- |  )", r"  \1", text)
+    config = parse_config(yaml.safe_load(uncommented))
+    remote = {(task, e.name, e.backend) for task in ("classification", "text", "image") for e in config.entries(task) if e.backend != "local"}
+    assert {backend for _, _, backend in remote} == {"openai", "gradio"}
+    assert {task for task, _, _ in remote} == {"classification", "text", "image"}
+
+
 def openai_entry(server: str):
     return parse_config(MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m", "server": server}]}).text[0]
 
@@ -308,6 +347,12 @@ def test_sampling_fields_follow_the_servers_dialect():
     assert greedy["temperature"] == 0.0 and "extra_body" not in greedy
     served = OpenAICompletionsGenerator(openai_entry("transformers"), client=None).request("Hi", params, seed=5)
     assert "temperature" not in served and '"top_k": 0' in served["extra_body"]["generation_config"]
+
+
+def test_plain_openai_server_needs_defaults_it_can_honour():
+    entry = openai_entry("openai")  # the text defaults have top_k 50 and repetition_penalty 1.1
+    with pytest.raises(ModelLoadError, match=r"set `defaults: \{top_k: 0, repetition_penalty: 1.0\}`"):
+        OpenAICompletionsGenerator.from_entry(entry)
 
 
 def test_plain_openai_server_refuses_fields_it_cannot_honour():
