@@ -114,3 +114,11 @@ def test_generate_image_shows_the_image(page):
     seeds = visible(page.get_by_test_id("json")).first  # "Seeds and parameters"
     assert re.search(r'"seeds"\s*:', seeds.inner_text())
     screenshot(page, "image")
+
+
+def test_use_via_api_page_lists_every_public_endpoint(page, public_endpoints):
+    page.get_by_role("button", name=re.compile("Use via API")).click()
+    page.get_by_text("API documentation").first.wait_for()
+    for endpoint in sorted(public_endpoints):
+        assert visible(page.get_by_text(endpoint, exact=True)).count() > 0, f"{endpoint} is not on the API page"
+    screenshot(page, "api")
