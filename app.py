@@ -21,13 +21,17 @@ from ui import classification_tab, image_tab, status_panel, text_tab
 
 TITLE = "ML Studio — classify and generate"
 
+# Gradio's copies of the files requests return (images, CSVs): every 10 minutes, those older
+# than an hour are deleted, so that a long-running app does not fill its disk.
+OUTPUT_CACHE_LIFETIME_S = (600, 3600)
+
 # Requests waiting per event queue before new ones are turned away with "queue full".
 DEFAULT_MAX_QUEUE = 64
 
 
 def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Blocks:
     registry = registry or ModelRegistry(config)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=OUTPUT_CACHE_LIFETIME_S) as demo:
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")
         with gr.Tabs():
             classification_tab.build(config, registry)

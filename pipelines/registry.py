@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -47,6 +48,11 @@ def default_loaders() -> dict[str, Loader]:
     return {"classification": classification, "text": text, "image": image}
 
 
+def _says_out_of_memory(text: str) -> bool:
+    # CUDA: "CUDA out of memory"; PyTorch's CPU allocator: "DefaultCPUAllocator: can't allocate memory"
+    return any(phrase in text.lower() for phrase in ("out of memory", "can't allocate memory"))
+
+
 def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
     """A short diagnosis and the action that fixes it, for the most common failures."""
     text = f"{type(err).__name__}: {err}".strip()
@@ -58,7 +64,7 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
             f"the {entry.backend} server at {entry.url} did not answer as expected ({first_line}). "
             "Check that it is running and reachable from here, and `url`/`remote_model` in models.yaml."
         )
-    if isinstance(err, MemoryError) or "out of memory" in text.lower():
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or _says_out_of_memory(text):
         return f"out of memory ({first_line}). Close other models, pick a smaller model, or use a machine with more memory."
     if is_local_source(entry.source):
         return (
@@ -95,6 +101,10 @@ class ModelRegistry:
         self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()  # LRU order
         self._lock = threading.Lock()  # guards _loaded and _load_locks
         self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        # One load at a time, whatever the model: from_pretrained is not thread-safe (accelerate's
+        # empty-weights init patches torch.nn.Module globally, so a concurrent load of another
+        # model gets meta tensors: "Cannot copy out of meta tensor").
+        self._loading = threading.Lock()
         self._reaper: threading.Thread | None = None
         self._stop_reaper = threading.Event()
 
@@ -177,13 +187,21 @@ class ModelRegistry:
         log.info("loading %s model %r from %s", task, entry.name, entry.url or entry.source)
         started = time.perf_counter()
         try:
-            pipeline = self._loader_for(task, entry)(entry)
+            with self._loading:
+                pipeline = self._loader_for(task, entry)(entry)
         except ModelLoadError:
             raise
         except BaseException as err:  # noqa: BLE001 - any failure must become a clear message
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise ModelLoadError(entry.name, explain_load_failure(entry, err)) from err
+            message = explain_load_failure(entry, err)
+            # The traceback's frames still hold whatever the failed load built (half a model after
+            # an out-of-memory error): drop them and give the memory back before reporting.
+            traceback.clear_frames(err.__traceback__)
+            from pipelines.devices import free_accelerator_memory
+
+            free_accelerator_memory()
+            raise ModelLoadError(entry.name, message) from err
         log.info("loaded %r in %.1f s", entry.name, time.perf_counter() - started)
         return pipeline
 

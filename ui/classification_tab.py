@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -12,7 +11,7 @@ from pipelines.config import AppConfig
 from pipelines.errors import InputError, ModelLoadError
 from pipelines.gpu import classification_seconds, on_gpu
 from pipelines.registry import ModelRegistry
-from ui.common import describe_model, model_dropdown, show_errors
+from ui.common import describe_model, model_dropdown, output_path, show_errors
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
             classifier, file, threshold, text_column=(text_column or "").strip() or None,
             max_rows=settings.classification_max_file_rows, on_progress=report,
         )
-        out = Path(tempfile.mkdtemp(prefix="classified-")) / f"{Path(file).stem}-classified.csv"
+        out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
         result["frame"].to_csv(out, index=False)
         summary = summarize_file(result, threshold, classifier.max_length)
         return str(out), result["frame"].head(TABLE_PREVIEW_ROWS), summary

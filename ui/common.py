@@ -5,7 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import shutil
+import tempfile
 import threading
+import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -75,6 +79,38 @@ class StopFlags:
         with self._lock:
             if self._flags.get(self._key(request)) is flag:
                 del self._flags[self._key(request)]
+
+
+# Files the tabs return (generated images, classified CSVs). Gradio copies each into its own
+# cache as the request returns (that copy is what users see and download; app.py has Gradio
+# delete it later), so ours are only kept this long, then deleted as newer ones are made:
+# without this every request would leave a file behind for good.
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / "ml-studio-outputs"
+OUTPUT_MAX_AGE_S = 600
+_outputs_lock = threading.Lock()
+_outputs_pruned_at = 0.0
+
+
+def output_path(filename: str) -> Path:
+    """A fresh path (in its own folder) for a file to return to Gradio."""
+    _prune_outputs()
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=OUTPUT_ROOT)) / filename
+
+
+def _prune_outputs() -> None:
+    global _outputs_pruned_at
+    now = time.time()
+    with _outputs_lock:
+        if now - _outputs_pruned_at < OUTPUT_MAX_AGE_S / 10:
+            return
+        _outputs_pruned_at = now
+    for folder in OUTPUT_ROOT.glob("*"):
+        try:
+            if now - folder.stat().st_mtime > OUTPUT_MAX_AGE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except FileNotFoundError:  # another request pruned it first
+            pass
 
 
 def model_dropdown(names: list[str], label: str = "Model") -> gr.Dropdown:

@@ -9,7 +9,6 @@ closing it sets the pipeline's Stop flag.
 from __future__ import annotations
 
 import queue
-import tempfile
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pipelines.config import AppConfig
 from pipelines.gpu import image_generation_seconds, on_gpu
 from pipelines.image_generation import offered_schedulers, save_png
 from pipelines.registry import ModelRegistry
-from ui.common import StopFlags, describe_model, model_dropdown, show_errors
+from ui.common import StopFlags, describe_model, model_dropdown, output_path, show_errors
 
 EXAMPLES = [
     ["A photo of an astronaut riding a horse on the moon, highly detailed", ""],
@@ -27,7 +26,6 @@ EXAMPLES = [
     ["A cozy reading nook with a cat, warm light, digital art", "text, watermark"],
 ]
 
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "ml-studio-images"
 
 # How often (seconds) a handler waiting for the next step yields a no-op update; bounds how long
 # Stop waits before the handler is closed and the pipeline told to stop after its current step.
@@ -47,10 +45,9 @@ def Slider(*args, **kwargs) -> gr.Slider:  # noqa: N802 - stands in for gr.Slide
 
 def save_gallery(results: list[dict]) -> tuple[list, dict]:
     """PNG files (parameters embedded as PNG text) captioned with their seeds, and the seeds/params JSON."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     gallery = []
     for result in results:
-        path = tempfile.NamedTemporaryFile(dir=OUTPUT_DIR, suffix=".png", delete=False).name
+        path = output_path(f"seed-{result['seed']}.png")  # deleted after a while: Gradio serves its own copy
         save_png(result["image"], path, result["params"])
         gallery.append((path, f"seed {result['seed']}"))
     return gallery, {"seeds": [r["seed"] for r in results], "params": results[0]["params"]}

@@ -1,0 +1,256 @@
+"""Faults: broken or missing model files, a load that runs out of memory, two loads of one
+model at once, a client that goes away mid-stream. Each gives a clear error (naming the
+model), and the app keeps serving everything else."""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import weakref
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from pipelines.errors import ModelLoadError
+from pipelines.registry import ModelRegistry, default_loaders
+
+CORRUPT = "Corrupt BERT (truncated weights)"
+NO_WEIGHTS = "GPT-Neo without weights"
+NOWHERE = "GPT-Neo from a missing folder"
+OOM = "SD that runs out of memory"
+SLOW = "Slow GPT-Neo"
+SECONDS_PER_TOKEN = 0.1  # the slow model: 200 tokens take 20 s unless the generation is stopped
+STOP_WITHIN_S = 8  # a generation whose client went away must end within this
+
+
+def generation_threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"generate-{name}" and t.is_alive()]
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture(scope="module")
+def faulty_config(tiny_config, tmp_path_factory):
+    """The tiny config plus broken entries: truncated weights, no weights, no folder, and
+    entries whose loader runs out of memory or whose generation is slow."""
+    root = tmp_path_factory.mktemp("faulty-models")
+    corrupt = shutil.copytree(tiny_config.classification[0].source, root / "corrupt-bert")
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    no_weights = shutil.copytree(tiny_config.text[0].source, root / "no-weights-neo")
+    (no_weights / "model.safetensors").unlink()
+    classification, text, image = tiny_config.classification[0], tiny_config.text[0], tiny_config.image[0]
+    return tiny_config.model_copy(update={
+        "classification": [classification, classification.model_copy(update={"name": CORRUPT, "source": str(corrupt)})],
+        "text": [
+            text,
+            text.model_copy(update={"name": NO_WEIGHTS, "source": str(no_weights)}),
+            text.model_copy(update={"name": NOWHERE, "source": str(root / "nothing-here")}),
+            text.model_copy(update={"name": SLOW}),
+        ],
+        "image": [image, image.model_copy(update={"name": OOM})],
+    })
+
+
+def faulty_loaders() -> dict:
+    loaders = default_loaders()
+    load_text, load_image = loaders["text"], loaders["image"]
+
+    def text(entry):
+        generator = load_text(entry)
+        if entry.name == SLOW:
+            forward = generator.model.forward
+
+            def slow_forward(*args, **kwargs):
+                time.sleep(SECONDS_PER_TOKEN)
+                return forward(*args, **kwargs)
+
+            generator.model.forward = slow_forward
+        return generator
+
+    def image(entry):
+        if entry.name == OOM:
+            raise torch.OutOfMemoryError("CUDA error: tried to allocate 20.00 GiB (GPU 0; 7.79 GiB total capacity)")
+        return load_image(entry)
+
+    return loaders | {"text": text, "image": image}
+
+
+@pytest.fixture(scope="module")
+def faulty_app(faulty_config):
+    from app import build_app
+
+    registry = ModelRegistry(faulty_config, loaders=faulty_loaders())
+    demo = build_app(faulty_config, registry)
+    demo.queue(max_size=64)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
+    yield url.rstrip("/") + "/", registry
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def faulty_client(faulty_app):
+    client = Client(faulty_app[0], verbose=False)
+    yield client
+    client.close()
+
+
+def other_models_still_serve(client, names) -> None:
+    label, _ = client.predict(message="see you at 7", model_name=names["classification"], api_name="/classify")
+    assert label["label"] in ("ham", "spam")
+    text, stats = client.predict(prompt="Once upon a time", model_name=names["text"], max_new_tokens=5, seed=1, api_name="/generate_text")
+    assert isinstance(text, str) and "seed 1" in stats
+    gallery, _ = client.predict(prompt="a cat", model_name=names["image"], seed=1, api_name="/generate_image")
+    assert len(gallery) == 1
+
+
+# -- broken files -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "endpoint, field, model, why",
+    [
+        ("/classify", "message", CORRUPT, r"does not hold a complete model"),
+        ("/generate_text", "prompt", NO_WEIGHTS, r"does not hold a complete model"),
+        ("/generate_text", "prompt", NOWHERE, r"nothing-here' is missing"),
+    ],
+    ids=["truncated-safetensors", "no-weights-file", "no-folder"],
+)
+def test_broken_model_gives_clear_error_and_the_rest_keeps_serving(faulty_client, names, endpoint, field, model, why):
+    for _ in range(2):  # a failed load is not cached as a success, and fails the same way again
+        with pytest.raises(AppError, match=rf"^Cannot load model '{re.escape(model)}': .*{why}.*models\.yaml"):
+            faulty_client.predict(api_name=endpoint, model_name=model, **{field: "hello there"})
+    other_models_still_serve(faulty_client, names)
+
+
+# -- out of memory -------------------------------------------------------------------------------
+def test_out_of_memory_load_gives_clear_error_through_the_app(faulty_client, names):
+    with pytest.raises(AppError, match=rf"^Cannot load model '{OOM}': out of memory .*smaller model"):
+        faulty_client.predict(prompt="a cat", model_name=OOM, api_name="/generate_image")
+    other_models_still_serve(faulty_client, names)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError(), torch.OutOfMemoryError("tried to allocate 20.00 GiB"), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 21474836480 bytes")],
+    ids=["MemoryError", "torch.OutOfMemoryError", "cpu-allocator"],
+)
+def test_out_of_memory_load_releases_what_it_allocated(tiny_config, names, error):
+    allocated = []
+
+    def loader(entry):
+        weights = torch.ones(4 * 2**20)  # 16 MB the failed load had already built
+        allocated.append(weakref.ref(weights))
+        raise error
+
+    registry = ModelRegistry(tiny_config, loaders={"classification": loader})
+    with pytest.raises(ModelLoadError) as err:
+        registry.get("classification", names["classification"])
+    assert str(err.value).startswith(f"Cannot load model '{names['classification']}': out of memory")
+    gc.collect()
+    assert allocated[0]() is None, "the failed load's tensors are still alive"
+    assert not registry.is_loaded("classification", names["classification"])
+
+
+# -- the same model twice at once ----------------------------------------------------------------
+def test_concurrent_first_requests_load_each_real_model_once(tiny_config, names):
+    loads = []
+    real = default_loaders()
+
+    def counting(task):
+        def load(entry):
+            loads.append(entry.name)
+            return real[task](entry)
+
+        return load
+
+    registry = ModelRegistry(tiny_config, loaders={task: counting(task) for task in real})
+    results: dict[str, list] = {task: [] for task in real}
+    errors = []
+
+    def get(task):
+        try:
+            results[task].append(registry.get(task, names[task]))
+        except Exception as err:  # noqa: BLE001 - collected for the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=get, args=(task,)) for task in real for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(loads) == sorted(names.values())
+    assert all(len(r) == 4 and len({id(p) for p in r}) == 1 for r in results.values())
+
+
+def test_concurrent_requests_for_a_broken_model_all_get_the_error(faulty_client, names):
+    jobs = [faulty_client.submit(message=f"hi {i}", model_name=CORRUPT, api_name="/classify") for i in range(4)]
+    for job in jobs:
+        with pytest.raises(AppError, match=rf"^Cannot load model '{re.escape(CORRUPT)}'"):
+            job.result(timeout=60)
+    other_models_still_serve(faulty_client, names)
+
+
+# -- a client that goes away mid-stream ------------------------------------------------------------
+def generate_text_request(client: Client, fn_index: int, prompt: str) -> list:
+    """The positional data of a /generate_text call on the slow model: 200 new tokens."""
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate_text"]["parameters"]
+    values = {p["parameter_name"]: p["parameter_default"] for p in params if p["parameter_has_default"]}
+    values |= {"prompt": prompt, "model_name": SLOW, "max_new_tokens": 200}
+    return [values[p["parameter_name"]] for p in params]
+
+
+def test_closing_the_stream_mid_generation_stops_it(faulty_app, faulty_client):
+    url, registry = faulty_app
+    fn_index = faulty_client.endpoints[faulty_client._infer_fn_index("/generate_text", None)].fn_index
+    session = uuid.uuid4().hex
+    body = {"data": generate_text_request(faulty_client, fn_index, "Once upon a time"), "fn_index": fn_index,
+            "session_hash": session, "event_data": None, "trigger_id": None}
+    assert httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as stream:
+        for line in stream.iter_lines():  # read until the text has started to stream, then hang up
+            if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_generating":
+                break
+        assert generation_threads(SLOW), "the generation should be running while the client listens"
+    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), "the generation kept running without its client"
+    generator = registry.get("text", SLOW)
+    assert not generator._lock.locked()
+
+
+CLIENT_SCRIPT = """
+import sys
+from gradio_client import Client
+client = Client(sys.argv[1], verbose=False)
+job = client.submit(prompt="Once upon a time", model_name=sys.argv[2], max_new_tokens=200, api_name="/generate_text")
+for update in job:
+    print("streaming", flush=True)
+"""
+
+
+def test_killed_client_process_does_not_leave_a_generation_running(faulty_app):
+    url, registry = faulty_app
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, url, SLOW], stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "streaming"
+        assert generation_threads(SLOW)
+    finally:
+        client.kill()
+        client.wait()
+    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), "the generation kept running after its client was killed"
+    assert not registry.get("text", SLOW)._lock.locked()
