@@ -28,12 +28,13 @@ import re
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pipelines.classification import check_message, check_threshold
-from pipelines.config import ClassificationEntry, ImageEntry, ModelEntry, TextEntry
+from pipelines.config import ClassificationEntry, ModelEntry, TextEntry
 from pipelines.errors import InputError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,26 @@ class StreamStats:
         }
 
 
+class TextMethods:
+    """What both remote text backends share with TextGenerator besides `stream`."""
+
+    entry: TextEntry
+
+    def default_params(self, **overrides):
+        from pipelines.text_generation import TextParams
+
+        return TextParams.from_defaults(self.entry, **overrides)
+
+    def generate(self, prompt: str, params=None) -> dict:
+        """The whole continuation at once (the last update of `stream`)."""
+        final = None
+        for final in self.stream(prompt, params):
+            pass
+        return final
+
+
 # -- OpenAI-compatible completions server (text) ------------------------------------------------
-class OpenAICompletionsGenerator:
+class OpenAICompletionsGenerator(TextMethods):
     """Text from `POST {url}/v1/completions` with `stream: true` (vLLM, TGI, `transformers serve`)."""
 
     memory_mb = 0.0  # the weights live on the server
@@ -159,11 +178,6 @@ class OpenAICompletionsGenerator:
 
     def close(self) -> None:
         self.client.close()
-
-    def default_params(self, **overrides):
-        from pipelines.text_generation import TextParams
-
-        return TextParams.from_defaults(self.entry, **overrides)
 
     def check_inputs(self, prompt: object, params):
         params = check_text_inputs(self.entry, prompt, params)
@@ -196,10 +210,10 @@ class OpenAICompletionsGenerator:
         params = self.check_inputs(prompt, params or self.default_params())
         seed = pick_seed(params.seed)
         stats, text, completion_tokens = StreamStats(), "", None
-        with self._errors_named():
+        with openai_errors_named(self.entry):
             response = self.client.completions.create(**self.request(prompt, params, seed))
         try:
-            with self._errors_named():
+            with openai_errors_named(self.entry):
                 for chunk in response:
                     piece = chunk.choices[0].text if chunk.choices else ""
                     if chunk.usage is not None:
@@ -217,39 +231,22 @@ class OpenAICompletionsGenerator:
             stats.new_tokens = completion_tokens  # the server's count (chunks may hold several tokens)
         yield stats.update(text, seed, params, done=True, stopped=stopped)
 
-    def generate(self, prompt: str, params=None) -> dict:
-        final = None
-        for final in self.stream(prompt, params):
-            pass
-        return final
 
-    def _errors_named(self):
-        return _OpenAIErrors(self.entry)
-
-
-class _OpenAIErrors:
+@contextmanager
+def openai_errors_named(entry: ModelEntry):
     """Turn the openai package's errors into a RemoteModelError that names the model and server."""
+    import openai
 
-    def __init__(self, entry: ModelEntry):
-        self.entry = entry
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb):
-        import openai
-
-        if err is None or not isinstance(err, openai.OpenAIError):
-            return False
-        if isinstance(err, openai.APITimeoutError):
-            message = f"no answer within {self.entry.timeout_s:g} s (timeout_s); the server is busy or stuck"
-        elif isinstance(err, openai.APIConnectionError):
-            message = f"cannot connect ({err.__cause__ or err}); check that the server is running"
-        elif isinstance(err, openai.APIStatusError):
-            message = f"the server refused the request (HTTP {err.status_code}): {_error_detail(err)}"
-        else:
-            message = _error_detail(err)
-        raise RemoteModelError(self.entry, message) from err
+    try:
+        yield
+    except openai.APITimeoutError as err:
+        raise RemoteModelError(entry, f"no answer within {entry.timeout_s:g} s (timeout_s); the server is busy or stuck") from err
+    except openai.APIConnectionError as err:
+        raise RemoteModelError(entry, f"cannot connect ({err.__cause__ or err}); check that the server is running") from err
+    except openai.APIStatusError as err:
+        raise RemoteModelError(entry, f"the server refused the request (HTTP {err.status_code}): {_error_detail(err)}") from err
+    except openai.OpenAIError as err:
+        raise RemoteModelError(entry, _error_detail(err)) from err
 
 
 def _error_detail(err) -> str:
@@ -420,16 +417,11 @@ class GradioClassifier(GradioRemote):
         return {"label": "spam" if scores["spam"] >= threshold else "ham", "scores": scores, "truncated": bool(truncated)}
 
 
-class GradioTextGenerator(GradioRemote):
+class GradioTextGenerator(TextMethods, GradioRemote):
     """`/generate_text` of a remote app, streamed."""
 
     task = "text"
     TOKENS = re.compile(r"(\d+) tokens")  # in the remote's stats line
-
-    def default_params(self, **overrides):
-        from pipelines.text_generation import TextParams
-
-        return TextParams.from_defaults(self.entry, **overrides)
 
     def stream(self, prompt: str, params=None, stop: threading.Event | None = None) -> Iterator[dict]:
         params = check_text_inputs(self.entry, prompt, params or self.default_params())
@@ -450,12 +442,6 @@ class GradioTextGenerator(GradioRemote):
             if not job.done():
                 job.cancel()  # the consumer went away: end the remote generator too
         yield stats.update(text, seed, params, done=True, stopped=stopped)
-
-    def generate(self, prompt: str, params=None) -> dict:
-        final = None
-        for final in self.stream(prompt, params):
-            pass
-        return final
 
 
 class GradioImageGenerator(GradioRemote):

@@ -273,6 +273,14 @@ def test_served_text_stop_ends_generation_early(remote_registry):
     assert len(updates) <= 3  # nothing streamed after Stop
 
 
+def test_served_text_error_names_the_model_and_server(remote_registry, transformers_serve_url):
+    """The tiny GPT-Neo has 256 positions: the server fails a longer request, and says so."""
+    generator = remote_registry.get("text", SERVED_TEXT)
+    with pytest.raises(RemoteModelError, match=f"Remote model '{re.escape(SERVED_TEXT)}' \\(openai server at {transformers_serve_url}\\): .+"):
+        generator.generate("Once upon a time " * 30, generator.default_params(max_new_tokens=200))
+    assert generator.generate("Hello", generator.default_params(max_new_tokens=5))["done"]  # and serves the next
+
+
 def test_served_text_through_first_app(first_app):
     job = first_app.submit("Once upon a time", SERVED_TEXT, 30, 0.8, 0.95, 50, 1.1, True, 11, api_name="/generate_text")
     updates = [text for text, _stats in job]
