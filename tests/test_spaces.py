@@ -134,14 +134,17 @@ def test_import_and_build_never_initialise_cuda(tiny_config_path):
         f"""
         import torch
 
-        def forbidden(*args, **kwargs):
+        calls = []
+
+        def forbidden(*args, **kwargs):  # recorded even if a caller swallows the exception
+            calls.append(1)
             raise SystemExit("CUDA initialised in the main process")
 
         torch.cuda.init = torch.cuda._lazy_init = forbidden
         import app
         from pipelines.config import load_config
         demo = app.build_app(load_config({str(tiny_config_path)!r}))
-        assert not torch.cuda.is_initialized()
+        assert not torch.cuda.is_initialized() and not calls
         print("ok", len(demo.fns))
         """
     )
