@@ -181,6 +181,8 @@ class OpenAICompletionsGenerator(TextMethods):
 
     def check_inputs(self, prompt: object, params):
         params = check_text_inputs(self.entry, prompt, params)
+        if getattr(params, "truncate_prompt", False):  # the server's context length is not known here
+            raise InputError("truncate_prompt", f"'{self.name}' runs on a server that cannot drop the start of a prompt; shorten the prompt instead")
         if self.entry.server == "openai":  # the standard API has no top_k or repetition_penalty
             if params.top_k != 0:
                 raise InputError("top_k", f"'{self.name}' runs on a server without top_k; set it to 0 (off), got {params.top_k}")
@@ -422,11 +424,12 @@ class GradioTextGenerator(TextMethods, GradioRemote):
 
     task = "text"
     TOKENS = re.compile(r"(\d+) tokens")  # in the remote's stats line
+    DROPPED = re.compile(r"its first (\d+) tokens were dropped")  # ... with truncate_prompt
 
     def stream(self, prompt: str, params=None, stop: threading.Event | None = None) -> Iterator[dict]:
         params = check_text_inputs(self.entry, prompt, params or self.default_params())
         seed = pick_seed(params.seed)
-        stats, text = StreamStats(), ""
+        stats, text, remote_stats = StreamStats(), "", ""
         arguments = asdict(params) | {"prompt": prompt, "seed": seed}
         job = self.submit(asdict(self.default_params()), **arguments)
         try:
@@ -441,7 +444,9 @@ class GradioTextGenerator(TextMethods, GradioRemote):
         finally:
             if not job.done():
                 job.cancel()  # the consumer went away: end the remote generator too
-        yield stats.update(text, seed, params, done=True, stopped=stopped)
+        final = stats.update(text, seed, params, done=True, stopped=stopped)
+        dropped = self.DROPPED.search(remote_stats or "") if not stopped else None
+        yield final | ({"truncated_tokens": int(dropped.group(1))} if dropped else {})
 
 
 class GradioImageGenerator(GradioRemote):

@@ -240,6 +240,15 @@ def test_inputs_are_checked_before_the_remote_is_asked(first_app, remote_registr
         next(remote_registry.get("text", REMOTE_TEXT).stream("Hi", TextParams(max_new_tokens=201)))
 
 
+def test_prompt_truncation_goes_through_second_app(remote_registry):
+    generator = remote_registry.get("text", REMOTE_TEXT)
+    long_prompt = "Once upon a time there was a little robot. " * 40  # over the tiny model's 256 positions
+    final = generator.generate(long_prompt, generator.default_params(max_new_tokens=8, truncate_prompt=True))
+    assert final["done"] and final["truncated_tokens"] > 0
+    with pytest.raises(RemoteModelError, match="prompt: is .* tokens"):  # refused by the remote, as locally
+        generator.generate(long_prompt, generator.default_params(max_new_tokens=8))
+
+
 def test_unknown_remote_model_fails_at_load(second_app_url):
     config = parse_config({
         "classification": [{"name": "Wrong name", "backend": "gradio", "url": second_app_url, "remote_model": "No such model"}],
@@ -365,6 +374,8 @@ def test_plain_openai_server_needs_defaults_it_can_honour():
 
 def test_plain_openai_server_refuses_fields_it_cannot_honour():
     generator = OpenAICompletionsGenerator(openai_entry("openai"), client=None)
+    with pytest.raises(InputError, match="truncate_prompt: .*shorten the prompt"):
+        generator.check_inputs("Hi", TextParams(top_k=0, repetition_penalty=1.0, truncate_prompt=True))
     with pytest.raises(InputError, match="top_k: .*set it to 0"):
         generator.check_inputs("Hi", TextParams(top_k=50, repetition_penalty=1.0))
     with pytest.raises(InputError, match="repetition_penalty: .*set it to 1.0"):
