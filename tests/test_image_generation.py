@@ -232,3 +232,14 @@ def test_gpu_memory_savers_are_not_applied_on_cpu(tiny_config):
     generator = ImageGenerator.from_entry(entry.model_copy(update={"gpu_memory": savers}))
     assert generator.speedups == [] and generator.pipe.device.type == "cpu"
     assert {type(p).__name__ for p in generator.pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+
+
+def test_bundled_models_offer_suitable_schedulers_and_the_taesd_speedup():
+    from pipelines.config import DEFAULT_CONFIG_PATH, load_config
+
+    turbo, sd15 = load_config(DEFAULT_CONFIG_PATH).image[:2]
+    assert turbo.schedulers[0] == "Euler (trailing)" and all("trailing" in s for s in turbo.schedulers)
+    assert sd15.schedulers[0] == "DPM++ 2M Karras" and sd15.defaults.steps == 25
+    for entry in (turbo, sd15):
+        assert entry.cpu_speedups.tiny_autoencoder == "madebyollin/taesd" and entry.cpu_speedups.bfloat16
+        assert not entry.cpu_speedups.torch_compile

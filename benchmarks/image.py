@@ -1,0 +1,303 @@
+"""Seconds per 512x512 image on this CPU: plain float32 vs each speed-up vs the running app.
+
+    flock /tmp/ml-heavy.lock python -m benchmarks.image --out /tmp/image-bench.json
+
+builds the sd-turbo (Stable Diffusion 2.1 architecture) and Stable Diffusion 1.5 UNet, VAE and
+CLIP text encoder at full size from their configs, with random weights (no download; speed
+does not depend on the weights' values), and times one image each: 1 step without guidance
+for sd-turbo, 20 steps with guidance 7.5 for SD 1.5. Variants:
+
+- fp32: the plain float32 pipeline;
+- one row per speed-up of models.yaml's `cpu_speedups` (bfloat16, channels_last,
+  tiny_autoencoder: an AutoencoderTiny with taesd's architecture), and their combination;
+- app: the app's /generate_image endpoint through gradio_client, the app running the fastest
+  combination (the pipeline is injected through a registry loader instead of saved to disk).
+
+Each variant runs in a fresh subprocess; `peak_mem_mb` is that process's peak resident memory
+while it generates (weights included), sampled with psutil every 20 ms. Each row is the best
+of up to `repeats` timed images (fewer once 10 s were timed) after one untimed warm-up image (none for SD 1.5, whose 20 steps
+amortise first-call costs). `--tiny` runs the same on tiny configs, to try the script quickly.
+Writes {"rows": [{"model", "variant", "seconds_per_image", "peak_mem_mb"}, ...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
+SIZE = 512  # image side in pixels (64 with --tiny)
+SEED = 0
+SAMPLE_INTERVAL_S = 0.02  # psutil RSS sampling period
+ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
+
+# Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
+FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
+MODELS = {
+    "sd-turbo": {
+        "steps": 1, "guidance_scale": 0.0, "warm_up": True, "repeats": 2,
+        "variants": {
+            "fp32": {},
+            "channels_last": {"channels_last": True},
+            "bf16": {"bfloat16": True},
+            "tiny_vae": {"tiny_autoencoder": True},
+            "bf16+tiny_vae": {"bfloat16": True, "tiny_autoencoder": True},
+            "bf16+tiny_vae+channels_last": FASTEST,
+            "app": FASTEST,
+        },
+    },
+    "sd-1.5": {
+        "steps": 20, "guidance_scale": 7.5, "warm_up": False, "repeats": 1,
+        "variants": {"fp32": {}, "bf16+tiny_vae+channels_last": FASTEST},
+    },
+}
+OPTIONAL_VARIANTS = {"sd-turbo": {"torch_compile": {"torch_compile": True}}}  # --with-compile: minutes of warm-up
+
+
+# -- the architectures, at full size (or tiny with --tiny) -------------------------------------
+def unet_config(model: str, tiny: bool) -> dict:
+    common = dict(
+        sample_size=SIZE // 8, in_channels=4, out_channels=4, layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(320, 640, 1280, 1280), act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
+        flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, mid_block_scale_factor=1,
+    )
+    if model == "sd-turbo":  # SD 2.1: linear projections, head dims growing with the width, OpenCLIP-H context
+        common |= dict(attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True)
+    else:  # SD 1.5: 8 heads everywhere, CLIP ViT-L context
+        common |= dict(attention_head_dim=8, cross_attention_dim=768)
+    if tiny:
+        common |= dict(block_out_channels=(32, 32, 64, 64), norm_num_groups=8, layers_per_block=1,
+                       attention_head_dim=8, cross_attention_dim=text_config(model, tiny)["hidden_size"])
+    return common
+
+
+def text_config(model: str, tiny: bool) -> dict:
+    if model == "sd-turbo":  # OpenCLIP ViT-H/14 text tower (penultimate layer: 23 of 24 layers)
+        config = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, hidden_act="gelu")
+    else:  # OpenAI CLIP ViT-L/14 text tower
+        config = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, hidden_act="quick_gelu")
+    if tiny:
+        config |= dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    return config | dict(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5, projection_dim=512)
+
+
+def vae_config(tiny: bool) -> dict:
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=SIZE, scaling_factor=0.18215,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 16, 32, 32) if tiny else (128, 256, 512, 512), norm_num_groups=8 if tiny else 32,
+    )
+
+
+def build_pipeline(model: str, tiny: bool):
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from pipelines.tiny import build_clip_tokenizer
+
+    torch.manual_seed(SEED)
+    tokenizer = build_clip_tokenizer()  # cost does not depend on the vocabulary's content
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    spacing = "trailing" if model == "sd-turbo" else "leading"
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing=spacing
+    )
+    return StableDiffusionPipeline(
+        unet=UNet2DConditionModel(**unet_config(model, tiny)), vae=AutoencoderKL(**vae_config(tiny)),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(model, tiny), **ids)), tokenizer=tokenizer,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def image_entry(model: str, speedups: dict):
+    """The models.yaml entry the app would have for this variant."""
+    from pipelines.config import ImageEntry
+
+    spec = MODELS[model]
+    return ImageEntry(
+        name=model, source=f"benchmark/{model}", device="cpu",
+        defaults={"steps": spec["steps"], "guidance_scale": spec["guidance_scale"], "width": SIZE, "height": SIZE},
+        limits={"min_steps": 1, "max_steps": 50, "min_size": min(SIZE, 256), "max_size": 768},
+        cpu_speedups={k: v for k, v in speedups.items() if k != "tiny_autoencoder"},
+    )
+
+
+def build_generator(model: str, speedups: dict, tiny: bool):
+    from diffusers import AutoencoderTiny
+
+    from pipelines.image_generation import ImageGenerator
+
+    entry = image_entry(model, speedups)
+    tiny_vae = AutoencoderTiny() if speedups.get("tiny_autoencoder") else None  # taesd's architecture
+    generator = ImageGenerator.from_pipeline(entry, build_pipeline(model, tiny), tiny_vae=tiny_vae)
+    wanted = {k for k, v in speedups.items() if v}
+    if set(generator.speedups) != wanted:
+        print(f"note: {model} {sorted(wanted)}: applied {generator.speedups} (bfloat16 needs AVX512-BF16/AMX)", file=sys.stderr)
+    return generator
+
+
+# -- measuring (in the child process) --------------------------------------------------------
+class PeakRSS:
+    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
+
+    def __enter__(self):
+        import psutil
+
+        self._process, self._stop = psutil.Process(), threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def mb(self) -> float:
+        return self.peak / 2**20
+
+
+def time_images(make_image, spec: dict) -> tuple[float, float]:
+    """(best seconds per image over the repeats, peak RSS MB) of `make_image()`."""
+    if spec["warm_up"]:
+        make_image()
+    times = []
+    with PeakRSS() as memory:
+        while len(times) < spec["repeats"] and sum(times) < ENOUGH_TIMED_S:
+            started = time.perf_counter()
+            make_image()
+            times.append(time.perf_counter() - started)
+    return min(times), memory.mb
+
+
+def measure_pipeline(model: str, variant: str, speedups: dict, tiny: bool) -> tuple[float, float]:
+    spec = MODELS[model]
+    generator = build_generator(model, speedups, tiny)
+    params = generator.default_params(seed=SEED)
+
+    def make_image():
+        [result] = generator(PROMPT, params)
+        assert result["image"].size == (SIZE, SIZE)
+
+    return time_images(make_image, spec)
+
+
+def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float]:
+    """The same through /generate_image of the app, launched here, via gradio_client."""
+    from gradio_client import Client
+
+    from app import build_app
+    from pipelines.config import parse_config
+    from pipelines.registry import ModelRegistry, default_loaders
+
+    spec = MODELS[model]
+    generator = build_generator(model, speedups, tiny)
+    entry = image_entry(model, speedups)
+    config = parse_config({
+        "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
+        "text": [{"name": "unused text model", "source": "unused/text"}],
+        "image": [entry.model_dump(exclude_defaults=True)],
+    })
+    registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
+    demo = build_app(config, registry)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False)
+
+        def make_image():
+            gallery, info = client.predict(
+                PROMPT, model, "", spec["steps"], spec["guidance_scale"], SIZE, SIZE, 1, SEED, "", 0,
+                api_name="/generate_image",
+            )
+            assert len(gallery) == 1 and info["seeds"] == [SEED]
+
+        return time_images(make_image, spec)
+    finally:
+        demo.close()
+
+
+def child(model: str, variant: str, speedups: dict, tiny: bool, out: Path) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # casting random float32 weights to bfloat16 warns; nothing to keep in float32
+    if variant == "app":
+        seconds, peak = measure_app(model, speedups, tiny)
+    else:
+        seconds, peak = measure_pipeline(model, variant, speedups, tiny)
+    row = {"model": model, "variant": variant, "seconds_per_image": round(seconds, 3), "peak_mem_mb": round(peak, 1)}
+    out.write_text(json.dumps(row))
+
+
+# -- orchestration ---------------------------------------------------------------------------
+def run_variant(model: str, variant: str, speedups: dict, tiny: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        command = [sys.executable, "-m", "benchmarks.image", "--child", json.dumps([model, variant, speedups]),
+                   "--child-out", str(out)] + (["--tiny"] if tiny else [])
+        subprocess.run(command, check=True)
+        return json.loads(out.read_text())
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'model':<10} {'variant':<28} {'s/image':>9} {'vs fp32':>8} {'peak MB':>9}")
+    for row in rows:
+        base = next(r for r in rows if r["model"] == row["model"] and r["variant"] == "fp32")["seconds_per_image"]
+        speedup = base / row["seconds_per_image"]
+        print(f"{row['model']:<10} {row['variant']:<28} {row['seconds_per_image']:>9.2f} {speedup:>7.2f}x {row['peak_mem_mb']:>9.0f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.image", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="image-benchmark.json", help="JSON file to write the rows to")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile (minutes of warm-up)")
+    parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the script in seconds, the figures mean nothing")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        global SIZE
+        SIZE = 64
+    if args.child:
+        model, variant, speedups = json.loads(args.child)
+        child(model, variant, speedups, args.tiny, Path(args.child_out))
+        return 0
+
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'tiny configs' if args.tiny else 'full size'}")
+    rows, started = [], time.perf_counter()
+    for model in args.models:
+        variants = MODELS[model]["variants"] | (OPTIONAL_VARIANTS.get(model, {}) if args.with_compile else {})
+        for variant, speedups in variants.items():
+            row = run_variant(model, variant, speedups, args.tiny)
+            print(f"{model} {variant}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB", flush=True)
+            rows.append(row)
+            Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))  # partial results survive a crash
+    print_table(rows)
+    print(f"\n{time.perf_counter() - started:.0f} s in all; rows written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
