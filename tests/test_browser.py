@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,37 @@ def test_use_via_api_page_lists_every_public_endpoint(page, public_endpoints):
     for endpoint in sorted(public_endpoints):
         assert visible(page.get_by_text(endpoint, exact=True)).count() > 0, f"{endpoint} is not on the API page"
     screenshot(page, "api")
+
+
+def test_a_waiting_user_sees_their_place_in_the_queue(page, app_url, names, monkeypatch):
+    """Someone else's long generation holds the text model: this user's request waits, and the
+    page says where it is in the queue; it runs as soon as the model is free."""
+    from gradio_client import Client
+
+    from pipelines.text_generation import TextGenerator
+
+    started, release = threading.Event(), threading.Event()
+    original = TextGenerator.stream
+
+    def stream(self, prompt, params=None, stop=None):
+        if prompt == "someone else's long story":
+            started.set()
+            release.wait(RESULT_TIMEOUT_MS / 1000)
+        yield from original(self, prompt, params, stop=stop)
+
+    monkeypatch.setattr(TextGenerator, "stream", stream)
+    other = Client(app_url, verbose=False).submit(
+        prompt="someone else's long story", model_name=names["text"], max_new_tokens=4, api_name="/generate_text",
+    )
+    try:
+        assert started.wait(RESULT_TIMEOUT_MS / 1000)
+        open_tab(page, "Generation")
+        open_tab(page, "Text")
+        visible(page.get_by_label("Prompt", exact=True)).fill("Once upon a time")
+        button(page, "Generate").click()
+        visible(page.get_by_text(re.compile(r"queue: 1/1"))).first.wait_for()
+        screenshot(page, "queue")
+    finally:
+        release.set()
+    other.result(timeout=RESULT_TIMEOUT_MS / 1000)
+    page.get_by_text(re.compile(r"tokens/s · seed \d+")).wait_for()  # then it ran
