@@ -327,14 +327,15 @@ class GradioRemote:
         seen, last_status, last_activity = 0, None, time.monotonic()
         while True:
             done = job.done()  # read before the outputs, so none that arrive with the end are missed
-            outputs = job.outputs()
-            if len(outputs) > seen:
-                yield from outputs[seen:]
-                seen, last_activity = len(outputs), time.monotonic()
-            if done:
-                return
+            for output in job.outputs()[seen:]:
+                if stop is not None and stop.is_set():
+                    break
+                seen, last_activity = seen + 1, time.monotonic()
+                yield output
             if stop is not None and stop.is_set():
                 job.cancel()
+                return
+            if done:
                 return
             status = job.status()
             signature = (status.code, status.rank, repr(status.progress_data))

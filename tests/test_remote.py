@@ -85,7 +85,8 @@ def servers(tiny_config_path, served_model, tmp_path_factory):
     commands = {
         "app": [sys.executable, "app.py", "--config", str(tiny_config_path), "--host", "127.0.0.1",
                 "--port", str(app_port), "--no-preload"],
-        "serve": [str(Path(sys.executable).with_name("transformers")), "serve", served_model,
+        # the `transformers` command's module, run by this interpreter (wherever pip put the script)
+        "serve": [sys.executable, "-m", "transformers.cli.transformers", "serve", served_model,
                   "--host", "127.0.0.1", "--port", str(serve_port), "--device", "cpu"],
     }
     health = {"app": urls["app"] + "config", "serve": urls["serve"] + "/health"}
@@ -283,10 +284,10 @@ def test_served_text_stop_ends_generation_early(remote_registry):
 
 
 def test_served_text_error_names_the_model_and_server(remote_registry, transformers_serve_url):
-    """The tiny GPT-Neo has 256 positions: the server fails a longer request, and says so."""
+    """The tiny GPT-Neo has 256 positions: the server fails a longer prompt, and says so."""
     generator = remote_registry.get("text", SERVED_TEXT)
     with pytest.raises(RemoteModelError, match=f"Remote model '{re.escape(SERVED_TEXT)}' \\(openai server at {transformers_serve_url}\\): .+"):
-        generator.generate("Once upon a time " * 30, generator.default_params(max_new_tokens=200))
+        generator.generate("Once upon a time " * 100, generator.default_params(max_new_tokens=5))
     assert generator.generate("Hello", generator.default_params(max_new_tokens=5))["done"]  # and serves the next
 
 
