@@ -49,8 +49,8 @@ GPT_NEO_1_3B = dict(
 )
 EOS_ID = 50256
 SPEEDUPS = ("bf16", "int8_dynamic", "int8_torchao")  # one row each; "compile" only when asked (--variants)
-DEFAULT_NEW_TOKENS = 48  # generated per run; EOS is suppressed so every run makes exactly this many
-DEFAULT_REPEATS = 2  # speed runs per variant; the best counts
+DEFAULT_NEW_TOKENS = 32  # generated per run; EOS is suppressed so every run makes exactly this many
+DEFAULT_REPEATS = 3  # interleaved rounds of runs; each variant's best counts
 QUALITY_POSITIONS = 128  # positions of the fixed token sequence compared against float32
 PROMPT = (
     "Once upon a time there was a little robot who wanted to paint the sky. The quick brown fox jumps "
@@ -63,12 +63,13 @@ SEED = 1234
 
 # -- inside one variant's process -------------------------------------------------------------------
 class RssPeak:
-    """Samples this process's resident memory every few milliseconds while running."""
+    """The peak resident memory of this process while inside `with` blocks (sampled every few ms;
+    outside them nothing runs, so an idle worker does not disturb the one being timed)."""
 
     def __init__(self, interval_s: float = 0.005):
         self.interval_s, self.peak_mb = interval_s, 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def rss_mb() -> float:
@@ -81,6 +82,8 @@ class RssPeak:
             time.sleep(self.interval_s)
 
     def __enter__(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
@@ -202,27 +205,26 @@ def quality(model, reference_path: Path, write_reference: bool) -> dict:
     return {"top1_agreement": round(agreement, 4), "kl_vs_fp32": round(kl, 6)}
 
 
-def run_variant(variant: str, layers: int, new_tokens: int, repeats: int, reference: Path) -> dict:
-    import torch
-
+def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) -> None:
+    """Build and convert the model, report READY, then time one generation per "run" line on stdin."""
     from pipelines.cpu_speedups import model_memory_mb
 
     started = time.perf_counter()
     tokenizer = build_tokenizer()
     model = convert(build_model(layers), variant)
     release_freed_memory()  # the float32 weights that quantizing replaced
-    prepared_s = time.perf_counter() - started
-    row = {"variant": variant, "prepare_s": round(prepared_s, 1), "weights_mb": round(model_memory_mb(model), 1)}
-    row |= quality(model, reference, write_reference=variant == "fp32")
+    ready = {"variant": variant, "prepare_s": round(time.perf_counter() - started, 1), "weights_mb": round(model_memory_mb(model), 1)}
+    ready |= quality(model, reference, write_reference=variant == "fp32")
     input_ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     time_generation(model, input_ids, 4)  # warm-up: first-call allocations, compilation
-    with RssPeak() as rss:
-        runs = [time_generation(model, input_ids, new_tokens) for _ in range(repeats)]
-    best = max(runs, key=lambda run: run["tokens_per_s"])
-    row |= {"tokens_per_s": round(best["tokens_per_s"], 2), "ttft_s": round(min(r["ttft_s"] for r in runs), 3),
-            "tokens": best["tokens"], "peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb()),
-            "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs], "threads": torch.get_num_threads()}
-    return row
+    print("READY " + json.dumps(ready), flush=True)
+    rss = RssPeak()
+    for command in sys.stdin:
+        if command.strip() != "run":
+            break
+        with rss:
+            print("RUN " + json.dumps(time_generation(model, input_ids, new_tokens)), flush=True)
+    print("MEM " + json.dumps({"peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb())}), flush=True)
 
 
 def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
@@ -259,7 +261,7 @@ def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
         pass  # warm-up, as for the other variants
     demo = build_app(config, registry)
     demo.queue()
-    with RssPeak() as rss:
+    with RssPeak(interval_s=0.02) as rss:  # it cannot tell when requests come: sample throughout, gently
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         print(f"URL {url} {name}", flush=True)
         sys.stdin.read()  # the benchmark closes stdin when its client is done
@@ -286,41 +288,51 @@ def time_app_request(client, name: str, new_tokens: int) -> dict:
             "server_stats": final_stats}
 
 
-def run_app(speedup: str, layers: int, new_tokens: int, repeats: int) -> dict:
-    from gradio_client import Client
+class Worker:
+    """A variant's process: started once, then asked for one timed run at a time."""
 
-    started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.textgen", "--serve-app", speedup, "--layers", str(layers),
-                               "--new-tokens", str(new_tokens)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        while not line.startswith("URL "):  # libraries may print first
-            line = server.stdout.readline()
-            if not line:
-                raise RuntimeError("the app did not start (see its errors above)")
-        _, url, name = line.rstrip("\n").split(" ", 2)
-        prepared_s = time.perf_counter() - started
-        client = Client(url, verbose=False)
-        runs = [time_app_request(client, name, new_tokens) for _ in range(repeats)]
-        server.stdin.close()
-        memory = json.loads(server.stdout.read().split("MEM ", 1)[1])
-    finally:
-        if server.poll() is None:
-            server.stdin.close() if not server.stdin.closed else None
-            server.wait(timeout=60)
-    best = max(runs, key=lambda run: run["tokens_per_s"])
-    return {"variant": "app", "speedup": speedup, "placement": memory["placement"], "prepare_s": round(prepared_s, 1),
-            "tokens_per_s": round(best["tokens_per_s"], 2), "ttft_s": round(min(r["ttft_s"] for r in runs), 3),
-            "tokens": best["tokens"], "peak_mem_mb": memory["peak_mem_mb"], "peak_load_mb": memory["peak_load_mb"],
-            "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs], "server_stats": best["server_stats"]}
+    def __init__(self, command: list[str], ready_prefix: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.textgen", *command],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.read(ready_prefix)
+        self.ready = json.loads(line) if ready_prefix == "READY " else line
+
+    def read(self, prefix: str) -> str:
+        for line in self.process.stdout:  # libraries may print other lines first
+            if line.startswith(prefix):
+                return line[len(prefix):].rstrip("\n")
+        raise RuntimeError(f"benchmark worker {self.process.args[3:5]} ended early (its errors are above)")
+
+    def run(self) -> dict:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return json.loads(self.read("RUN "))
+
+    def finish(self) -> dict:
+        self.process.stdin.close()
+        memory = json.loads(self.read("MEM "))
+        self.process.wait(timeout=120)
+        return memory
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
 
 
-# -- the benchmark: one process per variant ---------------------------------------------------------
-def run_in_subprocess(variant: str, args, reference: Path) -> dict:
-    command = [sys.executable, "-m", "benchmarks.textgen", "--variant", variant, "--layers", str(args.layers),
-               "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats), "--reference", str(reference)]
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def app_speedup() -> str:
+    """What the app runs GPT-Neo 1.3B with on a CPU: the first text entry in models.yaml with a quantize option."""
+    from pipelines.config import load_config
+
+    return next(e.cpu_speedups.quantize for e in load_config().text if e.cpu_speedups.quantize != "none")
+
+
+def enough_memory_for(layers: int) -> None:
+    import psutil
+
+    need_mb = 5400 * layers / 24 + 600  # building any variant starts from float32 weights
+    available_mb = psutil.virtual_memory().available / 2**20
+    if available_mb < need_mb:
+        raise SystemExit(f"only {available_mb:,.0f} MB of memory available; building the next variant needs ~{need_mb:,.0f} MB")
 
 
 def print_table(rows: list[dict], baseline: float) -> None:
@@ -336,11 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.textgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the JSON results here")
     parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"runs per variant, best counts (default {DEFAULT_REPEATS})")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"rounds of runs; each variant's best counts (default {DEFAULT_REPEATS})")
     parser.add_argument("--layers", type=int, default=GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try the benchmark quickly (default 24: the real size)")
     parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also int8_dynamic+compile)")
     parser.add_argument("--no-app", action="store_true", help="skip the app row")
-    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one variant's process
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--serve-app", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -348,26 +360,61 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_app:
         serve_app(args.serve_app, args.layers, args.new_tokens)
         return 0
-    if args.variant:
-        print(json.dumps(run_variant(args.variant, args.layers, args.new_tokens, args.repeats, Path(args.reference))))
+    if args.worker:
+        variant_worker(args.worker, args.layers, args.new_tokens, Path(args.reference))
         return 0
 
     started = time.perf_counter()
-    rows = []
+    shape = ["--layers", str(args.layers), "--new-tokens", str(args.new_tokens)]
+    variants = ["fp32", *[v for v in args.variants.split(",") if v]]
+    speedup = None if args.no_app else app_speedup()
+    workers: dict[str, Worker] = {}
+    runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "fp32_log_probs.pt"
-        for variant in ["fp32", *[v for v in args.variants.split(",") if v]]:
-            rows.append(run_in_subprocess(variant, args, reference))
-            print(f"{variant}: {rows[-1]['tokens_per_s']} tokens/s", flush=True)
-    speedups = [row for row in rows if row["variant"] != "fp32" and row["variant"] in ("int8_dynamic", "int8_torchao")]
-    if not args.no_app and speedups:
-        fastest = max(speedups, key=lambda row: row["tokens_per_s"])
-        rows.append(run_app(fastest["variant"], args.layers, args.new_tokens, args.repeats))
-        rows[-1]["vs_raw_pipeline"] = round(rows[-1]["tokens_per_s"] / fastest["tokens_per_s"], 3)
-    baseline = rows[0]["tokens_per_s"]
-    print_table(rows, baseline)
+        try:
+            # 1. start every variant's process, one after the other (each builds from float32 weights)
+            for variant in variants:
+                enough_memory_for(args.layers)
+                workers[variant] = Worker(["--worker", variant, "--reference", str(reference), *shape], "READY ")
+                print(f"{variant} ready: {workers[variant].ready}", flush=True)
+            if speedup:
+                enough_memory_for(args.layers)
+                workers["app"] = Worker(["--serve-app", speedup, *shape], "URL ")
+                url, app_name = workers["app"].ready.split(" ", 1)
+                from gradio_client import Client
+
+                client = Client(url, verbose=False)
+                print(f"app ready ({speedup}) at {url}", flush=True)
+            # 2. interleave the timed runs, round after round: a busy moment of this shared CPU
+            #    then slows one run of each variant rather than every run of one variant
+            for round_number in range(args.repeats):
+                for name, worker in workers.items():
+                    run = time_app_request(client, app_name, args.new_tokens) if name == "app" else worker.run()
+                    runs.setdefault(name, []).append(run)
+                    print(f"round {round_number + 1}: {name} {run['tokens_per_s']:.2f} tokens/s", flush=True)
+            memory = {name: worker.finish() for name, worker in workers.items()}
+        finally:
+            for worker in workers.values():
+                worker.kill()
+    rows = []
+    for name in workers:
+        best = max(runs[name], key=lambda run: run["tokens_per_s"])
+        row = {"variant": name, "tokens_per_s": round(best["tokens_per_s"], 2),
+               "ttft_s": round(min(r["ttft_s"] for r in runs[name]), 3), "tokens": best["tokens"],
+               "peak_mem_mb": memory[name]["peak_mem_mb"], "peak_load_mb": memory[name]["peak_load_mb"],
+               "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs[name]]}
+        if name == "app":
+            row |= {"speedup": speedup, "placement": memory[name]["placement"], "server_stats": best["server_stats"]}
+        else:
+            row |= {k: v for k, v in workers[name].ready.items() if k != "variant"}
+        rows.append(row)
+    by_name = {row["variant"]: row for row in rows}
+    if "app" in by_name and speedup in by_name:
+        by_name["app"]["vs_raw_pipeline"] = round(by_name["app"]["tokens_per_s"] / by_name[speedup]["tokens_per_s"], 3)
+    print_table(rows, rows[0]["tokens_per_s"])
     total_s = time.perf_counter() - started
-    print(f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats}; {total_s:.0f} s in all")
+    print(f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats} interleaved rounds; {total_s:.0f} s in all")
     result = {"rows": rows, "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
               "new_tokens": args.new_tokens, "repeats": args.repeats, "total_s": round(total_s, 1), "sampling": SAMPLING}
     if args.out:
