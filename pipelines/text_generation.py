@@ -69,7 +69,7 @@ def _number(field: str, value: object, low: float, high: float, integer: bool = 
     """Check a numeric field against its range; NaN, infinities and non-numbers are rejected."""
     kind = "an integer" if integer else "a number"
     bracket = "(" if low_open else "["
-    allowed = f"{bracket}{low:g}, {high:g}]"
+    allowed = f"{bracket}{low:.10g}, {high:.10g}]"  # .10g: the seed limit 4294967295 in full, not 4.29497e+09
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(field, f"must be {kind} in {allowed}, got {value!r}")
     if integer and value != int(value):
