@@ -9,13 +9,14 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
   Deprecated in favour of torchao but still maintained in torch 2.13; its deprecation
   warnings are silenced here because we chose it knowingly, on measurements.
 - `quantize: int8_torchao` — torchao's `Int8DynamicActivationInt8WeightConfig` (per-channel
-  int8 weights, per-token int8 activations): slightly more accurate, about half as fast
-  as `int8_dynamic` on this CPU. torchao's int8 *weight-only* config was slower than float32
-  here, so it is not offered.
+  int8 weights, per-token int8 activations): closer to float32, slower than `int8_dynamic`
+  on this CPU. torchao's int8 *weight-only* config was far slower than `int8_dynamic` here
+  (4 vs 63 tokens/s on a 4-layer GPT-Neo of the 1.3B's width), so it is not offered.
 - `dtype: bfloat16` (the entry's ordinary dtype field) halves the bytes without quantizing.
-- `compile: true` wraps the forward pass in `torch.compile`. GPT-Neo has no static KV cache in
-  transformers, so shapes change every token; measured, it gave no gain worth minutes of
-  compiling on first use: off by default.
+- `compile: true` wraps the forward pass in `torch.compile` (dynamic shapes). GPT-Neo has no
+  static KV cache in transformers, so the shapes change every token, and the first request pays
+  minutes of compiling on 2 cores. Off by default; its gain is not measured at full size here
+  (try `python -m benchmarks.textgen --variants int8_dynamic+compile`).
 
 Nothing here runs on a GPU: the speed-ups are CPU remedies (`TextGenerator` skips them elsewhere).
 """
