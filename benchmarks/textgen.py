@@ -17,12 +17,16 @@ suppressed so that every run generates exactly `--new-tokens` tokens, and measur
   next-token distributions from float32's (nats). Random weights give nearly flat distributions,
   so these are a harsh test: trained models have clearer winners.
 
-Speed variants take the best of `--repeats` runs (the CPU is shared; the best run is the one
-least disturbed). The "app" row runs the app's `/generate_text` endpoint with the fastest
-speed-up: the app is launched in a separate process (`app.build_app` with a registry loader
-that builds the same random model instead of reading 5 GB from disk) and the request is
-streamed with `gradio_client` from this process; its rate is measured on the client, from the
-token counts in the streamed stats line.
+Every variant gets its own long-lived process, started one after the other; then the timed
+runs go round by round, one run of each variant per round, and each variant's best of
+`--repeats` rounds counts. The CPU is shared with other work: interleaving makes a busy moment
+slow one run of every variant instead of all runs of one, and the best run is the least
+disturbed. The "app" row runs the app's `/generate_text` endpoint with the speed-up that
+models.yaml gives GPT-Neo 1.3B on a CPU (the fastest): the app is launched in its own process
+(`app.build_app` with a registry loader that builds the same random model and applies the
+entry's speed-ups as `TextGenerator.from_entry` does, instead of reading 5 GB from disk) and the
+request is streamed with `gradio_client` from this process; its rate is measured on the client,
+from the token counts in the streamed stats lines as they arrive.
 """
 
 from __future__ import annotations
@@ -284,6 +288,8 @@ def time_app_request(client, name: str, new_tokens: int) -> dict:
     total = int(re.search(r"(\d+) tokens", final_stats).group(1))
     assert total == new_tokens, f"the app generated {total} tokens, expected {new_tokens}: {final_stats}"
     (t_first, n_first), (t_last, n_last) = arrivals[0], arrivals[-1]
+    if n_last - n_first < 2 or t_last <= t_first:
+        raise RuntimeError(f"too few streamed updates to time ({arrivals}); use more --new-tokens")
     return {"tokens_per_s": (n_last - n_first) / (t_last - t_first), "ttft_s": t_first - submitted, "tokens": total,
             "server_stats": final_stats}
 
