@@ -242,10 +242,10 @@ def test_many_requests_cancelled_midway_leave_nothing_running(client, api, names
     time.sleep(0.3)  # let some of them start
     cancelled = [job.cancel() for job in jobs]
     assert any(cancelled)  # queued jobs were cancelled
-    for job in jobs:
-        status = job.status()
-        assert status.code.name in ("CANCELLED", "FINISHED", "PROCESSING", "ITERATING", "IN_QUEUE", "SENDING_DATA", "STARTING", "JOINING_QUEUE"), status
-    # the app finishes or drops what was running, and the generation threads end
+    for job, was_cancelled in zip(jobs, cancelled):
+        if not was_cancelled:  # it had started: it ends normally (Job.cancel() only cancels queued jobs)
+            assert job.result(timeout=120)[0] is not None
+    # and no generation is left running
     deadline = time.monotonic() + 30
     while generation_threads() and time.monotonic() < deadline:
         time.sleep(0.1)
