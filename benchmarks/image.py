@@ -40,6 +40,7 @@ SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
 SAMPLE_INTERVAL_S = 0.02  # psutil RSS sampling period
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
+APP_ROUNDS = 3  # app and raw pipeline alternately, best of each
 
 # Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
 FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
@@ -201,8 +202,10 @@ def measure_pipeline(model: str, variant: str, speedups: dict, tiny: bool) -> tu
     return time_images(make_image, spec)
 
 
-def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float]:
-    """The same through /generate_image of the app, launched here, via gradio_client."""
+def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, float]:
+    """The same through /generate_image of the app, launched here, via gradio_client; also the
+    raw pipeline in the same process, alternating with the app so both see the same machine
+    load. Returns (app seconds, peak MB, raw seconds)."""
     from gradio_client import Client
 
     from app import build_app
@@ -224,14 +227,23 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float]:
     try:
         client = Client(url, verbose=False)
 
-        def make_image():
+        def app_image():
             gallery, info = client.predict(
                 PROMPT, model, "", spec["steps"], spec["guidance_scale"], SIZE, SIZE, 1, SEED, "", 0,
                 api_name="/generate_image",
             )
             assert len(gallery) == 1 and info["seeds"] == [SEED]
 
-        return time_images(make_image, spec)
+        params = generator.default_params(seed=SEED)
+        raw_times, app_times = [], []
+        app_image()  # warm-up
+        with PeakRSS() as memory:
+            for _ in range(APP_ROUNDS):
+                for make_image, times in ((lambda: generator(PROMPT, params), raw_times), (app_image, app_times)):
+                    started = time.perf_counter()
+                    make_image()
+                    times.append(time.perf_counter() - started)
+        return min(app_times), memory.mb, min(raw_times)
     finally:
         demo.close()
 
@@ -240,11 +252,14 @@ def child(model: str, variant: str, speedups: dict, tiny: bool, out: Path) -> No
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # casting random float32 weights to bfloat16 warns; nothing to keep in float32
+    raw = None
     if variant == "app":
-        seconds, peak = measure_app(model, speedups, tiny)
+        seconds, peak, raw = measure_app(model, speedups, tiny)
     else:
         seconds, peak = measure_pipeline(model, variant, speedups, tiny)
     row = {"model": model, "variant": variant, "seconds_per_image": round(seconds, 3), "peak_mem_mb": round(peak, 1)}
+    if raw is not None:  # not a row field: the parent reports it next to the rows
+        row["raw_same_process_s"] = round(raw, 3)
     out.write_text(json.dumps(row))
 
 
@@ -286,14 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'tiny configs' if args.tiny else 'full size'}")
-    rows, started = [], time.perf_counter()
+    rows, app_vs_raw, started = [], {}, time.perf_counter()
     for model in args.models:
         variants = MODELS[model]["variants"] | (OPTIONAL_VARIANTS.get(model, {}) if args.with_compile else {})
         for variant, speedups in variants.items():
             row = run_variant(model, variant, speedups, args.tiny)
             print(f"{model} {variant}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB", flush=True)
+            raw = row.pop("raw_same_process_s", None)
+            if raw is not None:
+                app_vs_raw[model] = {"app_s": row["seconds_per_image"], "raw_pipeline_same_process_s": raw,
+                                     "app_over_raw": round(row["seconds_per_image"] / raw, 3)}
+                print(f"  the same pipeline called directly in that process: {raw:.2f} s/image "
+                      f"(app / raw = {row['seconds_per_image'] / raw:.2f})", flush=True)
             rows.append(row)
-            Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))  # partial results survive a crash
+            # partial results survive a crash
+            Path(args.out).write_text(json.dumps({"rows": rows, "app_vs_raw": app_vs_raw}, indent=1))
     print_table(rows)
     print(f"\n{time.perf_counter() - started:.0f} s in all; rows written to {args.out}")
     return 0
