@@ -9,7 +9,7 @@ closing it sets the pipeline's Stop flag.
 from __future__ import annotations
 
 import queue
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -53,6 +53,12 @@ def save_gallery(results: list[dict]) -> tuple[list, dict]:
     return gallery, {"seeds": [r["seed"] for r in results], "params": results[0]["params"]}
 
 
+# Long-lived worker threads: a fresh thread per request would start with a cold memory arena
+# and thread pool, paying page faults for every activation of the image again.
+# A few, since a stopped run may still be finishing its step when the next request starts.
+WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generate-image")
+
+
 def run_in_thread(generate, events: queue.Queue) -> None:
     """Run `generate()` in a worker thread, ending with ("done", result) or ("error", exception) in `events`."""
 
@@ -62,7 +68,7 @@ def run_in_thread(generate, events: queue.Queue) -> None:
         except Exception as err:  # noqa: BLE001 - re-raised in the handler, which shows it
             events.put(("error", err))
 
-    threading.Thread(target=work, name="generate-image", daemon=True).start()
+    WORKERS.submit(work)
 
 
 def build(config: AppConfig, registry: ModelRegistry) -> None:
