@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipelines.config import ClassificationEntry
 from pipelines.hub import from_pretrained_kwargs
-from pipelines.devices import Placement, choose_placement, module_size_mb
+from pipelines.devices import Placement, choose_placement, cpu_has_native_bfloat16, module_size_mb
 from pipelines.errors import InputError, ModelLoadError
 from pipelines.spam_data import CLASS_NAMES, classification_metrics, read_messages
 
@@ -48,6 +48,15 @@ def resolve_class_names(id2label: dict[int, str], mapping: dict[str, str], model
     return names
 
 
+def choose_classifier_placement(entry: ClassificationEntry) -> Placement:
+    """The entry's device and dtype; float32 on CPU becomes bfloat16 where the entry's
+    cpu_speedups ask for it and the CPU runs bfloat16 natively."""
+    placement = choose_placement("classification", entry.device, entry.dtype)
+    if placement.device == "cpu" and entry.dtype == "auto" and entry.cpu_speedups.bfloat16 and cpu_has_native_bfloat16():
+        return Placement("cpu", torch.bfloat16)
+    return placement
+
+
 def check_message(text: object, field: str = "message") -> str:
     if not isinstance(text, str):
         raise InputError(field, f"expected text, got {type(text).__name__}")
@@ -77,7 +86,7 @@ class SpamClassifier:
 
     @classmethod
     def from_entry(cls, entry: ClassificationEntry) -> "SpamClassifier":
-        placement = choose_placement("classification", entry.device, entry.dtype)
+        placement = choose_classifier_placement(entry)
         tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
         model = AutoModelForSequenceClassification.from_pretrained(
             entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype
@@ -93,14 +102,29 @@ class SpamClassifier:
         return module_size_mb(self.model)
 
     # -- preprocess -> forward -> postprocess ----------------------------------------------
+    def tokenize(self, texts: list[str]) -> tuple[list[dict], list[bool]]:
+        """Token ids per text, cut to the model's limit, and whether each was cut.
+
+        Tokenized once, unpadded: padding happens per batch in `collate`."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
+        # Only a text that fills the limit can have been cut: recount just those, to limit + 1.
+        at_limit = [i for i, f in enumerate(features) if len(f["input_ids"]) >= self.max_length]
+        truncated = [False] * len(texts)
+        if at_limit:
+            longer = self.tokenizer([texts[i] for i in at_limit], truncation=True, max_length=self.max_length + 1)
+            for i, ids in zip(at_limit, longer["input_ids"]):
+                truncated[i] = len(ids) > self.max_length
+        return features, truncated
+
+    def collate(self, features: list[dict]) -> dict:
+        """Pad a batch to its own longest message (dynamic padding)."""
+        batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+        return {k: v.to(self.placement.device) for k, v in batch.items()}
+
     def preprocess(self, texts: list[str]) -> tuple[dict, list[bool]]:
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-        )
-        # A message was cut if it still has tokens past the limit (counted up to limit + 1).
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length + 1)["input_ids"]]
-        truncated = [n > self.max_length for n in lengths]
-        return {k: v.to(self.placement.device) for k, v in encoded.items()}, truncated
+        features, truncated = self.tokenize(texts)
+        return self.collate(features), truncated
 
     @torch.inference_mode()
     def forward(self, inputs: dict) -> torch.Tensor:
@@ -155,12 +179,13 @@ class SpamClassifier:
         padded only to its own longest message (dynamic padding), then put back in input order."""
         threshold = check_threshold(threshold)
         texts = [check_message(t, field=f"message {i + 1}") for i, t in enumerate(texts)]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        features, truncated = self.tokenize(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(features[i]["input_ids"]))
         results: list[dict | None] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            inputs, truncated = self.preprocess([texts[i] for i in chunk])
-            for i, result in zip(chunk, self.postprocess(self.forward(inputs), truncated, [threshold] * len(chunk))):
+            probs = self.forward(self.collate([features[i] for i in chunk]))
+            for i, result in zip(chunk, self.postprocess(probs, [truncated[i] for i in chunk], [threshold] * len(chunk))):
                 results[i] = result
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(order)), len(order))

@@ -13,16 +13,9 @@ import logging
 import torch
 
 from pipelines.config import ImageEntry
-from pipelines.devices import Placement, choose_placement
+from pipelines.devices import Placement, choose_placement, cpu_has_native_bfloat16
 
 log = logging.getLogger(__name__)
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """AVX512-BF16 or AMX: bfloat16 matmuls/convolutions run natively, about twice float32's
-    speed. Without them oneDNN emulates bfloat16, slower than float32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
 def choose_image_placement(entry: ImageEntry) -> Placement:

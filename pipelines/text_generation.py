@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer

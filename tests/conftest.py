@@ -48,12 +48,10 @@ def names(tiny_config):
 @pytest.fixture(scope="session")
 def app_url(tiny_config):
     """The app, built from the tiny config, launched on a free local port."""
-    from app import build_app
+    from tests.helpers import launch_local
 
-    demo = build_app(tiny_config)
-    demo.queue(max_size=64)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)  # as app.py
-    yield url.rstrip("/") + "/"
+    demo, url = launch_local(tiny_config)
+    yield url
     demo.close()
 
 

@@ -110,3 +110,18 @@ def test_explanation_of_a_long_message_covers_what_the_model_reads(classifier):
 def test_explaining_nothing_is_an_input_error(classifier):
     with pytest.raises(InputError, match="message: is empty"):
         explain(classifier, " \n ")
+
+
+def test_bfloat16_speedup_only_where_the_cpu_runs_it_natively(tiny_config):
+    import torch
+
+    from pipelines.classification import choose_classifier_placement
+    from pipelines.devices import cpu_has_native_bfloat16
+
+    entry = tiny_config.classification[0]
+    assert choose_classifier_placement(entry).dtype == torch.float32
+    fast = entry.model_copy(update={"cpu_speedups": entry.cpu_speedups.model_copy(update={"bfloat16": True})})
+    expected = torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+    assert choose_classifier_placement(fast).dtype == expected
+    pinned = fast.model_copy(update={"dtype": "float32"})  # an explicit dtype wins
+    assert choose_classifier_placement(pinned).dtype == torch.float32

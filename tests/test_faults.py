@@ -95,13 +95,11 @@ def faulty_loaders() -> dict:
 
 @pytest.fixture(scope="module")
 def faulty_app(faulty_config):
-    from app import build_app
+    from tests.helpers import launch_local
 
     registry = ModelRegistry(faulty_config, loaders=faulty_loaders())
-    demo = build_app(faulty_config, registry)
-    demo.queue(max_size=64)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
-    yield url.rstrip("/") + "/", registry
+    demo, url = launch_local(faulty_config, registry)
+    yield url, registry
     demo.close()
 
 

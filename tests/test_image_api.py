@@ -80,7 +80,7 @@ def slow_app(tiny_config):
     """The app with a tiny pipeline whose every UNet call takes 0.2 s, and a log of those calls."""
     from gradio_client import Client
 
-    from app import build_app
+    from tests.helpers import launch_local
     from pipelines.image_generation import ImageGenerator
     from pipelines.registry import ModelRegistry, default_loaders
 
@@ -96,9 +96,7 @@ def slow_app(tiny_config):
         return generator
 
     registry = ModelRegistry(tiny_config, loaders=default_loaders() | {"image": slow_image_loader})
-    demo = build_app(tiny_config, registry)
-    demo.queue(max_size=8)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    demo, url = launch_local(tiny_config, registry, max_queue=8)
     yield Client(url, verbose=False), unet_calls
     demo.close()
 

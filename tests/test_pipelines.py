@@ -6,7 +6,6 @@ import pytest
 
 from pipelines.classification import resolve_class_names
 from pipelines.errors import InputError, ModelLoadError
-from pipelines.text_generation import TextParams
 
 
 # -- classification ------------------------------------------------------------------------

@@ -149,11 +149,9 @@ def remote_registry(remote_config):
 @pytest.fixture(scope="module")
 def first_app(remote_config, remote_registry):
     """The app whose models are remote, launched in this process; a client of it and one of the second app."""
-    from app import build_app
+    from tests.helpers import launch_local
 
-    demo = build_app(remote_config, remote_registry)
-    demo.queue(max_size=16)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    demo, url = launch_local(remote_config, remote_registry, max_queue=16)
     yield Client(url, verbose=False)
     demo.close()
 

@@ -4,7 +4,6 @@ process, and `python app.py` starting on CPU with the `spaces` package installed
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import re
 import socket

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_text_generation_controls import SlowSteps, wait_until
+from tests.helpers import SlowSteps, launch_local, slow_text_registry
+from tests.test_text_generation_controls import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,21 +28,9 @@ def slow_text_app(tiny_config):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from app import build_app
-    from pipelines.registry import ModelRegistry, default_loaders
-    from pipelines.text_generation import TextGenerator
-
     hook = SlowSteps()
-
-    def slow_text(entry):
-        generator = TextGenerator.from_entry(entry)
-        generator.model.register_forward_pre_hook(hook)
-        return generator
-
-    registry = ModelRegistry(tiny_config, loaders=default_loaders() | {"text": slow_text})
-    demo = build_app(tiny_config, registry)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    registry = slow_text_registry(tiny_config, hook)
+    demo, url = launch_local(tiny_config, registry)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})

@@ -16,6 +16,7 @@ from pipelines.cpu_speedups import apply_cpu_speedups, model_memory_mb
 from pipelines.errors import InputError
 from pipelines.registry import ModelRegistry
 from pipelines.text_generation import PRESETS, TextGenerator, TextParams, check_params
+from tests.helpers import SlowSteps, launch_local, slow_text_registry
 from ui import status_panel, text_tab
 
 LONG_PROMPT = "Once upon a time " * 80  # ~320 tokens: more than the tiny model's 256-token context
@@ -111,37 +112,14 @@ def test_stats_count_the_generated_tokens(registry, names):
 
 
 # -- Stop -------------------------------------------------------------------------------------------
-class SlowSteps:
-    """A forward pre-hook that makes every decoding step of the tiny model take `delay_s`, so
-    that a generation lasts long enough to be stopped in the middle; counts the steps."""
-
-    def __init__(self, delay_s: float = 0.05):
-        self.delay_s, self.calls = delay_s, 0
-
-    def __call__(self, module, args, kwargs=None):
-        self.calls += 1
-        time.sleep(self.delay_s)
-
-
 @pytest.fixture(scope="module")
 def slow_app(tiny_config):
     """An app whose text model takes 0.05 s per token: 200 tokens would take 10 s."""
     from gradio_client import Client
 
-    from app import build_app
-    from pipelines.registry import default_loaders
-
     hook = SlowSteps()
-
-    def slow_text(entry):
-        generator = TextGenerator.from_entry(entry)
-        generator.model.register_forward_pre_hook(hook)
-        return generator
-
-    registry = ModelRegistry(tiny_config, loaders=default_loaders() | {"text": slow_text})
-    demo = build_app(tiny_config, registry)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    registry = slow_text_registry(tiny_config, hook)
+    demo, url = launch_local(tiny_config, registry)
     yield Client(url, verbose=False), registry, hook
     demo.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import gradio as gr
 
