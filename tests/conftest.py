@@ -46,11 +46,17 @@ def names(tiny_config):
 
 
 @pytest.fixture(scope="session")
-def app_url(tiny_config):
+def app_registry(tiny_config):
+    """The model registry of the launched app (`app_url`), to look at what it has loaded."""
+    return ModelRegistry(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_config, app_registry):
     """The app, built from the tiny config, launched on a free local port."""
     from tests.helpers import launch_local
 
-    demo, url = launch_local(tiny_config)
+    demo, url = launch_local(tiny_config, app_registry)
     yield url
     demo.close()
 
