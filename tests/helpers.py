@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 
@@ -38,3 +39,13 @@ def slow_text_registry(config, hook: SlowSteps):
         return generator
 
     return ModelRegistry(config, loaders=default_loaders() | {"text": slow_text})
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Terminate a server the tests started, killing it if it does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

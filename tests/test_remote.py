@@ -23,6 +23,7 @@ from pipelines.errors import InputError, ModelLoadError
 from pipelines.registry import ModelRegistry
 from pipelines.remote import OpenAICompletionsGenerator, RemoteModelError
 from pipelines.text_generation import TextParams
+from tests.helpers import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # How long a server started by these tests may take to answer its health check.
@@ -61,12 +62,7 @@ def wait_until_ready(process: subprocess.Popen, health_url: str, log_path: Path)
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -196,14 +192,20 @@ def test_text_streams_through_second_app(first_app, second_app, names):
     assert final_text == direct_text  # same model, same seed: the remote did the work
 
 
-def test_text_stop_through_second_app(remote_registry):
-    generator = remote_registry.get("text", REMOTE_TEXT)
+def stream_and_stop_after_two_updates(generator, seed: int) -> list[dict]:
+    """Ask for 200 tokens and press Stop once two updates have arrived; every update seen."""
     stop = threading.Event()
     updates = []
-    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=1), stop=stop):
+    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=seed), stop=stop):
         updates.append(update)
         if len(updates) == 2:
             stop.set()
+    return updates
+
+
+def test_text_stop_through_second_app(remote_registry):
+    generator = remote_registry.get("text", REMOTE_TEXT)
+    updates = stream_and_stop_after_two_updates(generator, seed=1)
     final = updates[-1]
     assert final["done"] and final["stopped"] and final["seed"] == 1
     assert final["new_tokens"] < 200
@@ -270,12 +272,7 @@ def test_served_text_streams(remote_registry):
 
 def test_served_text_stop_ends_generation_early(remote_registry):
     generator = remote_registry.get("text", SERVED_TEXT)
-    stop = threading.Event()
-    updates = []
-    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=4), stop=stop):
-        updates.append(update)
-        if len(updates) == 2:
-            stop.set()
+    updates = stream_and_stop_after_two_updates(generator, seed=4)
     assert updates[-1]["done"] and updates[-1]["stopped"]
     assert updates[-1]["new_tokens"] < 200
     assert len(updates) <= 3  # nothing streamed after Stop

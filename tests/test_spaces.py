@@ -19,6 +19,7 @@ import yaml
 from app import parse_args
 from pipelines import gpu
 from pipelines.config import TASKS, load_config
+from tests.helpers import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 START_S = 120  # bound on the app's start-up in a subprocess; only reached if it hangs
@@ -186,12 +187,7 @@ def launched_as_on_spaces(tiny_config_path):
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=20)
 
 
 def test_app_with_spaces_installed_but_no_gpu_runs_every_endpoint_on_cpu(launched_as_on_spaces, names):
