@@ -14,7 +14,7 @@ for sd-turbo, 20 steps with guidance 7.5 for SD 1.5. Variants:
   combination (the pipeline is injected through a registry loader instead of saved to disk).
 
 Each variant runs in a fresh subprocess; `peak_mem_mb` is that process's peak resident memory
-while it generates (weights included), sampled with psutil every 20 ms. Each row is the best
+while it generates (weights included), the kernel's high-water mark (benchmarks/memory.py). Each row is the best
 of up to `repeats` timed images (fewer once 10 s were timed) after one untimed warm-up image (none for SD 1.5, whose 20 steps
 amortise first-call costs). `--tiny` runs the same on tiny configs, to try the script quickly.
 Writes {"rows": [{"model", "variant", "seconds_per_image", "peak_mem_mb"}, ...]}.
@@ -28,9 +28,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from benchmarks.memory import PeakRss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -38,7 +39,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
 SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
-SAMPLE_INTERVAL_S = 0.02  # psutil RSS sampling period
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
 APP_ROUNDS = 3  # app and raw pipeline alternately, best of each
 
@@ -151,38 +151,12 @@ def build_generator(model: str, speedups: dict, tiny: bool):
 
 
 # -- measuring (in the child process) --------------------------------------------------------
-class PeakRSS:
-    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
-
-    def __enter__(self):
-        import psutil
-
-        self._process, self._stop = psutil.Process(), threading.Event()
-        self.peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(SAMPLE_INTERVAL_S):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-    @property
-    def mb(self) -> float:
-        return self.peak / 2**20
-
-
 def time_images(make_image, spec: dict) -> tuple[float, float]:
     """(best seconds per image over the repeats, peak RSS MB) of `make_image()`."""
     if spec["warm_up"]:
         make_image()
     times = []
-    with PeakRSS() as memory:
+    with PeakRss() as memory:
         while len(times) < spec["repeats"] and sum(times) < ENOUGH_TIMED_S:
             started = time.perf_counter()
             make_image()
@@ -210,6 +184,7 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, f
 
     from app import build_app
     from pipelines.config import parse_config
+    from pipelines.openmp import release_openmp_pool
     from pipelines.registry import ModelRegistry, default_loaders
 
     spec = MODELS[model]
@@ -235,11 +210,18 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, f
             assert len(gallery) == 1 and info["seeds"] == [SEED]
 
         params = generator.default_params(seed=SEED)
+
+        def raw_image():
+            generator(PROMPT, params)
+            # The app frees its worker thread's OpenMP pool after each image (pipelines/openmp.py);
+            # this thread's pool, left alive, would make the app's run on another thread throttled.
+            release_openmp_pool()
+
         raw_times, app_times = [], []
         app_image()  # warm-up
-        with PeakRSS() as memory:
+        with PeakRss() as memory:
             for _ in range(APP_ROUNDS):
-                for make_image, times in ((lambda: generator(PROMPT, params), raw_times), (app_image, app_times)):
+                for make_image, times in ((raw_image, raw_times), (app_image, app_times)):
                     started = time.perf_counter()
                     make_image()
                     times.append(time.perf_counter() - started)

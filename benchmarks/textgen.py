@@ -38,9 +38,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from benchmarks.memory import PeakRss, process_peak_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -66,43 +67,6 @@ SEED = 1234
 
 
 # -- inside one variant's process -------------------------------------------------------------------
-class RssPeak:
-    """The peak resident memory of this process while inside `with` blocks (sampled every few ms;
-    outside them nothing runs, so an idle worker does not disturb the one being timed)."""
-
-    def __init__(self, interval_s: float = 0.005):
-        self.interval_s, self.peak_mb = interval_s, 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def rss_mb() -> float:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.rss_mb())
-            time.sleep(self.interval_s)
-
-    def __enter__(self):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.rss_mb())
-
-
-def peak_load_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
 def release_freed_memory() -> None:
     """Hand freed heap memory back to the OS (glibc keeps some), so RSS shows what is in use."""
     import ctypes
@@ -222,13 +186,12 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) 
     input_ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     time_generation(model, input_ids, 4)  # warm-up: first-call allocations, compilation
     print("READY " + json.dumps(ready), flush=True)
-    rss = RssPeak()
-    for command in sys.stdin:
-        if command.strip() != "run":
-            break
-        with rss:
+    with PeakRss() as rss:  # over all the timed runs (waiting between them adds nothing)
+        for command in sys.stdin:
+            if command.strip() != "run":
+                break
             print("RUN " + json.dumps(time_generation(model, input_ids, new_tokens)), flush=True)
-    print("MEM " + json.dumps({"peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb())}), flush=True)
+    print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb())}), flush=True)
 
 
 def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
@@ -265,12 +228,12 @@ def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
         pass  # warm-up, as for the other variants
     demo = build_app(config, registry)
     demo.queue()
-    with RssPeak(interval_s=0.02) as rss:  # it cannot tell when requests come: sample throughout, gently
+    with PeakRss() as rss:  # serving included
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         print(f"URL {url} {name}", flush=True)
         sys.stdin.read()  # the benchmark closes stdin when its client is done
     demo.close()
-    print("MEM " + json.dumps({"peak_mem_mb": round(rss.peak_mb), "peak_load_mb": round(peak_load_mb()),
+    print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb()),
                                "placement": generator.placement_label}), flush=True)
 
 

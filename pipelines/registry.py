@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from pipelines.config import AppConfig, ModelEntry
 from pipelines.errors import ModelLoadError
+from pipelines.openmp import release_openmp_pool
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,10 @@ class ModelRegistry:
                     loaded.last_used = time.monotonic()
                     self._loaded.move_to_end(key)
                     return loaded.pipeline
-            pipeline = self._load(task, entry)
+            try:
+                pipeline = self._load(task, entry)
+            finally:
+                release_openmp_pool()  # this thread may live on idle: its OpenMP workers would slow the others'
             memory_mb = float(getattr(pipeline, "memory_mb", 0.0))
             with self._lock:
                 self._evict_to_fit(memory_mb)

@@ -15,13 +15,17 @@ import gradio as gr
 
 from pipelines.config import ConfigError
 from pipelines.errors import InputError, ModelLoadError
+from pipelines.openmp import release_openmp_pool
 
 log = logging.getLogger(__name__)
 
 
 def show_errors(fn):
     """Re-raise the pipelines' user-facing errors as gr.Error, so the UI shows the message
-    and API clients receive it; anything unexpected gets a short message, never a trace."""
+    and API clients receive it; anything unexpected gets a short message, never a trace.
+
+    Handlers run on Gradio's long-lived worker threads: when one ends, its thread's OpenMP
+    pool is released so that it does not slow the next computation (pipelines/openmp.py)."""
 
     def translate(err: Exception) -> gr.Error:
         if isinstance(err, gr.Error):
@@ -39,6 +43,8 @@ def show_errors(fn):
                 yield from fn(*args, **kwargs)
             except Exception as err:  # noqa: BLE001
                 raise translate(err) from None
+            finally:
+                release_openmp_pool()
 
         return generator_wrapper
 
@@ -48,6 +54,8 @@ def show_errors(fn):
             return fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001
             raise translate(err) from None
+        finally:
+            release_openmp_pool()
 
     return wrapper
 

@@ -16,6 +16,7 @@ import gradio as gr
 from pipelines.config import AppConfig
 from pipelines.gpu import image_generation_seconds, on_gpu
 from pipelines.image_generation import offered_schedulers, save_png
+from pipelines.openmp import release_openmp_pool
 from pipelines.registry import ModelRegistry
 from ui.common import StopFlags, describe_model, model_dropdown, output_path, show_errors
 
@@ -66,6 +67,8 @@ def run_in_thread(generate, events: queue.Queue) -> None:
             events.put(("done", generate()))
         except Exception as err:  # noqa: BLE001 - re-raised in the handler, which shows it
             events.put(("error", err))
+        finally:
+            release_openmp_pool()  # this worker idles until the next image: free its OpenMP threads
 
     WORKERS.submit(work)
 
