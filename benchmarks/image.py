@@ -40,7 +40,7 @@ PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
 SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
-APP_ROUNDS = 3  # app and raw pipeline alternately, best of each
+APP_ROUNDS = int(os.environ.get("APP_ROUNDS", 3))  # app and raw pipeline alternately, best of each
 
 # Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
 FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
@@ -182,7 +182,7 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, f
     load. Returns (app seconds, peak MB, raw seconds)."""
     from gradio_client import Client
 
-    from app import build_app
+    from app import build_app, enable_queue
     from pipelines.config import parse_config
     from pipelines.openmp import release_openmp_pool
     from pipelines.registry import ModelRegistry, default_loaders
@@ -196,8 +196,7 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, f
         "image": [entry.model_dump(exclude_defaults=True)],
     })
     registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
-    demo = build_app(config, registry)
-    demo.queue()
+    demo = enable_queue(build_app(config, registry))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(url, verbose=False)

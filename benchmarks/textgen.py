@@ -196,7 +196,7 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) 
 
 def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
     """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
-    from app import build_app
+    from app import build_app, enable_queue
     from pipelines.config import parse_config
     from pipelines.cpu_speedups import apply_cpu_speedups, describe_speedups
     from pipelines.devices import choose_placement
@@ -226,8 +226,7 @@ def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
     release_freed_memory()
     for _ in generator.stream(PROMPT, generator.default_params(max_new_tokens=4, seed=SEED)):
         pass  # warm-up, as for the other variants
-    demo = build_app(config, registry)
-    demo.queue()
+    demo = enable_queue(build_app(config, registry))
     with PeakRss() as rss:  # serving included
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         print(f"URL {url} {name}", flush=True)

@@ -118,12 +118,18 @@ def check_preview_every(value: object, max_steps: int) -> int:
     return _check_int("preview_every", value, 0, max_steps, " (0 = no previews)")
 
 
+# zlib level for the PNGs the app returns. Pillow's default (6) took 104 ms for a 512x512 image
+# here, level 1 takes 20 ms for a file ~18% larger (359 vs 303 KB): on a CPU, encoding at the
+# default would add 7% to an sd-turbo image's 1.4 s. Lossless either way.
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(image: Image.Image, path: str | Path, metadata: dict) -> Path:
     """Save with the generation parameters as PNG text, so a saved image remembers how it was made."""
     info = PngInfo()
     info.add_text("parameters", json.dumps(metadata, sort_keys=True))
     path = Path(path)
-    image.save(path, format="PNG", pnginfo=info)
+    image.save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return path
 
 

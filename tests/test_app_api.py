@@ -46,3 +46,18 @@ def test_bad_input_reaches_client_as_message(client, names):
     # the server is still up and serving
     label, _ = client.predict("hello", names["classification"], 0.5, api_name="/classify")
     assert label["label"] in ("ham", "spam")
+
+
+def test_enable_queue_slows_gradios_polling_loops_it_really_reads(tiny_config):
+    """enable_queue tunes two attributes of Gradio's private Queue: fail loudly if Gradio stops using them."""
+    import inspect
+
+    from gradio import queueing
+
+    from app import PROGRESS_POLL_S, QUEUE_POLL_S, build_app, enable_queue
+
+    assert "self.sleep_when_free" in inspect.getsource(queueing.Queue.start_processing)
+    assert "self.progress_update_sleep_when_free" in inspect.getsource(queueing.Queue.start_progress_updates)
+    demo = enable_queue(build_app(tiny_config), max_size=5)
+    assert demo._queue.max_size == 5
+    assert (demo._queue.sleep_when_free, demo._queue.progress_update_sleep_when_free) == (QUEUE_POLL_S, PROGRESS_POLL_S)
