@@ -40,7 +40,7 @@ PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
 SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
-APP_ROUNDS = int(os.environ.get("APP_ROUNDS", 3))  # app and raw pipeline alternately, best of each
+APP_ROUNDS = 5  # app and raw pipeline alternately, best of each (the app varies more: HTTP, client polling)
 
 # Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
 FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}

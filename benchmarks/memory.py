@@ -5,6 +5,7 @@ and resets it to the current RSS when "5" is written to /proc/self/clear_refs. T
 every page touched, however briefly, without a sampling thread (a thread that wakes every few
 ms costs ~2% of decoding speed on 2 cores, by taking a core from torch's OpenMP workers).
 Elsewhere it falls back to the whole process's peak (getrusage), which includes loading.
+The reset also resets getrusage's ru_maxrss, so the whole-process peak is kept here across resets.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
+_peak_before_resets_mb = 0.0  # the process's peak up to the last reset
+
+
 def _process_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return max(_peak_before_resets_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux
 
 
 class PeakRss:
@@ -28,8 +32,10 @@ class PeakRss:
         self.since_start_of_process = False  # True where the peak could not be reset
 
     def __enter__(self):
+        global _peak_before_resets_mb
+        _peak_before_resets_mb = _process_peak_mb()
         try:
-            _CLEAR_REFS.write_text("5")  # VmHWM := current RSS
+            _CLEAR_REFS.write_text("5")  # VmHWM (and ru_maxrss) := current RSS
         except OSError:
             self.since_start_of_process = True
         return self
