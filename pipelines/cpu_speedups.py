@@ -15,8 +15,8 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
 - `dtype: bfloat16` (the entry's ordinary dtype field) halves the bytes without quantizing.
 - `compile: true` wraps the forward pass in `torch.compile` (dynamic shapes). GPT-Neo has no
   static KV cache in transformers, so the shapes change every token, and the first request pays
-  minutes of compiling on 2 cores. Off by default; its gain is not measured at full size here
-  (try `python -m benchmarks.textgen --variants int8_dynamic+compile`).
+  minutes of compiling on 2 cores. Off by default: with int8_dynamic it was 11% slower on a
+  4-layer model (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`).
 
 Nothing here runs on a GPU: the speed-ups are CPU remedies (`TextGenerator` skips them elsewhere).
 """
