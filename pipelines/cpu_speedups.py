@@ -18,6 +18,10 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
   minutes of compiling on 2 cores. Off by default: with int8_dynamic it was 11% slower on a
   4-layer model (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`).
 
+Always, whatever the options: GPT-Neo's `gelu_new` activation (eight elementwise ops in
+Python) is swapped for PyTorch's fused tanh-approximated GELU, the same formula (outputs
+differ by ~1e-7): +3% tokens/s for GPT-Neo 1.3B int8 here.
+
 Nothing here runs on a GPU: the speed-ups are CPU remedies (`TextGenerator` skips them elsewhere).
 """
 
@@ -36,6 +40,7 @@ _AO_DEPRECATION = r"(torch\.ao\.quantization is deprecated|torch\.quantize_per_t
 
 def apply_cpu_speedups(model: torch.nn.Module, quantize: str = "none", compile: bool = False) -> torch.nn.Module:
     """Return `model` with the requested speed-ups (in place where the library allows)."""
+    fuse_gelu(model)
     # 1. quantize the linear layers' weights to int8
     if quantize == "int8_dynamic":
         if next(model.parameters()).dtype != torch.float32:
@@ -54,6 +59,17 @@ def apply_cpu_speedups(model: torch.nn.Module, quantize: str = "none", compile: 
         # dynamic=True: the sequence grows by one token per step; without it every length recompiles
         model.forward = torch.compile(model.forward, dynamic=True)
     return model
+
+
+def fuse_gelu(model: torch.nn.Module) -> int:
+    """Replace transformers' NewGELUActivation modules by the fused GELUTanh (same function); returns how many."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    swaps = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
+             if type(child) is NewGELUActivation]
+    for parent, name in swaps:
+        setattr(parent, name, GELUTanh())
+    return len(swaps)
 
 
 def describe_speedups(quantize: str = "none", compile: bool = False) -> str:

@@ -207,6 +207,25 @@ def test_int8_weights_take_about_a_quarter_of_the_memory(quantize):
     assert torch.allclose(model(torch.ones(1, 256)), reference, atol=0.05)
 
 
+def test_gpt_neo_gets_the_fused_gelu_with_the_same_outputs(tiny_config, names):
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from pipelines.cpu_speedups import fuse_gelu
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_config.entry("text", names["text"]).source).eval()
+    ids = torch.arange(1, 17).unsqueeze(0)
+    with torch.inference_mode():
+        reference = model(input_ids=ids).logits
+        assert fuse_gelu(model) == model.config.num_layers
+        fused = model(input_ids=ids).logits
+    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
+    assert sum(isinstance(m, GELUTanh) for m in model.modules()) == model.config.num_layers
+    assert torch.allclose(fused, reference, atol=1e-5)
+    loaded = ModelRegistry(tiny_config).get("text", names["text"]).model  # the app's loader applies it
+    assert not any(isinstance(m, NewGELUActivation) for m in loaded.modules())
+
+
 def test_int8_dynamic_with_bfloat16_is_a_config_error(tiny_config):
     raw = tiny_config.model_dump(mode="json")
     raw["text"][0] |= {"dtype": "bfloat16", "cpu_speedups": {"quantize": "int8_dynamic"}}
