@@ -53,9 +53,10 @@ def save_gallery(results: list[dict]) -> tuple[list, dict]:
     return gallery, {"seeds": [r["seed"] for r in results], "params": results[0]["params"]}
 
 
-# Long-lived worker threads: a fresh thread per request starts with a cold memory arena and
-# thread pool (benchmarks/image.py's app/raw ratio went from 1.24 to 1.15, within its noise).
-# A few, since a stopped run may still be finishing its step when the next request starts.
+# Long-lived worker threads: a fresh thread per request starts with a cold memory arena
+# (benchmarks/image.py's app/raw ratio went from 1.24 to 1.15, within its noise). Each frees
+# its OpenMP pool after every image (pipelines/openmp.py). A few, since a stopped run may still
+# be finishing its step when the next request starts.
 WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generate-image")
 
 
