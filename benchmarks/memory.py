@@ -20,7 +20,8 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 _peak_before_resets_mb = 0.0  # the process's peak up to the last reset
 
 
-def _process_peak_mb() -> float:
+def process_peak_mb() -> float:
+    """The peak RSS over the whole life of this process (loading and converting included)."""
     return max(_peak_before_resets_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux
 
 
@@ -33,7 +34,7 @@ class PeakRss:
 
     def __enter__(self):
         global _peak_before_resets_mb
-        _peak_before_resets_mb = _process_peak_mb()
+        _peak_before_resets_mb = process_peak_mb()
         try:
             _CLEAR_REFS.write_text("5")  # VmHWM (and ru_maxrss) := current RSS
         except OSError:
@@ -49,9 +50,4 @@ class PeakRss:
             for line in _STATUS.read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
-        return _process_peak_mb()
-
-
-def process_peak_mb() -> float:
-    """The peak RSS over the whole life of this process (loading and converting included)."""
-    return _process_peak_mb()
+        return process_peak_mb()

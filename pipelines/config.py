@@ -134,7 +134,8 @@ class TextCpuSpeedups(Strict):
     # int8 weights for the linear layers: int8_dynamic (PyTorch's dynamic quantization, the
     # fastest here) or int8_torchao (torchao int8 weights + int8 activations); none keeps them float.
     quantize: Literal["none", "int8_dynamic", "int8_torchao"] = "none"
-    # torch.compile the forward pass: minutes of compiling on the first request; gain unmeasured.
+    # torch.compile the forward pass: minutes of compiling on the first request, and slower with
+    # int8_dynamic when measured (README, "Text generation").
     compile: bool = False
 
 

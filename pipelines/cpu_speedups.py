@@ -20,7 +20,8 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
 
 Always, whatever the options: GPT-Neo's `gelu_new` activation (eight elementwise ops in
 Python) is swapped for PyTorch's fused tanh-approximated GELU, the same formula (outputs
-differ by ~1e-7): +3% tokens/s for GPT-Neo 1.3B int8 here.
+differ by ~1e-7): one kernel instead of eight; +3% tokens/s for GPT-Neo 1.3B int8 in one run,
+within noise in another (`python -m benchmarks.cpu_bounds --parts gelu`).
 
 Nothing here runs on a GPU: the speed-ups are CPU remedies (`TextGenerator` skips them elsewhere).
 """

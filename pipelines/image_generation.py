@@ -118,9 +118,9 @@ def check_preview_every(value: object, max_steps: int) -> int:
     return _check_int("preview_every", value, 0, max_steps, " (0 = no previews)")
 
 
-# zlib level for the PNGs the app returns. Pillow's default (6) took 104 ms for a 512x512 image
-# here, level 1 takes 20 ms for a file ~18% larger (359 vs 303 KB): on a CPU, encoding at the
-# default would add 7% to an sd-turbo image's 1.4 s. Lossless either way.
+# zlib level for the PNGs the app returns. Pillow's default (6) took 108 ms for a 512x512 image
+# here, level 1 takes 19 ms for a file ~19% larger (345 vs 290 KB; benchmarks/cpu_bounds.py):
+# on a CPU, encoding at the default would add 7% to an sd-turbo image's 1.4 s. Lossless either way.
 PNG_COMPRESS_LEVEL = 1
 
 
