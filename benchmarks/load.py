@@ -223,7 +223,7 @@ def make_clients(url: str, count: int) -> list:
     import ssl
     from concurrent.futures import ThreadPoolExecutor
 
-    from gradio_client import Client
+    from benchmarks.app_client import app_client
 
     # gradio_client opens a new httpx client for every request, and building its default SSL
     # context costs ~25 ms of CPU each time: on this machine that CPU would be taken from the
@@ -231,7 +231,7 @@ def make_clients(url: str, count: int) -> list:
     shared_ssl_context = ssl.create_default_context()
 
     def make(_):
-        client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+        client = app_client(url, download_files=False, analytics_enabled=False)
         client.ssl_verify = shared_ssl_context  # passed to httpx as `verify=`
         return client
 

@@ -364,9 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                 enough_memory_for(args.layers)
                 workers["app"] = Worker(["--serve-app", speedup, *shape], "URL ")
                 url, app_name = workers["app"].ready.split(" ", 1)
-                from gradio_client import Client
+                from benchmarks.app_client import app_client
 
-                client = Client(url, verbose=False)
+                client = app_client(url)
                 print(f"app ready ({speedup}) at {url}", flush=True)
             # 2. interleave the timed runs, round after round: a busy moment of this shared CPU
             #    then slows one run of each variant rather than every run of one variant
