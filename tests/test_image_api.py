@@ -123,3 +123,14 @@ def test_cancel_mid_run_stops_the_denoising_loop_and_the_next_request_runs(slow_
     cancelled_run_calls = len(unet_calls) - 1
     assert calls_at_cancel <= cancelled_run_calls <= calls_at_cancel + 2 < 20
 
+
+
+def test_a_run_clears_the_previous_images_until_its_own_arrive(client, names):
+    """The no-op updates a run streams between steps clear the gallery and seeds (no stale
+    result next to a new progress bar); the final output holds only this run's PNGs."""
+    job = client.submit(**arguments(names["image"], steps=3, seed=11, preview_every=0), api_name="/generate_image")
+    gallery, info = job.result()
+    *between, final = job.outputs()
+    assert between, "no update streamed before the images"
+    assert all(not shown and seeds is None for shown, seeds in between)
+    assert final == (gallery, info) and info["seeds"] == [11]

@@ -101,19 +101,25 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
             callbacks |= {"on_preview": lambda done, images: events.put(("preview", (done, images))), "preview_every": preview_every}
         stop = stops.begin(request)
         run_in_thread(lambda: generator(prompt, params, stop=stop, **callbacks), events)
+        # Every step and heartbeat yields, so that a Stop can close this handler between steps.
+        # Until a preview is shown, those yields clear the outputs (the previous run's images and
+        # seeds go away as this run starts): cheap, where gr.skip() makes Gradio rebuild the
+        # Gallery component (~4 ms of the server's event loop each time, taken from the model).
+        no_change = (None, None)
         try:
             while True:
                 try:
                     kind, payload = events.get(timeout=HEARTBEAT_S)
                 except queue.Empty:
-                    yield gr.skip(), gr.skip()  # lets a Stop close this handler between steps
+                    yield no_change
                     continue
                 if kind == "step":
                     progress(payload, desc="Denoising", unit="steps")
-                    yield gr.skip(), gr.skip()
+                    yield no_change
                 elif kind == "preview":
                     done, images = payload
-                    yield [(image, f"preview after step {done}/{params.steps}") for image in images], gr.skip()
+                    yield [(image, f"preview after step {done}/{params.steps}") for image in images], None
+                    no_change = (gr.skip(), gr.skip())  # keep the preview on screen
                 elif kind == "error":
                     raise payload
                 else:
