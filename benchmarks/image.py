@@ -13,10 +13,14 @@ for sd-turbo, 20 steps with guidance 7.5 for SD 1.5. Variants:
 - app: the app's /generate_image endpoint through gradio_client, the app running the fastest
   combination (the pipeline is injected through a registry loader instead of saved to disk).
 
-Each variant runs in a fresh subprocess; `peak_mem_mb` is that process's peak resident memory
-while it generates (weights included), the kernel's high-water mark (benchmarks/memory.py). Each row is the best
-of up to `repeats` timed images (fewer once 10 s were timed) after one untimed warm-up image (none for SD 1.5, whose 20 steps
-amortise first-call costs). `--tiny` runs the same on tiny configs, to try the script quickly.
+Each variant runs in a process of its own; `peak_mem_mb` is that process's peak resident memory
+while it generates (weights included), the kernel's high-water mark (benchmarks/memory.py). Each
+row is the best of up to `repeats` timed images (fewer once 10 s were timed) after one untimed
+warm-up image (none for SD 1.5, whose 20 steps amortise first-call costs). The app and the
+fastest variant, the raw pipeline it runs, take turns image by image for APP_ROUNDS rounds, so
+that the machine's changing speed (it is shared) falls on both; the app's process also times
+the pipeline called directly there just before each request (`app_vs_raw` in the JSON). `--tiny`
+runs the same on tiny configs, to try the script quickly.
 Writes {"rows": [{"model", "variant", "seconds_per_image", "peak_mem_mb"}, ...]}.
 """
 
@@ -27,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +43,11 @@ PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
 SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
-APP_ROUNDS = 5  # app and raw pipeline alternately, best of each (the app varies more: HTTP, client polling)
+APP_ROUNDS = 5  # images of the app and of the fastest variant, taking turns; best of each (the app varies more: HTTP, client polling)
 
 # Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
 FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
+FASTEST_NAME = "bf16+tiny_vae+channels_last"  # the app runs this; the two take turns, image by image
 MODELS = {
     "sd-turbo": {
         "steps": 1, "guidance_scale": 0.0, "warm_up": True, "repeats": 2,
@@ -53,13 +57,13 @@ MODELS = {
             "bf16": {"bfloat16": True},
             "tiny_vae": {"tiny_autoencoder": True},
             "bf16+tiny_vae": {"bfloat16": True, "tiny_autoencoder": True},
-            "bf16+tiny_vae+channels_last": FASTEST,
+            FASTEST_NAME: FASTEST,
             "app": FASTEST,
         },
     },
     "sd-1.5": {
         "steps": 20, "guidance_scale": 7.5, "warm_up": False, "repeats": 1,
-        "variants": {"fp32": {}, "bf16+tiny_vae+channels_last": FASTEST},
+        "variants": {"fp32": {}, FASTEST_NAME: FASTEST},
     },
 }
 OPTIONAL_VARIANTS = {"sd-turbo": {"torch_compile": {"torch_compile": True}}}  # --with-compile: minutes of warm-up
@@ -150,39 +154,30 @@ def build_generator(model: str, speedups: dict, tiny: bool):
     return generator
 
 
-# -- measuring (in the child process) --------------------------------------------------------
-def time_images(make_image, spec: dict) -> tuple[float, float]:
-    """(best seconds per image over the repeats, peak RSS MB) of `make_image()`."""
-    if spec["warm_up"]:
-        make_image()
-    times = []
-    with PeakRss() as memory:
-        while len(times) < spec["repeats"] and sum(times) < ENOUGH_TIMED_S:
-            started = time.perf_counter()
-            make_image()
-            times.append(time.perf_counter() - started)
-    return min(times), memory.mb
-
-
-def measure_pipeline(model: str, variant: str, speedups: dict, tiny: bool) -> tuple[float, float]:
-    spec = MODELS[model]
+# -- measuring (in a worker process per variant) --------------------------------------------
+def pipeline_image(model: str, speedups: dict, tiny: bool):
+    """A function that makes one image with the raw pipeline and returns {"seconds": ...}."""
     generator = build_generator(model, speedups, tiny)
     params = generator.default_params(seed=SEED)
 
-    def make_image():
+    def one_image() -> dict:
+        started = time.perf_counter()
         [result] = generator(PROMPT, params)
+        seconds = time.perf_counter() - started
         assert result["image"].size == (SIZE, SIZE)
+        return {"seconds": seconds}
 
-    return time_images(make_image, spec)
+    if MODELS[model]["warm_up"]:
+        one_image()
+    return one_image, None
 
 
-def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, float]:
-    """The same through /generate_image of the app, launched here, via gradio_client; also the
-    raw pipeline in the same process, alternating with the app so both see the same machine
-    load. Returns (app seconds, peak MB, raw seconds)."""
-    from gradio_client import Client
-
+def app_image(model: str, speedups: dict, tiny: bool):
+    """A function that makes one image through /generate_image of the app, launched in this
+    process, via gradio_client, and also one with the same pipeline called directly here just
+    before it (`raw_same_process_s`: the app's own overhead, with the same machine load)."""
     from app import build_app, enable_queue
+    from benchmarks.app_client import app_client
     from pipelines.config import parse_config
     from pipelines.openmp import release_openmp_pool
     from pipelines.registry import ModelRegistry, default_loaders
@@ -198,60 +193,121 @@ def measure_app(model: str, speedups: dict, tiny: bool) -> tuple[float, float, f
     registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
     demo = enable_queue(build_app(config, registry))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
-        client = Client(url, verbose=False)
+    client = app_client(url)
+    params = generator.default_params(seed=SEED)
 
-        def app_image():
-            gallery, info = client.predict(
-                PROMPT, model, "", spec["steps"], spec["guidance_scale"], SIZE, SIZE, 1, SEED, "", 0,
-                api_name="/generate_image",
-            )
-            assert len(gallery) == 1 and info["seeds"] == [SEED]
+    def through_app() -> float:
+        started = time.perf_counter()
+        gallery, info = client.predict(
+            PROMPT, model, "", spec["steps"], spec["guidance_scale"], SIZE, SIZE, 1, SEED, "", 0,
+            api_name="/generate_image",
+        )
+        seconds = time.perf_counter() - started
+        assert len(gallery) == 1 and info["seeds"] == [SEED]
+        return seconds
 
-        params = generator.default_params(seed=SEED)
+    def one_image() -> dict:
+        started = time.perf_counter()
+        generator(PROMPT, params)
+        raw = time.perf_counter() - started
+        # The app frees its worker thread's OpenMP pool after each image (pipelines/openmp.py);
+        # this thread's pool, left alive, would make the app's run on another thread throttled.
+        release_openmp_pool()
+        return {"seconds": through_app(), "raw_same_process_s": raw}
 
-        def raw_image():
-            generator(PROMPT, params)
-            # The app frees its worker thread's OpenMP pool after each image (pipelines/openmp.py);
-            # this thread's pool, left alive, would make the app's run on another thread throttled.
-            release_openmp_pool()
-
-        raw_times, app_times = [], []
-        app_image()  # warm-up
-        with PeakRss() as memory:
-            for _ in range(APP_ROUNDS):
-                for make_image, times in ((raw_image, raw_times), (app_image, app_times)):
-                    started = time.perf_counter()
-                    make_image()
-                    times.append(time.perf_counter() - started)
-        return min(app_times), memory.mb, min(raw_times)
-    finally:
-        demo.close()
+    through_app()  # warm-up
+    return one_image, demo.close
 
 
-def child(model: str, variant: str, speedups: dict, tiny: bool, out: Path) -> None:
+def worker(model: str, variant: str, speedups: dict, tiny: bool) -> None:
+    """A variant's process: READY once built and warmed up, then one timed image per line
+    on stdin (RUN {"seconds": ...}), and at the end of stdin MEM <peak MB while timed>."""
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # casting random float32 weights to bfloat16 warns; nothing to keep in float32
-    raw = None
-    if variant == "app":
-        seconds, peak, raw = measure_app(model, speedups, tiny)
-    else:
-        seconds, peak = measure_pipeline(model, variant, speedups, tiny)
-    row = {"model": model, "variant": variant, "seconds_per_image": round(seconds, 3), "peak_mem_mb": round(peak, 1)}
-    if raw is not None:  # not a row field: the parent reports it next to the rows
-        row["raw_same_process_s"] = round(raw, 3)
-    out.write_text(json.dumps(row))
+    measure = app_image if variant == "app" else pipeline_image
+    one_image, close = measure(model, speedups, tiny)
+    print("READY", flush=True)
+    with PeakRss() as memory:
+        for _ in sys.stdin:
+            print("RUN " + json.dumps(one_image()), flush=True)
+    print(f"MEM {memory.mb}", flush=True)
+    if close:
+        close()
 
 
 # -- orchestration ---------------------------------------------------------------------------
-def run_variant(model: str, variant: str, speedups: dict, tiny: bool) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "row.json"
-        command = [sys.executable, "-m", "benchmarks.image", "--child", json.dumps([model, variant, speedups]),
-                   "--child-out", str(out)] + (["--tiny"] if tiny else [])
-        subprocess.run(command, check=True)
-        return json.loads(out.read_text())
+class Worker:
+    """A variant's worker process, asked for one timed image at a time."""
+
+    def __init__(self, model: str, variant: str, speedups: dict, tiny: bool):
+        command = [sys.executable, "-m", "benchmarks.image", "--worker", json.dumps([model, variant, speedups])]
+        self.process = subprocess.Popen(command + (["--tiny"] if tiny else []), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.name = f"{model} {variant}"
+        self.runs: list[dict] = []
+        self.read("READY")
+
+    def read(self, prefix: str) -> str:
+        for line in self.process.stdout:  # libraries may print other lines first
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        raise RuntimeError(f"benchmark worker {self.name} ended early (its errors are above)")
+
+    def run(self) -> dict:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        self.runs.append(json.loads(self.read("RUN ")))
+        return self.runs[-1]
+
+    def finish(self) -> float:
+        """Ends the worker; returns its peak RSS (MB) over the timed images."""
+        self.process.stdin.close()
+        peak = float(self.read("MEM "))
+        self.process.wait(timeout=120)
+        return peak
+
+
+def measure(model: str, variants: dict, tiny: bool, rounds: int, enough_s: float) -> list[dict]:
+    """Rows for `variants` (name -> speed-ups), whose workers take turns image by image for
+    up to `rounds` rounds (fewer once the first variant's images took `enough_s`): a busy
+    moment of this shared machine then slows one image of each rather than all of one."""
+    workers = []
+    try:
+        for variant, speedups in variants.items():  # one at a time: each builds from float32 weights
+            workers.append(Worker(model, variant, speedups, tiny))
+        for _ in range(rounds):
+            for worker in workers:
+                worker.run()
+            if sum(run["seconds"] for run in workers[0].runs) >= enough_s:
+                break
+        rows = []
+        for variant, worker in zip(variants, workers):
+            peak = worker.finish()
+            best = min(worker.runs, key=lambda run: run["seconds"])
+            row = {"model": model, "variant": variant, "seconds_per_image": round(best["seconds"], 3), "peak_mem_mb": round(peak, 1)}
+            if "raw_same_process_s" in best:  # not a row field: the caller reports it next to the rows
+                row["raw_same_process_s"] = round(min(run["raw_same_process_s"] for run in worker.runs), 3)
+            rows.append(row)
+        return rows
+    finally:
+        for worker in workers:
+            if worker.process.poll() is None:
+                worker.process.kill()
+
+
+def variant_groups(model: str, with_compile: bool):
+    """(variants measured together, rounds, seconds enough) in the order of the rows: the app
+    and the fastest variant it runs take turns for APP_ROUNDS rounds, each other variant alone."""
+    spec = MODELS[model]
+    variants = spec["variants"] | (OPTIONAL_VARIANTS.get(model, {}) if with_compile else {})
+    for variant, speedups in variants.items():
+        if variant == "app":
+            continue
+        if variant == FASTEST_NAME and "app" in variants:
+            yield {variant: speedups, "app": variants["app"]}, APP_ROUNDS, float("inf")
+        else:
+            yield {variant: speedups}, spec["repeats"], ENOUGH_TIMED_S
 
 
 def print_table(rows: list[dict]) -> None:
@@ -268,15 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile (minutes of warm-up)")
     parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the script in seconds, the figures mean nothing")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tiny:
         global SIZE
         SIZE = 64
-    if args.child:
-        model, variant, speedups = json.loads(args.child)
-        child(model, variant, speedups, args.tiny, Path(args.child_out))
+    if args.worker:
+        model, variant, speedups = json.loads(args.worker)
+        worker(model, variant, speedups, args.tiny)
         return 0
 
     import torch
@@ -284,17 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'tiny configs' if args.tiny else 'full size'}")
     rows, app_vs_raw, started = [], {}, time.perf_counter()
     for model in args.models:
-        variants = MODELS[model]["variants"] | (OPTIONAL_VARIANTS.get(model, {}) if args.with_compile else {})
-        for variant, speedups in variants.items():
-            row = run_variant(model, variant, speedups, args.tiny)
-            print(f"{model} {variant}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB", flush=True)
-            raw = row.pop("raw_same_process_s", None)
-            if raw is not None:
-                app_vs_raw[model] = {"app_s": row["seconds_per_image"], "raw_pipeline_same_process_s": raw,
-                                     "app_over_raw": round(row["seconds_per_image"] / raw, 3)}
-                print(f"  the same pipeline called directly in that process: {raw:.2f} s/image "
-                      f"(app / raw = {row['seconds_per_image'] / raw:.2f})", flush=True)
-            rows.append(row)
+        for group, rounds, enough_s in variant_groups(model, args.with_compile):
+            for row in measure(model, group, args.tiny, rounds, enough_s):
+                print(f"{model} {row['variant']}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB", flush=True)
+                raw = row.pop("raw_same_process_s", None)
+                if raw is not None:
+                    app_vs_raw[model] = {"app_s": row["seconds_per_image"], "raw_pipeline_same_process_s": raw,
+                                         "app_over_raw": round(row["seconds_per_image"] / raw, 3)}
+                    print(f"  the same pipeline called directly in that process: {raw:.2f} s/image "
+                          f"(app / raw = {row['seconds_per_image'] / raw:.2f})", flush=True)
+                rows.append(row)
             # partial results survive a crash
             Path(args.out).write_text(json.dumps({"rows": rows, "app_vs_raw": app_vs_raw}, indent=1))
     print_table(rows)
