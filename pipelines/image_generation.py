@@ -12,6 +12,7 @@ import json
 import math
 import random
 import threading
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,10 +119,14 @@ def check_preview_every(value: object, max_steps: int) -> int:
     return _check_int("preview_every", value, 0, max_steps, " (0 = no previews)")
 
 
-# zlib level for the PNGs the app returns. Pillow's default (6) took 108 ms for a 512x512 image
-# here, level 1 takes 19 ms for a file ~19% larger (345 vs 290 KB; benchmarks/cpu_bounds.py):
-# on a CPU, encoding at the default would add 7% to an sd-turbo image's 1.4 s. Lossless either way.
+# zlib settings for the PNGs the app returns (lossless whatever they are). For the benchmark's
+# 512x512 sd-turbo image (`python -m benchmarks.cpu_bounds --parts png`): Pillow's default,
+# level 6, took 52 ms and 162 KB; level 1 12.7 ms and 206 KB; level 1 with zlib's run-length
+# strategy 11.9 ms and 178 KB (an ad-hoc run with another image: 100, 18.4 and 17.0 ms; 310,
+# 367 and 295 KB). The default would add ~4% to an sd-turbo image's 1.4 s on a CPU. Z_RLE is
+# the strategy zlib's docs suggest for PNG data: near level 6's size at level 1's speed.
 PNG_COMPRESS_LEVEL = 1
+PNG_ZLIB_STRATEGY = zlib.Z_RLE
 
 
 def save_png(image: Image.Image, path: str | Path, metadata: dict) -> Path:
@@ -129,7 +134,7 @@ def save_png(image: Image.Image, path: str | Path, metadata: dict) -> Path:
     info = PngInfo()
     info.add_text("parameters", json.dumps(metadata, sort_keys=True))
     path = Path(path)
-    image.save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    image.save(path, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_ZLIB_STRATEGY)
     return path
 
 
