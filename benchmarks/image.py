@@ -17,7 +17,7 @@ Each variant runs in a process of its own; `peak_mem_mb` is that process's peak 
 while it generates (weights included), the kernel's high-water mark (benchmarks/memory.py). Each
 row is the best of up to `repeats` timed images (fewer once 10 s were timed) after one untimed
 warm-up image (none for SD 1.5, whose 20 steps amortise first-call costs). The app and the
-fastest variant, the raw pipeline it runs, take turns image by image for APP_ROUNDS rounds, so
+fastest variant, the raw pipeline it runs, take turns image by image for APP_ROUNDS (8) rounds, so
 that the machine's changing speed (it is shared) falls on both; the app's process also times
 the pipeline called directly there just before each request (`app_vs_raw` in the JSON). `--tiny`
 runs the same on tiny configs, to try the script quickly.
@@ -43,7 +43,7 @@ PROMPT = "A photo of an astronaut riding a horse on the moon, highly detailed"
 SIZE = 512  # image side in pixels (64 with --tiny)
 SEED = 0
 ENOUGH_TIMED_S = 10.0  # stop repeating a variant once its timed images took this long
-APP_ROUNDS = 5  # images of the app and of the fastest variant, taking turns; best of each (the app varies more: HTTP, client polling)
+APP_ROUNDS = 8  # images of the app and of the fastest variant, taking turns; best of each (the app varies more: HTTP, client polling)
 
 # Per model: steps, guidance, timed repeats, and the variants measured (name -> speed-ups).
 FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
