@@ -1,0 +1,109 @@
+"""What one /generate_image request costs besides the pipeline: the app's fixed overhead.
+
+    python -m benchmarks.request_overhead --out /tmp/request-overhead.json
+
+serves the app with a stand-in image generator that sleeps for a fixed time (so the model's
+own speed and the machine's noise drop out) and returns a noisy 512x512 image, and times
+requests through gradio_client against that fixed time: the difference is the HTTP call, the
+queue, the PNG, Gradio's copy and messages, the client noticing the result and downloading
+the file. Writes {"work_s", "requests", "overhead_ms": {"min", "median", "max"}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+WORK_S = 0.5  # how long the stand-in generator takes per image
+SIZE = 512  # image side in pixels
+REQUESTS = 15  # timed requests, after one warm-up
+
+
+class StandInGenerator:
+    """What the image tab needs of an ImageGenerator; sleeps instead of denoising."""
+
+    def __init__(self, entry, work_s: float):
+        import numpy as np
+        from PIL import Image
+
+        self.name, self.entry, self.speedups, self.memory_mb = entry.name, entry, [], 1.0
+        self.work_s = work_s
+        pixels = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        self.image = Image.fromarray(pixels)
+
+    def default_params(self, **overrides):
+        from pipelines.image_generation import ImageParams
+
+        return ImageParams.from_defaults(self.entry, **{k: v for k, v in overrides.items() if v is not None})
+
+    def check_inputs(self, prompt, params):
+        return params
+
+    def __call__(self, prompt, params, stop=None, on_step=None, **previews):
+        if on_step:
+            on_step(1, 1)  # as a real pipeline reports its step before decoding
+        time.sleep(self.work_s)
+        return [{"image": self.image, "seed": params.seed, "params": {"seed": params.seed, "steps": params.steps}}]
+
+
+def measure(work_s: float, requests: int) -> list[float]:
+    from app import build_app, enable_queue
+    from benchmarks.app_client import app_client
+    from benchmarks.image import image_entry
+    from pipelines.config import parse_config
+    from pipelines.registry import ModelRegistry, default_loaders
+
+    entry = image_entry("sd-turbo", {})
+    generator = StandInGenerator(entry, work_s)
+    config = parse_config({
+        "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
+        "text": [{"name": "unused text model", "source": "unused/text"}],
+        "image": [entry.model_dump(exclude_defaults=True)],
+    })
+    registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
+    demo = enable_queue(build_app(config, registry))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = app_client(url)
+
+        def one_request() -> float:
+            started = time.perf_counter()
+            gallery, info = client.predict("a test", entry.name, "", 1, 0.0, SIZE, SIZE, 1, 0, "", 0, api_name="/generate_image")
+            assert len(gallery) == 1 and info["seeds"] == [0]
+            return time.perf_counter() - started - work_s
+
+        one_request()  # warm-up
+        return [one_request() for _ in range(requests)]
+    finally:
+        demo.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.request_overhead", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="write the JSON result here")
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--work-s", type=float, default=WORK_S)
+    args = parser.parse_args(argv)
+    overheads = measure(args.work_s, args.requests)
+    result = {
+        "work_s": args.work_s, "requests": args.requests,
+        "overhead_ms": {name: round(f(overheads) * 1000, 1) for name, f in
+                        (("min", min), ("median", statistics.median), ("max", max))},
+    }
+    print(f"/generate_image overhead over a {args.work_s} s stand-in pipeline, {args.requests} requests: "
+          + ", ".join(f"{k} {v} ms" for k, v in result["overhead_ms"].items()))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
