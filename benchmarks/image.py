@@ -172,19 +172,13 @@ def pipeline_image(model: str, speedups: dict, tiny: bool):
     return one_image, None
 
 
-def app_image(model: str, speedups: dict, tiny: bool):
-    """A function that makes one image through /generate_image of the app, launched in this
-    process, via gradio_client, and also one with the same pipeline called directly here just
-    before it (`raw_same_process_s`: the app's own overhead, with the same machine load)."""
+def serve_app_with(entry, generator):
+    """Launch the app, in this process, with `generator` as its only image model (injected
+    through a registry loader instead of saved to disk); returns (demo, url)."""
     from app import build_app, enable_queue
-    from benchmarks.app_client import app_client
     from pipelines.config import parse_config
-    from pipelines.openmp import release_openmp_pool
     from pipelines.registry import ModelRegistry, default_loaders
 
-    spec = MODELS[model]
-    generator = build_generator(model, speedups, tiny)
-    entry = image_entry(model, speedups)
     config = parse_config({
         "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
         "text": [{"name": "unused text model", "source": "unused/text"}],
@@ -193,6 +187,19 @@ def app_image(model: str, speedups: dict, tiny: bool):
     registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
     demo = enable_queue(build_app(config, registry))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    return demo, url
+
+
+def app_image(model: str, speedups: dict, tiny: bool):
+    """A function that makes one image through /generate_image of the app, launched in this
+    process, via gradio_client, and also one with the same pipeline called directly here just
+    before it (`raw_same_process_s`: the app's own overhead, with the same machine load)."""
+    from benchmarks.app_client import app_client
+    from pipelines.openmp import release_openmp_pool
+
+    spec = MODELS[model]
+    generator = build_generator(model, speedups, tiny)
+    demo, url = serve_app_with(image_entry(model, speedups), generator)
     client = app_client(url)
     params = generator.default_params(seed=SEED)
 

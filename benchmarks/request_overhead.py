@@ -55,22 +55,11 @@ class StandInGenerator:
 
 
 def measure(work_s: float, requests: int) -> list[float]:
-    from app import build_app, enable_queue
     from benchmarks.app_client import app_client
-    from benchmarks.image import image_entry
-    from pipelines.config import parse_config
-    from pipelines.registry import ModelRegistry, default_loaders
+    from benchmarks.image import image_entry, serve_app_with
 
     entry = image_entry("sd-turbo", {})
-    generator = StandInGenerator(entry, work_s)
-    config = parse_config({
-        "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
-        "text": [{"name": "unused text model", "source": "unused/text"}],
-        "image": [entry.model_dump(exclude_defaults=True)],
-    })
-    registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
-    demo = enable_queue(build_app(config, registry))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    demo, url = serve_app_with(entry, StandInGenerator(entry, work_s))
     try:
         client = app_client(url)
 

@@ -122,9 +122,9 @@ def check_preview_every(value: object, max_steps: int) -> int:
 # zlib settings for the PNGs the app returns (lossless whatever they are). For the benchmark's
 # 512x512 sd-turbo image (`python -m benchmarks.cpu_bounds --parts png`): Pillow's default,
 # level 6, took 52 ms and 162 KB; level 1 12.7 ms and 206 KB; level 1 with zlib's run-length
-# strategy 11.9 ms and 178 KB (an ad-hoc run with another image: 100, 18.4 and 17.0 ms; 310,
-# 367 and 295 KB). The default would add ~4% to an sd-turbo image's 1.4 s on a CPU. Z_RLE is
-# the strategy zlib's docs suggest for PNG data: near level 6's size at level 1's speed.
+# strategy 11.9 ms and 178 KB. The default would add ~4% to an sd-turbo image's 1.4 s on a
+# CPU. Z_RLE is the strategy zlib's docs suggest for PNG data: near level 6's size at level 1's
+# speed.
 PNG_COMPRESS_LEVEL = 1
 PNG_ZLIB_STRATEGY = zlib.Z_RLE
 
