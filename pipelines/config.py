@@ -131,12 +131,26 @@ class TextCpuSpeedups(Strict):
     """Applied once when the model loads on a CPU (ignored on GPUs); see pipelines/cpu_speedups.py.
     bfloat16 is the entry's ordinary `dtype: bfloat16`."""
 
-    # int8 weights for the linear layers: int8_dynamic (PyTorch's dynamic quantization, the
-    # fastest here) or int8_torchao (torchao int8 weights + int8 activations); none keeps them float.
-    quantize: Literal["none", "int8_dynamic", "int8_torchao"] = "none"
-    # torch.compile the forward pass: minutes of compiling on the first request, and slower with
-    # int8_dynamic when measured (README, "Text generation").
-    compile: bool = False
+    # int8 weights for the linear layers with PyTorch's dynamic quantization (the fastest here);
+    # none keeps them float.
+    quantize: Literal["none", "int8_dynamic"] = "none"
+
+    # Options that earlier versions offered and measurements retired: the message says what to use.
+    RETIRED: ClassVar[dict[tuple[str, object], str]] = {
+        ("quantize", "int8_torchao"): "quantize 'int8_torchao' is no longer offered: it ran at half the speed of "
+        "int8_dynamic (README, \"Text generation\"); use quantize: int8_dynamic",
+        ("compile", True): "compile is no longer offered: torch.compile made int8_dynamic decoding 11% slower after "
+        "minutes of compiling (README, \"Text generation\"); remove it",
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired_options(cls, values):
+        if isinstance(values, dict):
+            for (key, value), message in cls.RETIRED.items():
+                if key in values and (values[key] == value or key == "compile"):
+                    raise ValueError(message)
+        return values
 
 
 class TextEntry(ModelEntry):

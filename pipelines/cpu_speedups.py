@@ -8,15 +8,14 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
   activations quantized per call). The fastest here (see README, "Text generation").
   Deprecated in favour of torchao but still maintained in torch 2.13; its deprecation
   warnings are silenced here because we chose it knowingly, on measurements.
-- `quantize: int8_torchao` — torchao's `Int8DynamicActivationInt8WeightConfig` (per-channel
-  int8 weights, per-token int8 activations): closer to float32, slower than `int8_dynamic`
-  on this CPU. torchao's int8 *weight-only* config was far slower than `int8_dynamic` here
-  (4 vs 63 tokens/s on a 4-layer GPT-Neo of the 1.3B's width), so it is not offered.
+- torchao's int8 configs are not offered: int8 weights + int8 activations
+  (`Int8DynamicActivationInt8WeightConfig`) ran at 4.92 tokens/s against int8_dynamic's 10.93
+  on GPT-Neo 1.3B (`python -m benchmarks.textgen`, 2 vCPUs; slower than bfloat16), and int8
+  weight-only was slower than float32 (4 vs 63 tokens/s on a 4-layer GPT-Neo of the 1.3B's width).
 - `dtype: bfloat16` (the entry's ordinary dtype field) halves the bytes without quantizing.
-- `compile: true` wraps the forward pass in `torch.compile` (dynamic shapes). GPT-Neo has no
-  static KV cache in transformers, so the shapes change every token, and the first request pays
-  minutes of compiling on 2 cores. Off by default: with int8_dynamic it was 11% slower on a
-  4-layer model (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`).
+- `torch.compile` is not offered: GPT-Neo has no static KV cache in transformers, so the shapes
+  change every token; with int8_dynamic it was 11% slower after minutes of compiling on 2 cores
+  (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`).
 
 Always, whatever the options: GPT-Neo's `gelu_new` activation (eight elementwise ops in
 Python) is swapped for PyTorch's fused tanh-approximated GELU, the same formula (outputs
@@ -39,26 +38,18 @@ log = logging.getLogger(__name__)
 _AO_DEPRECATION = r"(torch\.ao\.quantization is deprecated|torch\.quantize_per_tensor.* deprecated)"
 
 
-def apply_cpu_speedups(model: torch.nn.Module, quantize: str = "none", compile: bool = False) -> torch.nn.Module:
+def apply_cpu_speedups(model: torch.nn.Module, quantize: str = "none") -> torch.nn.Module:
     """Return `model` with the requested speed-ups (in place where the library allows)."""
     fuse_gelu(model)
-    # 1. quantize the linear layers' weights to int8
+    # quantize the linear layers' weights to int8
     if quantize == "int8_dynamic":
         if next(model.parameters()).dtype != torch.float32:
             raise ValueError("quantize: int8_dynamic needs a float32 model (dtype: float32 or auto on CPU)")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_AO_DEPRECATION)
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    elif quantize == "int8_torchao":
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-        quantize_(model, Int8DynamicActivationInt8WeightConfig())
     elif quantize != "none":
-        raise ValueError(f"unknown quantize option {quantize!r}; use none, int8_dynamic or int8_torchao")
-    # 2. compile last, so that it sees the quantized modules
-    if compile:
-        # dynamic=True: the sequence grows by one token per step; without it every length recompiles
-        model.forward = torch.compile(model.forward, dynamic=True)
+        raise ValueError(f"unknown quantize option {quantize!r}; use none or int8_dynamic")
     return model
 
 
@@ -73,22 +64,9 @@ def fuse_gelu(model: torch.nn.Module) -> int:
     return len(swaps)
 
 
-def describe_speedups(quantize: str = "none", compile: bool = False) -> str:
-    """A short label for the status panel, e.g. '+int8 dynamic'; empty when nothing is applied."""
-    labels = {"int8_dynamic": "int8 dynamic", "int8_torchao": "int8 torchao"}
-    parts = [labels[quantize]] if quantize in labels else []
-    if compile:
-        parts.append("compiled")
-    return "".join(f" +{part}" for part in parts)
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> int:
-    # torchao's quantized weights are tensor subclasses that report the original float dtype;
-    # their real storage is the inner tensors (int8 data, scales)
-    if type(tensor) not in (torch.Tensor, torch.nn.Parameter) and hasattr(tensor, "__tensor_flatten__"):
-        inner_names, _ = tensor.__tensor_flatten__()
-        return sum(_tensor_bytes(getattr(tensor, name)) for name in inner_names)
-    return tensor.numel() * tensor.element_size()
+def describe_speedups(quantize: str = "none") -> str:
+    """A short label for the status panel, e.g. ' +int8 dynamic'; empty when nothing is applied."""
+    return " +int8 dynamic" if quantize == "int8_dynamic" else ""
 
 
 def model_memory_mb(model: torch.nn.Module) -> float:
@@ -100,7 +78,7 @@ def model_memory_mb(model: torch.nn.Module) -> float:
     for tensor in list(model.parameters()) + list(model.buffers()):
         if id(tensor) not in seen:
             seen.add(id(tensor))
-            total += _tensor_bytes(tensor)
+            total += tensor.numel() * tensor.element_size()
     for module in model.modules():
         if isinstance(module, DynamicQuantizedLinear):  # packed int8 weight, outside parameters()
             weight, bias = module._weight_bias()

@@ -144,8 +144,8 @@ class TextGenerator:
         speedups = ""
         if placement.device == "cpu":  # CPU remedies; a GPU has the bandwidth and kernels already
             options = entry.cpu_speedups
-            model = apply_cpu_speedups(model, quantize=options.quantize, compile=options.compile)
-            speedups = describe_speedups(quantize=options.quantize, compile=options.compile)
+            model = apply_cpu_speedups(model, quantize=options.quantize)
+            speedups = describe_speedups(quantize=options.quantize)
         return cls(entry.name, model, tokenizer, placement, entry, speedups)
 
     @property

@@ -176,7 +176,7 @@ def test_closing_the_stream_frees_the_model_at_once(slow_app, names):
 
 
 # -- CPU speed-ups ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("quantize", ["none", "int8_dynamic", "int8_torchao"])
+@pytest.mark.parametrize("quantize", ["none", "int8_dynamic"])
 def test_each_speedup_still_generates(tiny_config, names, quantize):
     entry = tiny_config.entry("text", names["text"])
     entry = entry.model_copy(update={"cpu_speedups": entry.cpu_speedups.model_copy(update={"quantize": quantize})})
@@ -189,20 +189,16 @@ def test_each_speedup_still_generates(tiny_config, names, quantize):
     if quantize == "int8_dynamic":
         assert isinstance(lm_head, torch.ao.nn.quantized.dynamic.Linear) and lm_head.weight().dtype == torch.qint8
         assert generator.placement_label == "cpu/float32 +int8 dynamic"
-    elif quantize == "int8_torchao":
-        assert type(lm_head.weight).__name__ == "Int8Tensor" and lm_head.weight.qdata.dtype == torch.int8
-        assert generator.placement_label == "cpu/float32 +int8 torchao"
     else:
         assert type(lm_head) is torch.nn.Linear and generator.placement_label == "cpu/float32"
 
 
-@pytest.mark.parametrize("quantize", ["int8_dynamic", "int8_torchao"])
-def test_int8_weights_take_about_a_quarter_of_the_memory(quantize):
+def test_int8_weights_take_about_a_quarter_of_the_memory():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
     before = model_memory_mb(model)
     reference = model(torch.ones(1, 256))
-    model = apply_cpu_speedups(model, quantize=quantize)
+    model = apply_cpu_speedups(model, quantize="int8_dynamic")
     assert 0.24 < model_memory_mb(model) / before < 0.35  # int8 weights, float scales and biases
     assert torch.allclose(model(torch.ones(1, 256)), reference, atol=0.05)
 
@@ -233,6 +229,18 @@ def test_int8_dynamic_with_bfloat16_is_a_config_error(tiny_config):
         parse_config(raw)
     raw["text"][0]["cpu_speedups"] = {"quantize": "int4"}
     with pytest.raises(ConfigError, match=r"cpu_speedups.quantize"):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize("retired,advice", [
+    ({"quantize": "int8_torchao"}, "use quantize: int8_dynamic"),
+    ({"compile": True}, "remove it"),
+    ({"compile": False}, "remove it"),
+])
+def test_retired_speedups_are_refused_with_what_to_do(tiny_config, retired, advice):
+    raw = tiny_config.model_dump(mode="json")
+    raw["text"][0]["cpu_speedups"] = retired
+    with pytest.raises(ConfigError, match=rf"text\[0\].*cpu_speedups.*no longer offered.*{advice}"):
         parse_config(raw)
 
 
