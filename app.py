@@ -1,22 +1,28 @@
 """ML Studio: spam classification and text/image generation in one Gradio app.
 
-The UI only: it reads models.yaml, builds one tab per task from it and wires the events.
-Models, devices and all the ML live in `pipelines/`; each tab's layout lives in `ui/`.
+The entry point: it reads models.yaml, builds one tab per task of the task table
+(`pipelines/tasks.py`) and wires the queues. Models, devices and all the ML live in
+`pipelines/`; each tab's layout and handlers live in `ui/`. Nothing here imports torch: a
+model's libraries load with the model.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+from itertools import groupby
 
 import gradio as gr
 
 # First of the pipelines: on ZeroGPU `spaces` must patch torch before any model is loaded.
-from pipelines import gpu
-from pipelines.config import TASKS, AppConfig, ConfigError, load_config
-from pipelines.registry import ModelRegistry
-from ui import classification_tab, image_tab, status_panel, text_tab
+from pipelines.core import zerogpu
+from pipelines.core.config import AppConfig, load_config
+from pipelines.core.errors import ConfigError
+from pipelines.core.registry import ModelRegistry
+from pipelines.tasks import TASKS
+from ui import status_panel
 
 TITLE = "ML Studio — classify and generate"
 
@@ -41,15 +47,25 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
     with gr.Blocks(title=TITLE, delete_cache=OUTPUT_CACHE_LIFETIME_S) as demo:
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")
         with gr.Tabs():
-            classification_tab.build(config, registry)
-            with gr.Tab("Generation", id="generation"):
-                with gr.Tabs():
-                    text_tab.build(config, registry)
-                    image_tab.build(config, registry)
+            build_task_tabs(config, registry)
         status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
     return demo
+
+
+def build_task_tabs(config: AppConfig, registry: ModelRegistry) -> None:
+    """One tab per task, in the table's order; tasks of one `tab_group` share a top-level tab."""
+    for group, tasks in groupby(TASKS.values(), key=lambda task: task.tab_group):
+        tasks = list(tasks)
+        if group is None:
+            for task in tasks:
+                importlib.import_module(task.tab).build(config, registry)
+            continue
+        with gr.Tab(group, id=group.lower()):
+            with gr.Tabs():
+                for task in tasks:
+                    importlib.import_module(task.tab).build(config, registry)
 
 
 def enable_queue(demo: gr.Blocks, max_size: int | None = DEFAULT_MAX_QUEUE) -> gr.Blocks:
@@ -64,7 +80,7 @@ def enable_queue(demo: gr.Blocks, max_size: int | None = DEFAULT_MAX_QUEUE) -> g
 def share_task_queues(demo: gr.Blocks, config: AppConfig) -> None:
     """Size each task's concurrency group (the tabs name it after the task) for the device its
     models run on, so that e.g. /classify and /classify_batch wait for each other."""
-    limits = {task: gpu.concurrency_limit(config, task) for task in TASKS}
+    limits = {task: zerogpu.concurrency_limit(config, task) for task in TASKS}
     for block_fn in demo.fns.values():
         if block_fn.concurrency_id in limits:
             block_fn.concurrency_limit = limits[block_fn.concurrency_id]
@@ -108,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # On ZeroGPU the weights must be loaded in the main process before launch (then ZeroGPU moves them
     # to each GPU worker); loading inside a GPU call would repeat it for every new worker.
     parser.add_argument(
-        "--preload", action=argparse.BooleanOptionalAction, default=gpu.zero_gpu_active(),
+        "--preload", action=argparse.BooleanOptionalAction, default=zerogpu.zero_gpu_active(),
         help="load each task's default model at start-up instead of on first use (default: on for ZeroGPU Spaces, else off)",
     )
     return parser.parse_args(argv)
@@ -124,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     registry = ModelRegistry(config)
     if args.preload:
-        for task in ("classification", "text", "image"):
+        for task in TASKS:
             try:
                 registry.get(task, config.default_name(task))
             except Exception as err:  # noqa: BLE001 - a model that fails to load must not stop the app

@@ -140,7 +140,7 @@ def in_thread(fn):
 
 
 def openmp(layers: int, repeats: int, new_tokens: int) -> dict:
-    from pipelines.openmp import release_openmp_pool
+    from pipelines.core.openmp import release_openmp_pool
 
     model, input_ids = int8_model(layers)
     run = lambda: tokens_per_s(model, input_ids, new_tokens)  # noqa: E731
@@ -172,7 +172,7 @@ def gelu(layers: int, repeats: int, new_tokens: int) -> dict:
 
 def png(repeats: int) -> dict:
     from benchmarks.image import PROMPT as IMAGE_PROMPT, build_generator
-    from pipelines.image_generation import PNG_COMPRESS_LEVEL, PNG_ZLIB_STRATEGY
+    from pipelines.image.png import PNG_COMPRESS_LEVEL, PNG_ZLIB_STRATEGY
 
     generator = build_generator("sd-turbo", {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}, tiny=False)
     [result] = generator(IMAGE_PROMPT, generator.default_params(seed=0))

@@ -87,7 +87,7 @@ def build_minilm_classifier(out: Path) -> Path:
 
 
 def batching_supported() -> bool:
-    from pipelines.config import Settings
+    from pipelines.core.config import Settings
 
     return "classification_max_batch_size" in Settings.model_fields
 

@@ -27,31 +27,28 @@ SIZE = 512  # image side in pixels
 REQUESTS = 15  # timed requests, after one warm-up
 
 
-class StandInGenerator:
-    """What the image tab needs of an ImageGenerator; sleeps instead of denoising."""
+def stand_in_generator(entry, work_s: float):
+    """An ImageGenerator (the app's image contract) that sleeps instead of denoising."""
+    import numpy as np
+    from PIL import Image
 
-    def __init__(self, entry, work_s: float):
-        import numpy as np
-        from PIL import Image
+    from pipelines.image.contract import ImageGenerator
 
-        self.name, self.entry, self.speedups, self.memory_mb = entry.name, entry, [], 1.0
-        self.work_s = work_s
-        pixels = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-        self.image = Image.fromarray(pixels)
+    pixels = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
 
-    def default_params(self, **overrides):
-        from pipelines.image_generation import ImageParams
+    class StandInGenerator(ImageGenerator):
+        name, placement, memory_mb = entry.name, "stand-in", 1.0
 
-        return ImageParams.from_defaults(self.entry, **{k: v for k, v in overrides.items() if v is not None})
+        def __init__(self):
+            self.entry = entry
 
-    def check_inputs(self, prompt, params):
-        return params
-
-    def __call__(self, prompt, params, stop=None, on_step=None, **previews):
-        if on_step:
+        def generate(self, prompt, params, seeds, on_step, on_preview, stop):
             on_step(1, 1)  # as a real pipeline reports its step before decoding
-        time.sleep(self.work_s)
-        return [{"image": self.image, "seed": params.seed, "params": {"seed": params.seed, "steps": params.steps}}]
+            time.sleep(work_s)
+            return [image] * len(seeds)
+
+    return StandInGenerator()
 
 
 def measure(work_s: float, requests: int) -> list[float]:
@@ -59,7 +56,7 @@ def measure(work_s: float, requests: int) -> list[float]:
     from benchmarks.image import image_entry, serve_app_with
 
     entry = image_entry("sd-turbo", {})
-    demo, url = serve_app_with(entry, StandInGenerator(entry, work_s))
+    demo, url = serve_app_with(entry, stand_in_generator(entry, work_s))
     try:
         client = app_client(url)
 

@@ -10,8 +10,8 @@
    (folds grouped by text, scored by spam F1), then scored once on the validation part.
 3. Scores the fine-tuned model (--model) on the same validation part.
 4. Speed, in the same run: --messages messages (default 5,000) through the batch path
-   (`SpamClassifier.classify_many`: sorted by length, batches padded to their own longest)
-   vs the single-message path (`SpamClassifier.__call__` once per message), in float32 and
+   (`LocalClassifier.classify_many`: sorted by length, batches padded to their own longest)
+   vs the single-message path (`LocalClassifier.__call__` once per message), in float32 and
    in bfloat16 (F1 measured for both); and the time of
    one word-occlusion explanation (`pipelines.explain`) for 100 validation messages.
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from pipelines import train_classifier
-from pipelines.spam_data import classification_metrics, normalise, read_messages, split_by_unique_text
+from pipelines.classification.data import classification_metrics, normalise, read_messages, split_by_unique_text
 
 C_GRID = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # LinearSVC regularisation strengths tried by cross-validation
 CV_FOLDS = 5
@@ -84,7 +84,7 @@ def throughput(classifier, messages: list[str]) -> dict:
 
 def explanation_latency(classifier, messages: list[str]) -> dict:
     """Seconds per /explain-style occlusion explanation (one batched pass over the word variants)."""
-    from pipelines.explain import explain
+    from pipelines.classification.explain import explain
 
     explain(classifier, messages[0])  # warm-up
     times = []
@@ -109,8 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from pipelines.classification import SpamClassifier
-    from pipelines.config import ClassificationEntry
+    from pipelines.classification.pipeline import LocalClassifier
+    from pipelines.classification.config import ClassificationEntry
 
     args = parse_args(argv)
     trained = json.loads((Path(args.model) / "metrics.json").read_text(encoding="utf-8"))
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     fit_seconds=round(time.perf_counter() - started, 1))
 
     # 3. The fine-tuned model on the same validation part.
-    classifier = SpamClassifier.from_entry(ClassificationEntry(name="fine-tuned", source=str(args.model)))
+    classifier = LocalClassifier.from_entry(ClassificationEntry(name="fine-tuned", source=str(args.model)))
     verdicts = classifier.classify_many(val_texts)
     fine_tuned = classification_metrics(val_labels, [int(v["label"] == "spam") for v in verdicts])
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = throughput(classifier, messages)
     explanations = explanation_latency(classifier, val_texts[:100])
     del classifier
-    classifier_bf16 = SpamClassifier.from_entry(
+    classifier_bf16 = LocalClassifier.from_entry(
         ClassificationEntry(name="fine-tuned bf16", source=str(args.model), cpu_speedups={"bfloat16": True})
     )
     verdicts = classifier_bf16.classify_many(val_texts)

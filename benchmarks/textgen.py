@@ -24,7 +24,7 @@ slow one run of every variant instead of all runs of one, and the best run is th
 disturbed. The "app" row runs the app's `/generate_text` endpoint with the speed-up that
 models.yaml gives GPT-Neo 1.3B on a CPU (the fastest): the app is launched in its own process
 (`app.build_app` with a registry loader that builds the same random model and applies the
-entry's speed-ups as `TextGenerator.from_entry` does, instead of reading 5 GB from disk) and the
+entry's speed-ups as `LocalTextGenerator.from_entry` does, instead of reading 5 GB from disk) and the
 request is streamed with `gradio_client` from this process; its rate is measured on the client,
 from the token counts in the streamed stats lines as they arrive.
 """
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -117,10 +116,10 @@ def build_model(layers: int):
 
 
 def convert(model, variant: str):
-    """Apply a variant the way the app does at load (pipelines.cpu_speedups)."""
+    """Apply a variant the way the app does at load (pipelines/text/speedups.py)."""
     import torch
 
-    from pipelines.cpu_speedups import apply_cpu_speedups
+    from pipelines.text.speedups import apply_cpu_speedups
 
     if variant == "bf16":
         return model.to(torch.bfloat16)
@@ -179,7 +178,7 @@ def quality(model, reference_path: Path, write_reference: bool) -> dict:
 
 def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) -> None:
     """Build and convert the model, report READY, then time one generation per "run" line on stdin."""
-    from pipelines.cpu_speedups import model_memory_mb
+    from pipelines.text.speedups import model_memory_mb
 
     started = time.perf_counter()
     tokenizer = build_tokenizer()
@@ -201,11 +200,11 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) 
 def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
     """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
     from app import build_app, enable_queue
-    from pipelines.config import parse_config
-    from pipelines.cpu_speedups import apply_cpu_speedups, describe_speedups
-    from pipelines.devices import choose_placement
-    from pipelines.registry import ModelRegistry, default_loaders
-    from pipelines.text_generation import TextGenerator
+    from pipelines.core.config import parse_config
+    from pipelines.text.speedups import apply_cpu_speedups, describe_speedups
+    from pipelines.core.devices import choose_placement
+    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.text.pipeline import LocalTextGenerator
 
     unused = {"source": "not-loaded"}
     config = parse_config({
@@ -217,12 +216,12 @@ def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
     })
 
     def load_text(entry):
-        # TextGenerator.from_entry minus from_pretrained: the same speed-ups, applied the same way
+        # LocalTextGenerator.from_entry minus from_pretrained: the same speed-ups, applied the same way
         placement = choose_placement("text", entry.device, entry.dtype)
         model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
         tokenizer = build_tokenizer()
         tokenizer.pad_token = tokenizer.eos_token
-        return TextGenerator(entry.name, model, tokenizer, placement, entry, describe_speedups(entry.cpu_speedups.quantize))
+        return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
 
     registry = ModelRegistry(config, loaders=default_loaders() | {"text": load_text})
     name = config.default_name("text")
@@ -237,14 +236,14 @@ def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
         sys.stdin.read()  # the benchmark closes stdin when its client is done
     demo.close()
     print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb()),
-                               "placement": generator.placement_label}), flush=True)
+                               "placement": generator.placement}), flush=True)
 
 
 APP_POLL_S = 0.01  # client-side timing resolution of the app's streamed updates (a token takes ~0.1 s)
 
 
 def time_app_request(client, name: str, new_tokens: int) -> dict:
-    """One streamed /generate_text request; the rate from the token counts in the stats updates."""
+    """One streamed /generate_text request; the rate from the token counts of its JSON updates."""
     submitted = time.perf_counter()
     job = client.submit(PROMPT, name, new_tokens, SAMPLING["temperature"], SAMPLING["top_p"], SAMPLING["top_k"],
                         SAMPLING["repetition_penalty"], SAMPLING["do_sample"], SEED, api_name="/generate_text")
@@ -256,16 +255,15 @@ def time_app_request(client, name: str, new_tokens: int) -> dict:
         finished = job.done()
         outputs = job.outputs()
         now = time.perf_counter()
-        for _text, stats in outputs[seen:]:
-            tokens = re.search(r"(\d+) tokens", stats or "")
-            if tokens:
-                arrivals.append((now, int(tokens.group(1))))
+        for _text, _stats, update in outputs[seen:]:
+            if update and update.get("new_tokens"):
+                arrivals.append((now, update["new_tokens"]))
         seen = len(outputs)
         if finished:
             break
         time.sleep(APP_POLL_S)
-    _text, final_stats = job.result()
-    total = int(re.search(r"(\d+) tokens", final_stats).group(1))
+    _text, final_stats, final = job.result()
+    total = final["new_tokens"]
     assert total == new_tokens, f"the app generated {total} tokens, expected {new_tokens}: {final_stats}"
     (t_first, n_first), (t_last, n_last) = arrivals[0], arrivals[-1]
     if n_last - n_first < 2 or t_last <= t_first:
@@ -307,7 +305,7 @@ class Worker:
 
 def app_speedup() -> str:
     """What the app runs GPT-Neo 1.3B with on a CPU: the first text entry in models.yaml with a quantize option."""
-    from pipelines.config import load_config
+    from pipelines.core.config import load_config
 
     return next(e.cpu_speedups.quantize for e in load_config().text if e.cpu_speedups.quantize != "none")
 

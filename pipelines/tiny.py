@@ -189,9 +189,9 @@ def tiny_config(paths: dict[str, Path]) -> dict:
         "image": [
             {"name": "Tiny Stable Diffusion (random weights)", "source": str(paths["image"]),
              "description": "Random weights: images are noise, steps, seeds and sizes are real.",
-             "defaults": {"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64},
+             "defaults": {"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64, "preview_every": 1},
              "limits": {"min_steps": 1, "max_steps": 20, "min_size": 32, "max_size": 256, "max_images": 4},
-             "schedulers": ["Euler (trailing)", "Euler a (trailing)", "DPM++ 2M Karras", "DDIM"], "preview_every": 1},
+             "schedulers": ["Euler (trailing)", "Euler a (trailing)", "DPM++ 2M Karras", "DDIM"]},
         ],
     }
 

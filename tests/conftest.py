@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.registry import ModelRegistry
+from pipelines.core.config import load_config
+from pipelines.core.registry import ModelRegistry
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,11 @@ class SlowSteps:
 
 def slow_text_registry(config, hook: SlowSteps):
     """A registry whose text models run `hook` before every forward pass."""
-    from pipelines.registry import ModelRegistry, default_loaders
-    from pipelines.text_generation import TextGenerator
+    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.text.pipeline import LocalTextGenerator
 
     def slow_text(entry):
-        generator = TextGenerator.from_entry(entry)
+        generator = LocalTextGenerator.from_entry(entry)
         generator.model.register_forward_pre_hook(hook)
         return generator
 

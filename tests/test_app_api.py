@@ -14,7 +14,7 @@ def test_only_public_endpoints_are_listed_with_descriptions(client, public_endpo
 
 
 def test_classify(client, names):
-    label, verdict = client.predict("WIN a FREE prize, call now", names["classification"], 0.5, api_name="/classify")
+    label, verdict, _ = client.predict("WIN a FREE prize, call now", names["classification"], 0.5, api_name="/classify")
     assert {c["label"] for c in label["confidences"]} == {"ham", "spam"}
     assert sum(c["confidence"] for c in label["confidences"]) == pytest.approx(1.0, abs=1e-5)
     assert "SPAM" in verdict or "HAM" in verdict
@@ -22,8 +22,8 @@ def test_classify(client, names):
 
 def test_generate_text_streams_growing_prefixes(client, names):
     job = client.submit("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
-    updates = [text for text, _stats in job]
-    final_text, final_stats = job.result()
+    updates = [text for text, _stats, _details in job]
+    final_text, final_stats, final_details = job.result()
     assert len(updates) >= 3
     assert all(b.startswith(a) for a, b in zip(updates, updates[1:]))
     assert final_text.startswith(updates[0]) and "seed 7" in final_stats and "tokens/s" in final_stats
@@ -44,7 +44,7 @@ def test_bad_input_reaches_client_as_message(client, names):
     with pytest.raises(AppError, match="width: must be"):
         client.predict("a cat", names["image"], "", 2, 0.0, 60, 64, 1, 1, api_name="/generate_image")
     # the server is still up and serving
-    label, _ = client.predict("hello", names["classification"], 0.5, api_name="/classify")
+    label, _, _ = client.predict("hello", names["classification"], 0.5, api_name="/classify")
     assert label["label"] in ("ham", "spam")
 
 

@@ -1,6 +1,7 @@
 """A real browser (Playwright + Debian's chromium) uses the app with the tiny models as a person
 would: type, click, wait for the result, check what is shown. A screenshot of each tab is saved
-under $SCREENSHOT_DIR (default artifacts/screenshots/, git-ignored) as a test artifact."""
+under $SCREENSHOT_DIR (default artifacts/screenshots/, git-ignored) as a test artifact; with
+UPDATE_DOCS_SCREENSHOTS=1 the README's small copies in docs/ are remade too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"))
 RESULT_TIMEOUT_MS = 60_000  # bound on waiting for a result; the tiny models answer in about a second
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS_WIDTH, DOCS_MAX_HEIGHT = 640, 800  # the README's copies: small, the top of the page
 
 
 def unavailable(reason: str):
@@ -55,6 +58,20 @@ def screenshot(page, name: str) -> None:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and name in ("classification", "text", "image"):
+        from PIL import Image
+
+        with Image.open(path) as full:
+            small = full.resize((DOCS_WIDTH, round(full.height * DOCS_WIDTH / full.width)), Image.Resampling.LANCZOS)
+        small = small.crop((0, 0, DOCS_WIDTH, min(small.height, DOCS_MAX_HEIGHT)))
+        small.convert("RGB").quantize(colors=128).save(DOCS / f"{name}.png", optimize=True)
+
+
+def test_the_readme_shows_a_small_screenshot_of_each_tab():
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    for name in ("classification", "text", "image"):
+        assert f"](docs/{name}.png)" in readme
+        assert 0 < (DOCS / f"{name}.png").stat().st_size < 200_000, f"docs/{name}.png is missing or large"
 
 
 def visible(locator):
@@ -101,6 +118,8 @@ def test_generate_text_streams_into_the_output(page):
     output = visible(page.get_by_label("Generated text", exact=True))
     assert output.input_value().strip(), "no generated text is shown"
     assert page.evaluate("window.progressSeen"), "no intermediate update was shown while streaming"
+    visible(page.get_by_text("Parameters", exact=True)).first.click()  # the controls, each with its help line
+    visible(page.get_by_label("number input for Temperature")).first.wait_for()
     screenshot(page, "text")
 
 
@@ -130,10 +149,10 @@ def test_a_waiting_user_sees_their_place_in_the_queue(page, app_url, names, monk
     page says where it is in the queue; it runs as soon as the model is free."""
     from gradio_client import Client
 
-    from pipelines.text_generation import TextGenerator
+    from pipelines.text.pipeline import LocalTextGenerator
 
     started, release = threading.Event(), threading.Event()
-    original = TextGenerator.stream
+    original = LocalTextGenerator.stream
 
     def stream(self, prompt, params=None, stop=None):
         if prompt == "someone else's long story":
@@ -141,7 +160,7 @@ def test_a_waiting_user_sees_their_place_in_the_queue(page, app_url, names, monk
             release.wait(RESULT_TIMEOUT_MS / 1000)
         yield from original(self, prompt, params, stop=stop)
 
-    monkeypatch.setattr(TextGenerator, "stream", stream)
+    monkeypatch.setattr(LocalTextGenerator, "stream", stream)
     other = Client(app_url, verbose=False).submit(
         prompt="someone else's long story", model_name=names["text"], max_new_tokens=4, api_name="/generate_text",
     )

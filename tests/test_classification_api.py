@@ -40,13 +40,13 @@ def test_concurrent_requests_share_batches_and_a_bad_one_fails_alone(app_url, na
             text = str(result) if isinstance(result, AppError) else result[1]
             assert "message: is empty" in text and (isinstance(result, AppError) or not result[0])
         else:
-            label, verdict = result
+            label, verdict, details = result
             assert label["label"] in ("ham", "spam") and label["label"].upper() in verdict
 
 
 def test_batched_requests_each_get_their_own_result_or_error(registry, names):
     name = names["classification"]
-    scores, verdicts = classify_requests(
+    scores, verdicts, details = classify_requests(
         registry, ["free prize", "", "hello", "hi"], [name, name, "no-such-model", name], [0.0, 0.5, 0.5, 1.0]
     )
     assert scores[0] and scores[3] and scores[1] is None and scores[2] is None
@@ -58,13 +58,13 @@ def test_batched_requests_each_get_their_own_result_or_error(registry, names):
 def test_a_batch_where_all_fail_alike_raises_the_message(registry, names):
     import gradio as gr
 
-    with pytest.raises(gr.Error, match="threshold: must be between 0 and 1"):
+    with pytest.raises(gr.Error, match=r"threshold: must be a number in \[0, 1\]"):
         classify_requests(registry, ["a", "b"], [names["classification"]] * 2, [2.0, 2.0])
 
 
 def test_explain_aligns_words_with_the_message(client, names):
     message = 'WIN a "free" prize:  call 0800 now'
-    highlighted, note = client.predict(message, names["classification"], api_name="/explain")
+    highlighted, note, _ = client.predict(message, names["classification"], api_name="/explain")
     assert "".join(item["token"] for item in highlighted) == message
     words = [item for item in highlighted if item["class_or_confidence"] is not None]
     assert [w["token"] for w in words] == message.split()
@@ -80,7 +80,7 @@ def test_explain_rejects_empty_text(client, names):
 def test_batch_file_with_labels(client, names, tmp_path):
     path = tmp_path / "labelled.csv"
     path.write_text('id,message,label\n1,"WIN a ""free"" prize, call now",spam\n2,see you at 7,ham\n3,ok,0\n')
-    csv_path, table, summary = classify_file(client, names, path, threshold=0.0)
+    csv_path, table, summary, details = classify_file(client, names, path, threshold=0.0)
     result = pd.read_csv(csv_path)
     assert list(result.columns) == ["id", "message", "true_label", "label", "spam_score"]
     assert result["message"][0] == 'WIN a "free" prize, call now' and result["label"].tolist() == ["spam"] * 3
@@ -92,13 +92,13 @@ def test_batch_file_with_labels(client, names, tmp_path):
 def test_batch_tsv_and_txt_without_labels(client, names, tmp_path):
     tsv = tmp_path / "m.tsv"
     tsv.write_text('text\tsender\nHe said "hi\tBob\nWIN now\tX\n')
-    csv_path, _, summary = classify_file(client, names, tsv)
+    csv_path, _, summary, _ = classify_file(client, names, tsv)
     result = pd.read_csv(csv_path)
     assert result["text"].tolist() == ['He said "hi', "WIN now"] and result["sender"].tolist() == ["Bob", "X"]
     assert "accuracy" not in summary and "**2 row(s)**" in summary
     txt = tmp_path / "m.txt"
     txt.write_text("first\n\nsecond\nthird\n")
-    csv_path, _, _ = classify_file(client, names, txt)
+    csv_path, _, _, _ = classify_file(client, names, txt)
     assert pd.read_csv(csv_path)["text"].tolist() == ["first", "second", "third"]
 
 
@@ -107,7 +107,7 @@ def test_batch_file_text_column_can_be_named(client, names, tmp_path):
     path.write_text("a,b\n1,hello there\n2,WIN cash\n")
     with pytest.raises(AppError, match="file: has no text column"):
         classify_file(client, names, path)
-    csv_path, _, summary = classify_file(client, names, path, text_column="b")
+    csv_path, _, summary, _ = classify_file(client, names, path, text_column="b")
     assert len(pd.read_csv(csv_path)) == 2 and "text column `b`" in summary
 
 

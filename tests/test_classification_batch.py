@@ -5,9 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from pipelines.classification import classify_file
-from pipelines.errors import InputError
-from pipelines.explain import explain
+from pipelines.classification.files import classify_file
+from pipelines.core.errors import InputError
+from pipelines.classification.explain import explain
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_long_messages_in_a_file_are_counted_as_truncated(classifier, tmp_path):
         ("text\n\n   \n", {}, "has a header but no messages"),
         ("text,label\n ,ham\n", {}, "column 'text' has no text in any row"),
         ("text\na\nb\nc\n", {"max_rows": 2}, "has 3 messages; the limit is 2"),
-        ("text\nhi\n", {"threshold": 2}, "threshold: must be between 0 and 1"),
+        ("text\nhi\n", {"threshold": 2}, r"threshold: must be a number in \[0, 1\]"),
     ],
 )
 def test_bad_batch_requests(classifier, tmp_path, content, kwargs, message):
@@ -109,14 +109,14 @@ def test_explanation_of_a_long_message_covers_what_the_model_reads(classifier):
 
 def test_explaining_nothing_is_an_input_error(classifier):
     with pytest.raises(InputError, match="message: is empty"):
-        explain(classifier, " \n ")
+        classifier.explain(" \n ")
 
 
 def test_bfloat16_speedup_only_where_the_cpu_runs_it_natively(tiny_config):
     import torch
 
-    from pipelines.classification import choose_classifier_placement
-    from pipelines.devices import cpu_has_native_bfloat16
+    from pipelines.classification.pipeline import choose_classifier_placement
+    from pipelines.core.devices import cpu_has_native_bfloat16
 
     entry = tiny_config.classification[0]
     assert choose_classifier_placement(entry).dtype == torch.float32

@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from pipelines.errors import UnknownModelError
+from pipelines.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from pipelines.core.errors import UnknownModelError
 
 MINIMAL = """
 classification:

@@ -21,8 +21,8 @@ import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from pipelines.errors import ModelLoadError
-from pipelines.registry import ModelRegistry, default_loaders
+from pipelines.core.errors import ModelLoadError
+from pipelines.core.registry import ModelRegistry, default_loaders
 
 CORRUPT = "Corrupt BERT (truncated weights)"
 NO_WEIGHTS = "GPT-Neo without weights"
@@ -111,9 +111,9 @@ def faulty_client(faulty_app):
 
 
 def other_models_still_serve(client, names) -> None:
-    label, _ = client.predict(message="see you at 7", model_name=names["classification"], api_name="/classify")
+    label, _, _ = client.predict(message="see you at 7", model_name=names["classification"], api_name="/classify")
     assert label["label"] in ("ham", "spam")
-    text, stats = client.predict(prompt="Once upon a time", model_name=names["text"], max_new_tokens=5, seed=1, api_name="/generate_text")
+    text, stats, _ = client.predict(prompt="Once upon a time", model_name=names["text"], max_new_tokens=5, seed=1, api_name="/generate_text")
     assert isinstance(text, str) and "seed 1" in stats
     gallery, _ = client.predict(prompt="a cat", model_name=names["image"], seed=1, api_name="/generate_image")
     assert len(gallery) == 1

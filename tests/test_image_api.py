@@ -37,7 +37,7 @@ def test_same_seed_same_pixels_and_the_reported_seed_reproduces(client, names):
 
 def test_scheduler_choice_is_applied_and_embedded(client, names):
     gallery, info = client.predict(**arguments(names["image"], scheduler="DDIM", seed=3), api_name="/generate_image")
-    assert info["params"]["scheduler"] == "DDIM"
+    assert info["parameters"]["scheduler"] == "DDIM"
     assert png_pixels(gallery[0])[1]["scheduler"] == "DDIM"
     default, _ = client.predict(**arguments(names["image"], seed=3), api_name="/generate_image")
     assert not np.array_equal(png_pixels(default[0])[0], png_pixels(gallery[0])[0])
@@ -81,8 +81,8 @@ def slow_app(tiny_config):
     from gradio_client import Client
 
     from tests.helpers import launch_local
-    from pipelines.image_generation import ImageGenerator
-    from pipelines.registry import ModelRegistry, default_loaders
+    from pipelines.image.pipeline import LocalImageGenerator
+    from pipelines.core.registry import ModelRegistry, default_loaders
 
     unet_calls = []
 
@@ -91,7 +91,7 @@ def slow_app(tiny_config):
         time.sleep(0.2)
 
     def slow_image_loader(entry):
-        generator = ImageGenerator.from_entry(entry)
+        generator = LocalImageGenerator.from_entry(entry)
         generator.pipe.unet.register_forward_pre_hook(slow_step)
         return generator
 

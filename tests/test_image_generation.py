@@ -4,17 +4,22 @@ import contextlib
 import json
 import threading
 import typing
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pipelines.config import ConfigError, ImageEntry, SchedulerName, parse_config
-from pipelines.errors import InputError
-from pipelines.image_generation import SCHEDULERS, ImageGenerator, offered_schedulers, save_png
-from pipelines.image_speedups import choose_image_placement, cpu_has_native_bfloat16
-from pipelines.latent_preview import latents_to_previews
+from pipelines.core.config import ConfigError, parse_config
+from pipelines.image.config import ImageEntry, SchedulerName
+from pipelines.core.errors import InputError
+from pipelines.image.config import SCHEDULERS
+from pipelines.image.contract import offered_schedulers
+from pipelines.image.pipeline import LocalImageGenerator
+from pipelines.image.png import save_png
+from pipelines.image.speedups import choose_image_placement, cpu_has_native_bfloat16
+from pipelines.image.previews import latents_to_previews
 
 
 @pytest.fixture()
@@ -47,7 +52,7 @@ def test_each_offered_scheduler_is_used_and_recorded(generator):
     expected = {name: SCHEDULERS[name][0] for name in offered_schedulers(generator.entry)}
     assert len(expected) >= 3
     for name, class_name in expected.items():
-        result = generator("a cat", generator.default_params(scheduler=name, steps=3, seed=1))[0]
+        result = generator("a cat", generator.default_params(scheduler=name, steps=3, seed=1))["images"][0]
         assert type(generator.pipe.scheduler).__name__ == class_name
         assert result["params"]["scheduler"] == name
         assert result["image"].size == (64, 64)
@@ -63,7 +68,7 @@ def test_scheduler_objects_are_made_once_and_reused(generator):
 
 
 def test_default_scheduler_is_the_entrys_first(generator):
-    result = generator("a cat", generator.default_params(scheduler="", seed=1))[0]
+    result = generator("a cat", generator.default_params(scheduler="", seed=1))["images"][0]
     assert result["params"]["scheduler"] == generator.entry.schedulers[0]
 
 
@@ -88,10 +93,10 @@ def test_config_rejects_unknown_scheduler_names():
 
 # -- seeds -------------------------------------------------------------------------------------
 def test_each_image_of_a_batch_is_reproduced_by_its_own_seed(generator):
-    batch = generator("a red house", generator.default_params(num_images=3, seed=40, scheduler="Euler a (trailing)"))
+    batch = generator("a red house", generator.default_params(num_images=3, seed=40, scheduler="Euler a (trailing)"))["images"]
     assert [r["seed"] for r in batch] == [40, 41, 42]
     again = generator("a red house", generator.default_params(**{k: v for k, v in batch[2]["params"].items()
-                                                                  if k not in ("prompt", "model")}))
+                                                                  if k not in ("prompt", "model")}))["images"]
     # alone, the image is computed in a batch of 1, whose matmuls round differently: a level or two
     difference = np.abs(pixels(again[0]).astype(int) - pixels(batch[2]).astype(int))
     assert difference.max() <= 3 and difference.mean() < 0.1
@@ -99,9 +104,9 @@ def test_each_image_of_a_batch_is_reproduced_by_its_own_seed(generator):
 
 
 def test_random_seed_is_reported_and_reproduces_the_image(generator):
-    first = generator("a boat", generator.default_params(seed=-1))[0]
+    first = generator("a boat", generator.default_params(seed=-1))["images"][0]
     assert 0 <= first["seed"] < 2**32
-    replay = generator("a boat", generator.default_params(seed=first["seed"]))[0]
+    replay = generator("a boat", generator.default_params(seed=first["seed"]))["images"][0]
     assert np.array_equal(pixels(first), pixels(replay))
 
 
@@ -109,23 +114,23 @@ def test_random_seed_is_reported_and_reproduces_the_image(generator):
 def test_previews_come_every_n_steps_at_the_image_size(generator):
     previews = []
     results = generator(
-        "a cat", generator.default_params(steps=7, num_images=2, width=64, height=96, seed=2),
-        on_preview=lambda done, images: previews.append((done, [i.size for i in images])), preview_every=3,
-    )
+        "a cat", generator.default_params(steps=7, num_images=2, width=64, height=96, seed=2, preview_every=3),
+        on_preview=lambda done, images: previews.append((done, [i.size for i in images])),
+    )["images"]
     assert previews == [(3, [(64, 96), (64, 96)]), (6, [(64, 96), (64, 96)])]
     assert len(results) == 2
 
 
 def test_previews_do_not_change_the_images(generator):
-    params = generator.default_params(steps=4, seed=9)
-    plain = generator("a cat", params)[0]
-    previewed = generator("a cat", params, on_preview=lambda done, images: None, preview_every=1)[0]
+    params = generator.default_params(steps=4, seed=9, preview_every=0)
+    plain = generator("a cat", params)["images"][0]
+    previewed = generator("a cat", replace(params, preview_every=1), on_preview=lambda done, images: None)["images"][0]
     assert np.array_equal(pixels(plain), pixels(previewed))
 
 
 def test_bad_preview_interval_names_the_field(generator):
     with pytest.raises(InputError, match=r"^preview_every: must be an integer in \[0, 20\]"):
-        generator("a cat", on_preview=lambda done, images: None, preview_every=-1)
+        generator("a cat", generator.default_params(preview_every=-1), on_preview=lambda done, images: None)
 
 
 def test_latent_preview_is_rgb_and_skips_unknown_latent_layouts():
@@ -140,14 +145,14 @@ def test_latent_preview_is_rgb_and_skips_unknown_latent_layouts():
 def test_stop_mid_run_ends_the_denoising_loop_and_frees_the_model(generator):
     stop = threading.Event()
     with count_unet_calls(generator) as calls:
-        results = generator(
+        result = generator(
             "a cat", generator.default_params(steps=20, seed=1), stop=stop,
             on_step=lambda done, total: stop.set() if done == 2 else None,
         )
-        assert results == [] and len(calls) == 2  # not 20: the loop itself stopped
+        assert result["images"] == [] and result["stopped"] and len(calls) == 2  # not 20: the loop itself stopped
         assert not generator._lock.locked()
         calls.clear()
-        assert len(generator("a cat", generator.default_params(steps=3, seed=1))) == 1
+        assert len(generator("a cat", generator.default_params(steps=3, seed=1))["images"]) == 1
         assert len(calls) == 3
 
 
@@ -155,12 +160,12 @@ def test_stop_before_the_start_runs_no_step(generator):
     stop = threading.Event()
     stop.set()
     with count_unet_calls(generator) as calls:
-        assert generator("a cat", generator.default_params(steps=5), stop=stop) == [] and calls == []
+        assert generator("a cat", generator.default_params(steps=5), stop=stop)["images"] == [] and calls == []
 
 
 # -- PNG metadata ------------------------------------------------------------------------------
 def test_png_remembers_its_parameters(generator, tmp_path):
-    result = generator("a lighthouse", generator.default_params(seed=12, scheduler="DDIM"))[0]
+    result = generator("a lighthouse", generator.default_params(seed=12, scheduler="DDIM"))["images"][0]
     path = save_png(result["image"], tmp_path / "out.png", result["params"])
     with Image.open(path) as png:
         stored = json.loads(png.info["parameters"])
@@ -198,9 +203,9 @@ def test_speedups_on_the_tiny_pipeline_still_make_images_of_the_right_size(tiny_
         expected = [name for name in expected if name != "bfloat16"]  # stays float32 on such CPUs
     entry = with_speedups(tiny_config.image[0], **speedups)
     tiny_vae = tiny_autoencoder() if "tiny_autoencoder" in expected else None
-    generator = ImageGenerator.from_entry(entry, tiny_vae=tiny_vae)
+    generator = LocalImageGenerator.from_entry(entry, tiny_vae=tiny_vae)
     assert generator.speedups == expected
-    results = generator("a cat", generator.default_params(width=64, height=96, num_images=2, seed=3))
+    results = generator("a cat", generator.default_params(width=64, height=96, num_images=2, seed=3))["images"]
     assert [r["image"].size for r in results] == [(64, 96), (64, 96)]
     assert not np.array_equal(pixels(results[0]), pixels(results[1]))
     # attention stays on PyTorch's scaled_dot_product_attention
@@ -212,7 +217,7 @@ def test_tiny_autoencoder_must_match_the_vae_scale(tiny_config):
 
     full_size = AutoencoderTiny(encoder_block_out_channels=(4,) * 4, decoder_block_out_channels=(4,) * 4)
     with pytest.raises(ValueError, match="upsamples 8x but the pipeline's VAE 2x"):
-        ImageGenerator.from_entry(tiny_config.image[0], tiny_vae=full_size)
+        LocalImageGenerator.from_entry(tiny_config.image[0], tiny_vae=full_size)
 
 
 def test_cpu_stays_float32_unless_bfloat16_is_asked_and_native(tiny_config):
@@ -229,17 +234,23 @@ def test_cpu_stays_float32_unless_bfloat16_is_asked_and_native(tiny_config):
 def test_gpu_memory_savers_are_not_applied_on_cpu(tiny_config):
     entry = tiny_config.image[0].model_copy(update={"device": "cpu"})
     savers = entry.gpu_memory.model_copy(update={"cpu_offload": True, "attention_slicing": True, "vae_slicing": True})
-    generator = ImageGenerator.from_entry(entry.model_copy(update={"gpu_memory": savers}))
+    generator = LocalImageGenerator.from_entry(entry.model_copy(update={"gpu_memory": savers}))
     assert generator.speedups == [] and generator.pipe.device.type == "cpu"
     assert {type(p).__name__ for p in generator.pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
 
 
 def test_bundled_models_offer_suitable_schedulers_and_the_taesd_speedup():
-    from pipelines.config import DEFAULT_CONFIG_PATH, load_config
+    from pipelines.core.config import DEFAULT_CONFIG_PATH, load_config
 
     turbo, sd15 = load_config(DEFAULT_CONFIG_PATH).image[:2]
     assert turbo.schedulers[0] == "Euler (trailing)" and all("trailing" in s for s in turbo.schedulers)
     assert sd15.schedulers[0] == "DPM++ 2M Karras" and sd15.defaults.steps == 25
     for entry in (turbo, sd15):
         assert entry.cpu_speedups.tiny_autoencoder == "madebyollin/taesd" and entry.cpu_speedups.bfloat16
-        assert not entry.cpu_speedups.torch_compile
+
+
+def test_the_retired_torch_compile_option_is_refused_with_what_to_do(tiny_config):
+    raw = tiny_config.model_dump(mode="json")
+    raw["image"][0]["cpu_speedups"] = {"torch_compile": False}
+    with pytest.raises(ConfigError, match=r"image\[0\].*cpu_speedups.*torch_compile is no longer offered.*remove it"):
+        parse_config(raw)

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from pipelines.config import DEFAULT_CONFIG_PATH, load_config
-from pipelines.errors import ModelLoadError, UnknownModelError
-from pipelines.registry import ModelRegistry
+from pipelines.core.config import DEFAULT_CONFIG_PATH, load_config
+from pipelines.core.errors import ModelLoadError, UnknownModelError
+from pipelines.core.registry import ModelRegistry
 
 
 def test_each_tiny_model_loads_through_the_registry(registry, names):

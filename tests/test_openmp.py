@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from pipelines.openmp import release_openmp_pool
+from pipelines.core.openmp import release_openmp_pool
 
 
 def os_threads() -> int:

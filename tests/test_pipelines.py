@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from pipelines.classification import resolve_class_names
-from pipelines.errors import InputError, ModelLoadError
+from pipelines.classification.pipeline import resolve_class_names
+from pipelines.core.errors import InputError, ModelLoadError
 
 
 # -- classification ------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_image_has_requested_size_and_seeds(registry, names):
     generator = registry.get("image", names["image"])
     steps = []
     results = generator("a cat", generator.default_params(width=64, height=96, num_images=2, seed=10),
-                        on_step=lambda done, total: steps.append((done, total)))
+                        on_step=lambda done, total: steps.append((done, total)))["images"]
     assert [r["image"].size for r in results] == [(64, 96), (64, 96)]
     assert [r["seed"] for r in results] == [10, 11]
     assert steps == [(1, 2), (2, 2)]
@@ -119,9 +119,9 @@ def test_image_has_requested_size_and_seeds(registry, names):
 def test_same_seed_same_pixels(registry, names):
     generator = registry.get("image", names["image"])
     params = generator.default_params(seed=5)
-    a = generator("a dog", params)[0]["image"].tobytes()
-    b = generator("a dog", params)[0]["image"].tobytes()
-    c = generator("a dog", generator.default_params(seed=6))[0]["image"].tobytes()
+    a = generator("a dog", params)["images"][0]["image"].tobytes()
+    b = generator("a dog", params)["images"][0]["image"].tobytes()
+    c = generator("a dog", generator.default_params(seed=6))["images"][0]["image"].tobytes()
     assert a == b and a != c
 
 

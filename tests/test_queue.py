@@ -11,8 +11,8 @@ from gradio_client import Client
 from gradio_client.utils import Status
 
 from app import build_app, with_concurrency
-from pipelines.config import TASKS
-from pipelines.text_generation import TextGenerator
+from pipelines.tasks import TASKS
+from pipelines.text.pipeline import LocalTextGenerator
 
 WAIT_S = 60  # generous bound for things that happen within a second; only reached if broken
 
@@ -30,7 +30,7 @@ def recorded_prompts(monkeypatch):
     """Prompts that reached the text model; the prompt 'blocker' holds the model until released."""
     started: list[str] = []
     release = threading.Event()
-    original = TextGenerator.stream
+    original = LocalTextGenerator.stream
 
     def stream(self, prompt, params=None, stop=None):
         started.append(prompt)
@@ -38,7 +38,7 @@ def recorded_prompts(monkeypatch):
             release.wait(WAIT_S)
         yield from original(self, prompt, params, stop=stop)
 
-    monkeypatch.setattr(TextGenerator, "stream", stream)
+    monkeypatch.setattr(LocalTextGenerator, "stream", stream)
     yield started, release
     release.set()
 
@@ -59,7 +59,7 @@ def test_queued_job_shows_its_place_and_can_be_cancelled_before_it_runs(app_url,
 
     release.set()
     blocker.result(timeout=WAIT_S)
-    after, _stats = client.predict(prompt="after", **text)
+    after, _stats, _details = client.predict(prompt="after", **text)
     assert isinstance(after, str)
     assert started == ["blocker", "after"]  # the cancelled job never reached the model
     assert queued.status().code == Status.CANCELLED

@@ -27,7 +27,8 @@ def client_examples() -> list[str]:
 def test_readme_has_an_example_per_endpoint(public_endpoints):
     code = "\n".join(client_examples())
     assert set(re.findall(r'api_name="(/\w+)"', code)) == public_endpoints
-    assert "for text, stats in job" in code  # streaming
+    assert "for text, stats, update in job" in code  # streaming, with the JSON update
+    assert 'result["label"]' in code and 'explanation["words"]' in code and 'counts["rows"]' in code  # the JSON results
     assert "shutil.copy(" in code and ".cancel()" in code  # saving images, cancelling
     assert code.count(README_URL) == 2  # the client, and a second one for the job it cancels
 
@@ -45,7 +46,7 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     assert re.search(r"^\[\('[^']+', -?\d", out, re.M)  # /explain: words with their scores
     assert "['message', 'label', 'spam_score'] 2 rows" in out and "have no text" not in out
     assert (tmp_path / "messages-classified.csv").read_text().startswith("message,label,spam_score")
-    assert "tokens/s" in out  # the final stats line of the stream
+    assert re.search(r"^\d+ tokens at \d+\.\d tokens/s, seed \d+$", out, re.M)  # the final update's JSON fields
     assert "saved 2 images, seeds [42, 43]" in out
     for index in (0, 1):
         with Image.open(tmp_path / f"lighthouse-{index}.png") as image:

@@ -18,11 +18,12 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from pipelines.config import ConfigError, parse_config
-from pipelines.errors import InputError, ModelLoadError
-from pipelines.registry import ModelRegistry
-from pipelines.remote import OpenAICompletionsGenerator, RemoteModelError
-from pipelines.text_generation import TextParams
+from pipelines.core.config import ConfigError, parse_config
+from pipelines.core.errors import InputError, ModelLoadError
+from pipelines.core.registry import ModelRegistry
+from pipelines.core.errors import RemoteModelError
+from pipelines.text.remote import OpenAITextGenerator
+from pipelines.text.contract import TextParams
 from tests.helpers import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -160,8 +161,8 @@ def second_app(second_app_url):
 # -- through a second instance of the app (backend: gradio) ----------------------------------
 def test_classification_through_second_app(first_app, second_app, names):
     message = "WIN a FREE prize, call now"
-    label, verdict = first_app.predict(message, REMOTE_CLASSIFIER, 0.5, api_name="/classify")
-    direct, _ = second_app.predict(message, names["classification"], 0.5, api_name="/classify")
+    label, verdict, _ = first_app.predict(message, REMOTE_CLASSIFIER, 0.5, api_name="/classify")
+    direct, _, _ = second_app.predict(message, names["classification"], 0.5, api_name="/classify")
     scores = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert scores == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]})
     assert ("SPAM" if scores["spam"] >= 0.5 else "HAM") in verdict
@@ -175,7 +176,7 @@ def test_remote_classifier_takes_batches_and_files(remote_registry, second_app, 
     texts = [f"message number {i}, call now" for i in range(20)]
     progress = []
     results = classifier.classify_many(texts, 0.5, on_progress=lambda done, total: progress.append((done, total)))
-    direct, _ = second_app.predict(texts[7], names["classification"], 0.5, api_name="/classify")
+    direct, _, _ = second_app.predict(texts[7], names["classification"], 0.5, api_name="/classify")
     assert len(results) == 20 and progress[-1] == (20, 20)
     assert results[7]["scores"]["spam"] == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]}["spam"])
     assert classifier.spam_scores(texts[:3]) == pytest.approx([r["scores"]["spam"] for r in results[:3]])
@@ -183,12 +184,12 @@ def test_remote_classifier_takes_batches_and_files(remote_registry, second_app, 
 
 def test_text_streams_through_second_app(first_app, second_app, names):
     job = first_app.submit("Once upon a time", REMOTE_TEXT, 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
-    updates = [text for text, _stats in job]
-    final_text, final_stats = job.result()
+    updates = [text for text, _stats, _details in job]
+    final_text, final_stats, final_details = job.result()
     assert len(updates) >= 3
     assert all(b.startswith(a) for a, b in zip(updates, updates[1:]))
     assert "seed 7" in final_stats
-    direct_text, _ = second_app.predict("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
+    direct_text, _, _ = second_app.predict("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
     assert final_text == direct_text  # same model, same seed: the remote did the work
 
 
@@ -226,7 +227,7 @@ def test_image_through_second_app(first_app, second_app, names):
 def test_image_pipeline_reports_remote_steps(remote_registry):
     generator = remote_registry.get("image", REMOTE_IMAGE)
     steps = []
-    results = generator("a cat", generator.default_params(steps=12, seed=5), on_step=lambda done, total: steps.append((done, total)))
+    results = generator("a cat", generator.default_params(steps=12, seed=5), on_step=lambda done, total: steps.append((done, total)))["images"]
     assert [r["seed"] for r in results] == [5] and results[0]["image"].size == (64, 64)
     assert steps[-1] == (12, 12) and all(total == 12 and 0 <= done <= 12 for done, total in steps)
     assert steps == sorted(steps)
@@ -237,7 +238,7 @@ def test_inputs_are_checked_before_the_remote_is_asked(first_app, remote_registr
         first_app.predict("   ", REMOTE_CLASSIFIER, 0.5, api_name="/classify")
     with pytest.raises(AppError, match="width: must be"):
         first_app.predict("a cat", REMOTE_IMAGE, "", 2, 0.0, 60, 64, 1, 1, api_name="/generate_image")
-    with pytest.raises(InputError, match=r"max_new_tokens: must be in \[1, 200\]"):
+    with pytest.raises(InputError, match=r"max_new_tokens: must be an integer in \[1, 200\]"):
         next(remote_registry.get("text", REMOTE_TEXT).stream("Hi", TextParams(max_new_tokens=201)))
 
 
@@ -262,7 +263,7 @@ def test_unknown_remote_model_fails_at_load(second_app_url):
 # -- `transformers serve` (backend: openai) ---------------------------------------------------
 def test_served_text_streams(remote_registry):
     generator = remote_registry.get("text", SERVED_TEXT)
-    assert isinstance(generator, OpenAICompletionsGenerator) and generator.memory_mb == 0
+    assert isinstance(generator, OpenAITextGenerator) and generator.memory_mb == 0
     updates = list(generator.stream("Once upon a time", generator.default_params(max_new_tokens=30, seed=3)))
     texts = [u["text"] for u in updates]
     assert len(updates) >= 3 and updates[-1]["done"] and not updates[-1]["stopped"]
@@ -288,8 +289,8 @@ def test_served_text_error_names_the_model_and_server(remote_registry, transform
 
 def test_served_text_through_first_app(first_app):
     job = first_app.submit("Once upon a time", SERVED_TEXT, 30, 0.8, 0.95, 50, 1.1, True, 11, api_name="/generate_text")
-    updates = [text for text, _stats in job]
-    final_text, final_stats = job.result()
+    updates = [text for text, _stats, _details in job]
+    final_text, final_stats, final_details = job.result()
     assert len(updates) >= 2 and all(b.startswith(a) for a, b in zip(updates, updates[1:]))
     assert final_text == updates[-1] and "seed 11" in final_stats
 
@@ -302,9 +303,9 @@ def test_down_remote_names_itself_and_the_rest_keeps_working(first_app, remote_c
     with pytest.raises(AppError, match=f"Cannot load model '{DOWN_TEXT}'.*openai server"):
         first_app.predict("hello", DOWN_TEXT, 24, 0.8, 0.95, 50, 1.1, True, 1, api_name="/generate_text")
     # the other models of every tab still answer
-    label, _ = first_app.predict("hello", names["classification"], 0.5, api_name="/classify")
+    label, _, _ = first_app.predict("hello", names["classification"], 0.5, api_name="/classify")
     assert label["label"] in ("ham", "spam")
-    text, stats = first_app.predict("Hello", REMOTE_TEXT, 5, 0.8, 0.95, 50, 1.1, True, 2, api_name="/generate_text")
+    text, stats, _ = first_app.predict("Hello", REMOTE_TEXT, 5, 0.8, 0.95, 50, 1.1, True, 2, api_name="/generate_text")
     assert "seed 2" in stats
 
 
@@ -354,22 +355,22 @@ def openai_entry(server: str):
 
 def test_sampling_fields_follow_the_servers_dialect():
     params = TextParams(max_new_tokens=10, temperature=0.7, top_p=0.9, top_k=0, repetition_penalty=1.2, do_sample=True, seed=5)
-    vllm = OpenAICompletionsGenerator(openai_entry("vllm"), client=None).request("Hi", params, seed=5)
+    vllm = OpenAITextGenerator(openai_entry("vllm"), client=None).request("Hi", params, seed=5)
     assert vllm["extra_body"] == {"top_k": -1, "repetition_penalty": 1.2} and vllm["temperature"] == 0.7 and vllm["max_tokens"] == 10
-    greedy = OpenAICompletionsGenerator(openai_entry("openai"), client=None).request("Hi", TextParams(do_sample=False), seed=5)
+    greedy = OpenAITextGenerator(openai_entry("openai"), client=None).request("Hi", TextParams(do_sample=False), seed=5)
     assert greedy["temperature"] == 0.0 and "extra_body" not in greedy
-    served = OpenAICompletionsGenerator(openai_entry("transformers"), client=None).request("Hi", params, seed=5)
+    served = OpenAITextGenerator(openai_entry("transformers"), client=None).request("Hi", params, seed=5)
     assert "temperature" not in served and '"top_k": 0' in served["extra_body"]["generation_config"]
 
 
 def test_plain_openai_server_needs_defaults_it_can_honour():
     entry = openai_entry("openai")  # the text defaults have top_k 50 and repetition_penalty 1.1
     with pytest.raises(ModelLoadError, match=r"set `defaults: \{top_k: 0, repetition_penalty: 1.0\}`"):
-        OpenAICompletionsGenerator.from_entry(entry)
+        OpenAITextGenerator.from_entry(entry)
 
 
 def test_plain_openai_server_refuses_fields_it_cannot_honour():
-    generator = OpenAICompletionsGenerator(openai_entry("openai"), client=None)
+    generator = OpenAITextGenerator(openai_entry("openai"), client=None)
     with pytest.raises(InputError, match="truncate_prompt: .*shorten the prompt"):
         generator.check_inputs("Hi", TextParams(top_k=0, repetition_penalty=1.0, truncate_prompt=True))
     with pytest.raises(InputError, match="top_k: .*set it to 0"):

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from app import parse_args
-from pipelines import gpu
-from pipelines.config import TASKS, load_config
+from pipelines.core import zerogpu as gpu
+from pipelines.core.config import load_config
+from pipelines.tasks import TASKS
 from tests.helpers import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def test_spaces_gpu_is_a_no_op_off_zero_gpu():
     def handler(prompt, max_new_tokens):
         return prompt
 
-    assert gpu.on_gpu(gpu.text_generation_seconds)(handler) is handler
+    assert gpu.on_gpu("text")(handler) is handler
 
 
 class FakeSpaces:
@@ -95,30 +96,32 @@ def test_on_gpu_asks_for_a_duration_that_fits_the_request(monkeypatch):
     fake = FakeSpaces()
     monkeypatch.setattr(gpu, "spaces", fake)
 
-    def generate_text(prompt, model_name, max_new_tokens, temperature, request=None):
+    def generate_text(prompt, model_name, request=None, **params):  # as ui/text_tab.py: parameters by keyword
         return prompt
 
-    def generate_image(prompt, model_name, negative_prompt, steps, guidance_scale, width, height, num_images, seed):
+    def generate_image(prompt, model_name, request=None, **params):
         return prompt
 
-    text = gpu.on_gpu(gpu.text_generation_seconds)(generate_text)
-    image = gpu.on_gpu(gpu.image_generation_seconds)(generate_image)
-    assert text("a", "m", 10, 0.8) == "a"
+    text = gpu.on_gpu("text")(generate_text)
+    image = gpu.on_gpu("image")(generate_image)
+    assert text("a", "m", max_new_tokens=10, temperature=0.8) == "a"
     text("a", "m", max_new_tokens=1000, temperature=0.8)
-    image("a", "m", "", 4, 0.0, 512, 512, 1, 0)
-    image("a", "m", "", 50, 7.5, 768, 768, 4, 0)
-    image("a", "m", "", "not a number", 7.5, 768, 768, 4, 0)  # the task reports the bad value, not the estimate
+    image("a", "m", negative_prompt="", steps=4, guidance_scale=0.0, width=512, height=512, num_images=1, seed=0)
+    image("a", "m", steps=50, guidance_scale=7.5, width=768, height=768, num_images=4)
+    image("a", "m", steps="not a number", width=768, height=768, num_images=4)  # the task reports the bad value, not the estimate
     short_text, long_text, small_image, big_image, fallback = fake.durations
-    assert short_text == gpu.text_generation_seconds(10) < long_text == gpu.text_generation_seconds(1000)
-    assert small_image == gpu.image_generation_seconds(4, 1, 512, 512) < big_image <= gpu.MAX_DURATION_S
-    assert fallback == gpu.image_generation_seconds()
+    assert short_text == gpu.request_seconds("text", max_new_tokens=10) < long_text == gpu.request_seconds("text", max_new_tokens=1000)
+    assert small_image == gpu.request_seconds("image", steps=4, num_images=1) < big_image <= gpu.MAX_DURATION_S
+    assert fallback == gpu.request_seconds("image")
 
 
 def test_durations_grow_with_the_work_and_stay_within_the_cap():
-    assert gpu.text_generation_seconds(64) < gpu.text_generation_seconds(512) <= gpu.MAX_DURATION_S
-    assert gpu.image_generation_seconds(1, 1) < gpu.image_generation_seconds(25, 1) < gpu.image_generation_seconds(25, 4)
-    assert gpu.image_generation_seconds(25, 1, 512, 512) < gpu.image_generation_seconds(25, 1, 768, 768)
-    assert gpu.image_generation_seconds(150, 16, 2048, 2048) == gpu.MAX_DURATION_S
+    seconds = gpu.request_seconds
+    assert seconds("text", max_new_tokens=64) < seconds("text", max_new_tokens=512) <= gpu.MAX_DURATION_S
+    assert seconds("image", steps=1) < seconds("image", steps=25) < seconds("image", steps=25, num_images=4)
+    assert seconds("image", steps=25, width=512, height=512) < seconds("image", steps=25, width=768, height=768)
+    assert seconds("image", steps=150, num_images=16, width=2048, height=2048) == gpu.MAX_DURATION_S
+    assert seconds("classification") > gpu.STARTUP_S  # every task of the table has an estimate
 
 
 def test_ui_handlers_are_wrapped_for_zero_gpu():
@@ -142,7 +145,7 @@ def test_import_and_build_never_initialise_cuda(tiny_config_path):
 
         torch.cuda.init = torch.cuda._lazy_init = forbidden
         import app
-        from pipelines.config import load_config
+        from pipelines.core.config import load_config
         demo = app.build_app(load_config({str(tiny_config_path)!r}))
         assert not torch.cuda.is_initialized() and not calls
         print("ok", len(demo.fns))
@@ -194,9 +197,9 @@ def test_app_with_spaces_installed_but_no_gpu_runs_every_endpoint_on_cpu(launche
     from gradio_client import Client
 
     client = Client(launched_as_on_spaces, verbose=False)
-    label, verdict = client.predict(message="WIN a free prize", api_name="/classify")
+    label, verdict, _ = client.predict(message="WIN a free prize", api_name="/classify")
     assert label["label"] in ("ham", "spam") and ("SPAM" in verdict or "HAM" in verdict)
-    text, stats = client.predict(prompt="Once upon a time", max_new_tokens=5, seed=1, api_name="/generate_text")
+    text, stats, _ = client.predict(prompt="Once upon a time", max_new_tokens=5, seed=1, api_name="/generate_text")
     assert isinstance(text, str) and "seed 1" in stats
     gallery, info = client.predict(prompt="a cat", seed=5, api_name="/generate_image")
     assert len(gallery) == 1 and info["seeds"] == [5] and Path(gallery[0]["image"]).is_file()

@@ -11,11 +11,13 @@ import pytest
 import torch
 from gradio_client.exceptions import AppError
 
-from pipelines.config import ConfigError, parse_config
-from pipelines.cpu_speedups import apply_cpu_speedups, model_memory_mb
-from pipelines.errors import InputError
-from pipelines.registry import ModelRegistry
-from pipelines.text_generation import PRESETS, TextGenerator, TextParams, check_params
+from pipelines.core.config import ConfigError, parse_config
+from pipelines.text.speedups import apply_cpu_speedups, model_memory_mb
+from pipelines.core.errors import InputError
+from pipelines.core.registry import ModelRegistry
+from pipelines.core.params import check_params
+from pipelines.text.contract import PRESETS, TextParams
+from pipelines.text.pipeline import LocalTextGenerator
 from tests.helpers import SlowSteps, launch_local, slow_text_registry
 from ui import status_panel, text_tab
 
@@ -37,10 +39,10 @@ def test_same_seed_same_text_through_the_api(client, names):
 
 
 def test_random_seed_is_reported_and_reproduces_the_text(client, names):
-    text, stats = client.predict(**text_args(names["text"], seed=-1), api_name="/generate_text")
+    text, stats, _ = client.predict(**text_args(names["text"], seed=-1), api_name="/generate_text")
     used = int(stats.split("seed ")[1].split()[0])
     assert 0 <= used < 2**32
-    replay, replay_stats = client.predict(**text_args(names["text"], seed=used), api_name="/generate_text")
+    replay, replay_stats, _ = client.predict(**text_args(names["text"], seed=used), api_name="/generate_text")
     assert replay == text and f"seed {used}" in replay_stats
 
 
@@ -53,41 +55,41 @@ def test_too_long_prompt_is_refused_with_a_message(client, names):
 def test_too_long_prompt_is_truncated_from_the_left_on_request(client, registry, names):
     generator = registry.get("text", names["text"])
     expected = len(generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"]) - (generator.context_length - 12)
-    text, stats = client.predict(**text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text")
+    text, stats, _ = client.predict(**text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text")
     dropped = int(re.search(r"prompt truncated: its first (\d+) tokens were dropped", stats).group(1))
     assert text and stats.startswith("12 tokens") and dropped == expected > 0
 
 
 def test_truncation_keeps_the_end_of_the_prompt(registry, names):
     generator = registry.get("text", names["text"])
-    inputs, _ = generator.check_inputs(LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True))
+    inputs, dropped = generator.prompt_inputs(LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True))
     kept = inputs["input_ids"][0]
     assert len(kept) == generator.context_length - 16 and generator.tokenizer.decode(kept).endswith("the end")
-    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape and dropped > 0
 
 
 # -- presets ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_presets_set_valid_sampling_controls(tiny_config, names, preset):
     entry = tiny_config.entry("text", names["text"])
-    params = check_params(TextParams.from_preset(entry, preset), entry.limits.max_new_tokens)
-    values = dict(zip(text_tab.SAMPLING_FIELDS, text_tab.preset_values(tiny_config, names["text"], preset)))
-    assert values == {field: getattr(params, field) for field in text_tab.SAMPLING_FIELDS}
+    params = check_params(text_tab.preset_params(entry, preset), entry.ranges())
+    values = {field: getattr(params, field) for field in text_tab.SAMPLING}
     assert params.max_new_tokens == entry.defaults.max_new_tokens  # presets leave the length alone
     assert all(values[field] == value for field, value in PRESETS[preset].items())
+    assert set(PRESETS[preset]) <= set(text_tab.SAMPLING)  # the preset's fields are the ones it updates
 
 
 def test_greedy_preset_is_deterministic_and_model_defaults_restore(tiny_config, registry, names):
     generator = registry.get("text", names["text"])
-    greedy = TextParams.from_preset(generator.entry, "Precise (greedy)", max_new_tokens=8)
+    greedy = dataclasses.replace(text_tab.preset_params(generator.entry, "Precise (greedy)"), max_new_tokens=8)
     assert greedy.do_sample is False
     texts = {generator.generate("Once upon a time", dataclasses.replace(greedy, seed=s))["text"] for s in (1, 2)}
     assert len(texts) == 1  # greedy ignores the seed
-    defaults = text_tab.preset_values(tiny_config, names["text"], text_tab.MODEL_DEFAULTS)
+    defaults = text_tab.preset_params(generator.entry, text_tab.MODEL_DEFAULTS)
     d = generator.entry.defaults
-    assert defaults == (d.temperature, d.top_p, d.top_k, d.repetition_penalty, d.do_sample)
+    assert [getattr(defaults, f) for f in text_tab.SAMPLING] == [d.temperature, d.top_p, d.top_k, d.repetition_penalty, d.do_sample]
     with pytest.raises(InputError, match="preset: unknown preset 'Wild'"):
-        TextParams.from_preset(generator.entry, "Wild")
+        text_tab.preset_params(generator.entry, "Wild")
 
 
 # -- generate is called cleanly ---------------------------------------------------------------------
@@ -144,7 +146,7 @@ def test_cancelled_api_job_stops_generate_and_frees_the_model(slow_app, names):
     steps_when_stopped = hook.calls
     assert steps_when_stopped < 150  # stopped mid-way, not at the end of its 200 tokens
     # the next request starts at once and runs to its end
-    text, stats = client.predict(**text_args(names["text"], max_new_tokens=5), api_name="/generate_text")
+    text, stats, _ = client.predict(**text_args(names["text"], max_new_tokens=5), api_name="/generate_text")
     assert text and stats.startswith("5 tokens")
     assert hook.calls - steps_when_stopped <= 5 + 2  # the cancelled generation did not resume
 
@@ -180,7 +182,7 @@ def test_closing_the_stream_frees_the_model_at_once(slow_app, names):
 def test_each_speedup_still_generates(tiny_config, names, quantize):
     entry = tiny_config.entry("text", names["text"])
     entry = entry.model_copy(update={"cpu_speedups": entry.cpu_speedups.model_copy(update={"quantize": quantize})})
-    generator = TextGenerator.from_entry(entry)
+    generator = LocalTextGenerator.from_entry(entry)
     result = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=2))
     assert result["new_tokens"] == 8 and result["text"]
     again = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=2))
@@ -188,9 +190,9 @@ def test_each_speedup_still_generates(tiny_config, names, quantize):
     lm_head = generator.model.lm_head
     if quantize == "int8_dynamic":
         assert isinstance(lm_head, torch.ao.nn.quantized.dynamic.Linear) and lm_head.weight().dtype == torch.qint8
-        assert generator.placement_label == "cpu/float32 +int8 dynamic"
+        assert generator.placement == "cpu/float32 +int8 dynamic"
     else:
-        assert type(lm_head) is torch.nn.Linear and generator.placement_label == "cpu/float32"
+        assert type(lm_head) is torch.nn.Linear and generator.placement == "cpu/float32"
 
 
 def test_int8_weights_take_about_a_quarter_of_the_memory():
@@ -207,7 +209,7 @@ def test_gpt_neo_gets_the_fused_gelu_with_the_same_outputs(tiny_config, names):
     from transformers import AutoModelForCausalLM
     from transformers.activations import GELUTanh, NewGELUActivation
 
-    from pipelines.cpu_speedups import fuse_gelu
+    from pipelines.text.speedups import fuse_gelu
 
     model = AutoModelForCausalLM.from_pretrained(tiny_config.entry("text", names["text"]).source).eval()
     ids = torch.arange(1, 17).unsqueeze(0)
@@ -245,7 +247,7 @@ def test_retired_speedups_are_refused_with_what_to_do(tiny_config, retired, advi
 
 
 def test_bundled_config_offers_the_int8_entry():
-    from pipelines.config import load_config
+    from pipelines.core.config import load_config
 
     config = load_config()
     int8 = [e for e in config.text if e.cpu_speedups.quantize != "none"]

@@ -6,9 +6,9 @@ import random
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipelines.classification import SpamClassifier
-from pipelines.config import ClassificationEntry
-from pipelines.spam_data import classification_metrics, normalise, read_messages, split_by_unique_text
+from pipelines.classification.pipeline import LocalClassifier
+from pipelines.classification.config import ClassificationEntry
+from pipelines.classification.data import classification_metrics, normalise, read_messages, split_by_unique_text
 from pipelines.tiny import build_classifier
 from pipelines.train_classifier import main
 
@@ -51,7 +51,7 @@ def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
     assert metrics["eval_history"] and metrics["train_seconds"] > 0
     assert "source: " in capsys.readouterr().out
 
-    served = SpamClassifier.from_entry(ClassificationEntry(name="trained", source=str(out)))
+    served = LocalClassifier.from_entry(ClassificationEntry(name="trained", source=str(out)))
     result = served(["WIN a free prize"])[0]
     assert result["label"] in ("ham", "spam") and sum(result["scores"].values()) == pytest.approx(1.0)
     # metrics.json describes the saved model: scoring the validation split again gives the same matrix

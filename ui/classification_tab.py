@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import gradio as gr
 
-from pipelines.config import AppConfig
-from pipelines.errors import InputError, ModelLoadError
-from pipelines.gpu import classification_seconds, on_gpu
-from pipelines.registry import ModelRegistry
-from ui.common import describe_model, model_dropdown, output_path, show_errors
+from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
+from pipelines.core.errors import InputError
+from pipelines.core.zerogpu import on_gpu
+from ui.common import controls, describe_model, details_json, error_message, model_dropdown, output_path, show_errors
 
-log = logging.getLogger(__name__)
-
+TASK = "classification"
 EXAMPLES = [
     ["WINNER!! You have been selected to receive a £900 prize reward! To claim call 09061701461. Valid 12 hours only."],
     ["Hey, are we still on for dinner tonight? I can pick you up at 7."],
@@ -25,43 +22,30 @@ TABLE_PREVIEW_ROWS = 1000  # rows of a classified file shown in the page; the CS
 TOP_WORDS = 5  # words listed under the highlighted message, strongest push towards spam first
 
 
-def error_message(err: Exception) -> str:
-    """What a user sees for an error in one request of a batch (the others still get results)."""
-    if isinstance(err, gr.Error):
-        return err.message
-    if isinstance(err, (InputError, ModelLoadError)):
-        return str(err)
-    log.exception("unexpected error in classify")
-    return f"Unexpected error: {type(err).__name__}: {err}"
-
-
-def describe_result(result: dict, threshold: float, max_length: int) -> str:
-    scores = result["scores"]
-    verdict = f"**{result['label'].upper()}** — spam score {scores['spam']:.3f} (threshold {float(threshold):.2f})"
+def describe_result(result: ClassificationResult) -> str:
+    verdict = f"**{result['label'].upper()}** — spam score {result['scores']['spam']:.3f} (threshold {result['threshold']:.2f})"
     if result["truncated"]:
-        verdict += f"<br>Note: the message was longer than {max_length} tokens and was truncated."
+        verdict += f"<br>Note: the message was longer than {result['max_length']} tokens and was truncated."
     return verdict
 
 
-def summarize_file(result: dict, threshold: float, max_length: int) -> str:
-    frame = result["frame"]
-    counts = frame["label"].value_counts()
+def summarize_file(summary: dict, shown_rows: int) -> str:
     lines = [
-        f"**{len(frame):,} row(s)** (text column `{result['text_column']}`): {counts.get('ham', 0):,} ham, "
-        f"{counts.get('spam', 0):,} spam at threshold {float(threshold):.2f}."
+        f"**{summary['rows']:,} row(s)** (text column `{summary['text_column']}`): {summary['counts']['ham']:,} ham, "
+        f"{summary['counts']['spam']:,} spam at threshold {summary['threshold']:.2f}."
     ]
-    if result["empty_rows"]:
-        lines.append(f"{result['empty_rows']:,} row(s) have no text: not classified, their label is left blank.")
-    if result["truncated"]:
-        lines.append(f"{result['truncated']:,} message(s) were longer than {max_length} tokens and were truncated.")
-    if len(frame) > TABLE_PREVIEW_ROWS:
-        lines.append(f"The table shows the first {TABLE_PREVIEW_ROWS:,} rows; the CSV has all of them.")
-    metrics = result["metrics"]
+    if summary["empty_rows"]:
+        lines.append(f"{summary['empty_rows']:,} row(s) have no text: not classified, their label is left blank.")
+    if summary["truncated"]:
+        lines.append(f"{summary['truncated']:,} message(s) were longer than {summary['max_length']} tokens and were truncated.")
+    if summary["rows"] > shown_rows:
+        lines.append(f"The table shows the first {shown_rows:,} rows; the CSV has all of them.")
+    metrics = summary["metrics"]
     if metrics is not None:
-        renamed = ", kept as `true_label`" if result["label_column"] == "label" else ""
+        renamed = ", kept as `true_label`" if summary["label_column"] == "label" else ""
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         lines += [
-            f"**Against the file's labels** (column `{result['label_column']}`{renamed}): "
+            f"**Against the file's labels** (column `{summary['label_column']}`{renamed}): "
             f"accuracy {metrics['accuracy']:.3f}, spam precision {metrics['spam_precision']:.3f}, "
             f"recall {metrics['spam_recall']:.3f}, F1 {metrics['spam_f1']:.3f}.",
             "| | predicted ham | predicted spam |\n|---|---|---|\n"
@@ -70,26 +54,25 @@ def summarize_file(result: dict, threshold: float, max_length: int) -> str:
     return "\n\n".join(lines)
 
 
-def classify_requests(registry: ModelRegistry, messages: list[str], model_names: list[str], thresholds: list[float]):
-    """The batched /classify: (scores, verdicts), one per request, one forward pass per model.
+def classify_requests(registry, messages: list[str], model_names: list[str], thresholds: list[float]):
+    """The batched /classify: (scores, verdicts, details), one each per request, one forward
+    pass per model.
 
-    A request with bad input gets an error verdict of its own and never fails the requests
-    batched with it. When no request of the batch gets a result and all share one error
-    (always so for a lone request), that error is raised, so API clients receive it as one.
+    A request with bad input gets an error of its own (its verdict, and `{"error": ...}` as its
+    details) and never fails the requests batched with it. When no request of the batch gets a
+    result and all share one error (always so for a lone request), that error is raised, so API
+    clients receive it as one.
     """
-    from pipelines.classification import check_message, check_threshold
-
-    scores: list[dict | None] = [None] * len(messages)
-    verdicts: list[str] = [""] * len(messages)
+    results: list[ClassificationResult | None] = [None] * len(messages)
     errors: dict[int, str] = {}
     by_model: dict[str, list[int]] = {}
     for i, name in enumerate(model_names):
         by_model.setdefault(name, []).append(i)
     for name, indices in by_model.items():
         try:
-            classifier = registry.get("classification", name)
+            classifier = registry.get(TASK, name)
         except Exception as err:  # noqa: BLE001 - reported per request
-            errors.update({i: error_message(err) for i in indices})
+            errors.update({i: error_message(err, "classify") for i in indices})
             continue
         valid = []
         for i in indices:
@@ -102,35 +85,36 @@ def classify_requests(registry: ModelRegistry, messages: list[str], model_names:
         if not valid:
             continue
         try:
-            results = classifier([messages[i] for i in valid], threshold=[thresholds[i] for i in valid])
+            batch = classifier([messages[i] for i in valid], threshold=[thresholds[i] for i in valid])
         except Exception as err:  # noqa: BLE001 - reported per request
-            errors.update({i: error_message(err) for i in valid})
+            errors.update({i: error_message(err, "classify") for i in valid})
             continue
-        for i, result in zip(valid, results):
-            scores[i] = result["scores"]
-            verdicts[i] = describe_result(result, thresholds[i], classifier.max_length)
+        for i, result in zip(valid, batch):
+            results[i] = result | {"model": name}
     if errors and len(errors) == len(messages) and len(set(errors.values())) == 1:
         raise gr.Error(next(iter(errors.values())), print_exception=False)
-    for i, message in errors.items():
-        verdicts[i] = f"**Error** — {message}"
-    return scores, verdicts
+    scores = [r["scores"] if r else None for r in results]
+    verdicts = [describe_result(r) if r else f"**Error** — {errors[i]}" for i, r in enumerate(results)]
+    details = [r if r else {"error": errors[i]} for i, r in enumerate(results)]
+    return scores, verdicts, details
 
 
-def build(config: AppConfig, registry: ModelRegistry) -> None:
-    names = config.names("classification")
-    default = config.entry("classification", names[0])
+def build(config, registry) -> None:
+    names = config.names(TASK)
+    default = config.entry(TASK, names[0])
     settings = config.settings
 
-    @on_gpu(classification_seconds)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
+    @on_gpu(TASK)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
     def classify(message: list[str], model_name: list[str], threshold: list[float]):
         """Classify one SMS message as spam or ham.
 
-        Returns the confidence of each class and the verdict at the given spam threshold.
-        Gradio batches concurrent requests into one call (one list item per request).
+        Returns the confidence of each class, the verdict at the given spam threshold, and the
+        result as JSON (label, scores, truncated, max_length, threshold, model). Gradio batches
+        concurrent requests into one call (one list item per request).
         """
         return classify_requests(registry, message, model_name, threshold)
 
-    @on_gpu(classification_seconds)
+    @on_gpu(TASK)
     @show_errors
     def explain_message(message: str, model_name: str):
         """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
@@ -138,9 +122,7 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
         Each word is removed in turn and the message scored again (occlusion, one batched pass);
         colours are relative to the strongest word, the list below gives the spam-score change.
         """
-        from pipelines.explain import explain
-
-        result = explain(registry.get("classification", model_name), message)
+        result = registry.get(TASK, model_name).explain(message)
         words = result["words"]
         peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
         highlighted = [(piece, None if score is None else score / peak) for piece, score in result["segments"]]
@@ -151,23 +133,23 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
             note = "No word pushed this message towards spam."
         if result["truncated"]:
             note += "<br>Only the start of the message (what the model reads) is explained."
-        return highlighted, note
+        return highlighted, note, result
 
-    @on_gpu(classification_seconds)
+    @on_gpu(TASK)
     @show_errors
     def classify_batch(file: str | None, model_name: str, threshold: float, text_column: str,
                        progress=gr.Progress()):
         """Classify every message of a CSV, TSV or TXT file.
 
         Returns a CSV with the file's columns plus `label` and `spam_score`, a table of the first
-        rows, and a summary (with accuracy, precision, recall, F1 and the confusion matrix when
-        the file has a label column).
+        rows, a summary (with accuracy, precision, recall, F1 and the confusion matrix when the
+        file has a label column), and the summary as JSON.
         """
-        from pipelines.classification import classify_file
+        from pipelines.classification.files import classify_file  # pandas: imported on first use
 
         if not file:
             raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of messages")
-        classifier = registry.get("classification", model_name)
+        classifier = registry.get(TASK, model_name)
         progress(0, desc="Reading the file")
 
         def report(done: int, total: int) -> None:
@@ -178,18 +160,18 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
             max_rows=settings.classification_max_file_rows, on_progress=report,
         )
         out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
-        result["frame"].to_csv(out, index=False)
-        summary = summarize_file(result, threshold, classifier.max_length)
-        return str(out), result["frame"].head(TABLE_PREVIEW_ROWS), summary
+        frame = result.pop("frame")
+        frame.to_csv(out, index=False)
+        return str(out), frame.head(TABLE_PREVIEW_ROWS), summarize_file(result, TABLE_PREVIEW_ROWS), result | {"model": model_name}
 
     def show_model(model_name: str):
-        return describe_model(config.entry("classification", model_name))
+        return describe_model(config.entry(TASK, model_name))
 
     with gr.Tab("Classification", id="classification"):
         gr.Markdown("Spam detection with a fine-tuned transformer: paste a message or upload a file, get ham or spam.")
         with gr.Row():
             model = model_dropdown(names)
-            threshold = gr.Slider(0.0, 1.0, value=default.defaults.threshold, step=0.01, label="Spam threshold")
+            threshold = controls(ClassificationParams, ["threshold"], default, default.defaults)["threshold"]
         model_info = gr.Markdown(describe_model(default))
         with gr.Tabs():
             with gr.Tab("Single message", id="classification-single"):
@@ -201,11 +183,13 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
                     with gr.Column(scale=2):
                         label = gr.Label(label="Confidence per class", num_top_classes=2)
                         verdict = gr.Markdown(label="Verdict")
+                        details = details_json()
                 why = gr.HighlightedText(
                     label="Why: words pushing towards spam (red) or ham (blue)", combine_adjacent=False,
                     show_legend=False,
                 )
                 why_note = gr.Markdown(label="Top words")
+                why_details = details_json("Details (words and their scores, as API clients receive them)")
             with gr.Tab("Batch file", id="classification-batch"):
                 with gr.Row():
                     upload = gr.File(label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath")
@@ -215,23 +199,25 @@ def build(config: AppConfig, registry: ModelRegistry) -> None:
                         download = gr.File(label="Results (CSV: your columns + label, spam_score)", interactive=False)
                 summary = gr.Markdown(label="Summary")
                 table = gr.Dataframe(label="Verdicts", interactive=False, wrap=True)
+                summary_details = details_json()
 
         gr.on(
-            [button.click, message.submit], classify, inputs=[message, model, threshold], outputs=[label, verdict],
-            api_name="classify", concurrency_id="classification",
+            [button.click, message.submit], classify, inputs=[message, model, threshold], outputs=[label, verdict, details],
+            api_name="classify", concurrency_id=TASK,
             batch=True, max_batch_size=settings.classification_max_batch_size,
-            api_description="Classify one message: (confidence per class, verdict markdown). Concurrent requests "
-            "share a forward pass (dynamic batching).",
+            api_description="Classify one message: (confidence per class, verdict markdown, result JSON with label, "
+            "scores, truncated, max_length, threshold). Concurrent requests share a forward pass (dynamic batching).",
         ).success(
-            explain_message, inputs=[message, model], outputs=[why, why_note],
-            api_name="explain", concurrency_id="classification",
-            api_description="Why: each word of the message with its push towards spam (occlusion), and the top words.",
+            explain_message, inputs=[message, model], outputs=[why, why_note, why_details],
+            api_name="explain", concurrency_id=TASK,
+            api_description="Why: each word of the message with its push towards spam (occlusion), the top words, and "
+            "the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
         )
         batch_button.click(
-            classify_batch, inputs=[upload, model, threshold, text_column], outputs=[download, table, summary],
-            api_name="classify_batch", concurrency_id="classification",
+            classify_batch, inputs=[upload, model, threshold, text_column], outputs=[download, table, summary, summary_details],
+            api_name="classify_batch", concurrency_id=TASK,
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
-            "preview, summary with metrics when the file has labels).",
+            "preview, summary markdown, summary JSON with counts and metrics when the file has labels).",
         )
         model.change(
             show_model, model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,

@@ -1,4 +1,9 @@
-"""Pieces every tab uses: turning pipeline errors into gr.Error, per-session Stop flags."""
+"""Pieces every tab uses: errors shown as gr.Error, per-session Stop flags, the files returned,
+and controls made from a task's parameter declarations (pipelines/core/params.py).
+
+Gradio only: nothing here (or in any tab) imports torch, transformers or diffusers; a tab
+reaches its models through the registry, which loads them on first use.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +18,30 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.config import ConfigError
-from pipelines.errors import InputError, ModelLoadError
-from pipelines.openmp import release_openmp_pool
+from pipelines.core.errors import UserFacingError
+from pipelines.core.params import default_ranges, field_types, param_infos
 
 log = logging.getLogger(__name__)
 
 
-def show_errors(fn):
-    """Re-raise the pipelines' user-facing errors as gr.Error, so the UI shows the message
-    and API clients receive it; anything unexpected gets a short message, never a trace.
+# -- errors -------------------------------------------------------------------------------------
+def error_message(err: Exception, where: str) -> str:
+    """What the user sees for an error: a user-facing error's own message; for anything else
+    (a bug) a short line naming it, never a traceback (which goes to the server log)."""
+    if isinstance(err, gr.Error):
+        return err.message
+    if isinstance(err, UserFacingError):
+        return str(err)
+    log.exception("unexpected error in %s", where)
+    return f"Unexpected error in {where}: {type(err).__name__}: {err}"
 
-    Handlers run on Gradio's long-lived worker threads: when one ends, its thread's OpenMP
-    pool is released so that it does not slow the next computation (pipelines/openmp.py)."""
+
+def show_errors(fn):
+    """Re-raise every error of a handler as gr.Error with `error_message`, so the UI shows it
+    and API clients receive it as an AppError with the same text."""
 
     def translate(err: Exception) -> gr.Error:
-        if isinstance(err, gr.Error):
-            return err
-        if isinstance(err, (InputError, ModelLoadError, ConfigError)):
-            return gr.Error(str(err), print_exception=False)
-        log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(f"Unexpected error in {fn.__name__}: {type(err).__name__}: {err}", print_exception=False)
+        return err if isinstance(err, gr.Error) else gr.Error(error_message(err, fn.__name__), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
 
@@ -43,8 +51,6 @@ def show_errors(fn):
                 yield from fn(*args, **kwargs)
             except Exception as err:  # noqa: BLE001
                 raise translate(err) from None
-            finally:
-                release_openmp_pool()
 
         return generator_wrapper
 
@@ -54,12 +60,11 @@ def show_errors(fn):
             return fn(*args, **kwargs)
         except Exception as err:  # noqa: BLE001
             raise translate(err) from None
-        finally:
-            release_openmp_pool()
 
     return wrapper
 
 
+# -- Stop ---------------------------------------------------------------------------------------
 class StopFlags:
     """One Stop flag per browser session and task: Stop sets it, the running job checks it."""
 
@@ -89,6 +94,7 @@ class StopFlags:
                 del self._flags[self._key(request)]
 
 
+# -- files returned -----------------------------------------------------------------------------
 # Files the tabs return (generated images, classified CSVs). Gradio copies each into its own
 # cache as the request returns (that copy is what users see and download; app.py has Gradio
 # delete it later), so ours are only kept this long, then deleted as newer ones are made:
@@ -121,6 +127,7 @@ def _prune_outputs() -> None:
             pass
 
 
+# -- models -------------------------------------------------------------------------------------
 def model_dropdown(names: list[str], label: str = "Model") -> gr.Dropdown:
     return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True)
 
@@ -131,3 +138,76 @@ def describe_model(entry) -> str:
         source = f"{entry.remote_model or 'default model'} on {entry.url} ({entry.backend})"
     text = f"**{entry.name}** — `{source}`"
     return text + (f"<br>{entry.description}" if entry.description else "")
+
+
+def details_json(label: str = "Details (the JSON result API clients receive)") -> gr.JSON:
+    with gr.Accordion("Details", open=False):
+        return gr.JSON(label=label)
+
+
+# -- controls from a task's parameters ------------------------------------------------------------
+def _slider(**kwargs) -> gr.Slider:
+    """A gr.Slider that leaves range checks to the model's own checks: Gradio's would reject an
+    API value with "Value 21 is greater than maximum value 20." (no field name), and against the
+    bounds of the model shown first rather than the model the request names. (Replacing
+    `preprocess` on the instance, not in a subclass: Gradio writes a .pyi file next to every
+    module that subclasses a component.)"""
+    slider = gr.Slider(**kwargs)
+    slider.preprocess = lambda payload: payload
+    return slider
+
+
+def control_settings(params_cls, name: str, entry, defaults) -> dict:
+    """The value and bounds of parameter `name`'s control for `entry` (its defaults and limits)."""
+    info, ranges = param_infos(params_cls)[name], default_ranges(params_cls) | entry.ranges()
+    settings = {"value": getattr(defaults, name)}
+    if name in ranges:
+        r = ranges[name]
+        settings |= {"minimum": r.low + r.ui_step if r.low_open else r.low, "maximum": r.high}
+    if name in entry.choices():
+        settings["choices"] = entry.choices()[name]
+    return settings
+
+
+def controls(params_cls, names: list[str], entry, defaults) -> dict[str, gr.components.Component]:
+    """One control per parameter in `names`, made from its declaration (label, help, range,
+    widget) with `entry`'s defaults and limits; use them as an event's `inputs_kwargs`, so
+    that the API's parameter names and defaults are the declaration's too."""
+    made = {}
+    types, infos = field_types(params_cls), param_infos(params_cls)
+    for name in names:
+        info, settings = infos[name], control_settings(params_cls, name, entry, defaults)
+        common = dict(label=info.label, info=info.info or None)
+        if info.widget == "number":
+            made[name] = gr.Number(value=settings["value"], precision=0, **common)
+        elif info.widget == "dropdown":
+            # allow_custom_value: the model's own check names the allowed choices, also for API
+            # clients asking for another model than the one shown
+            made[name] = gr.Dropdown(settings["choices"], value=settings["value"] or settings["choices"][0],
+                                     allow_custom_value=True, **common)
+        elif types[name] is bool:
+            made[name] = gr.Checkbox(value=settings["value"], **common)
+        elif info.range is not None:
+            step = info.range.ui_step
+            made[name] = _slider(minimum=settings["minimum"], maximum=settings["maximum"], value=settings["value"],
+                                 step=step, **common)
+        else:
+            made[name] = gr.Textbox(value=settings["value"], lines=1, **common)
+    return made
+
+
+def control_updates(params_cls, names: list[str], entry, defaults) -> list:
+    """gr.update()s that set the controls of `names` to another model's defaults and limits."""
+    updates = []
+    for name in names:
+        settings = control_settings(params_cls, name, entry, defaults)
+        if "choices" in settings:
+            settings["value"] = settings["value"] or settings["choices"][0]
+        updates.append(gr.update(**settings))
+    return updates
+
+
+def in_declaration_order(params_cls, made: dict) -> dict:
+    """`made` (name -> control) in the order the parameters are declared: the order of the API's
+    parameters, whatever the order of the controls on the page."""
+    return {name: made[name] for name in param_infos(params_cls) if name in made}

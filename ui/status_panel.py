@@ -10,8 +10,6 @@ from __future__ import annotations
 import gradio as gr
 import psutil
 
-from pipelines.config import AppConfig
-from pipelines.registry import ModelRegistry
 
 # Seconds between automatic refreshes while a page is open: soon after a generation or a
 # classification ends, without polling the server much.
@@ -22,7 +20,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def render(config: AppConfig, registry: ModelRegistry) -> str:
+def render(config, registry) -> str:
     """Markdown: one row per loaded model, the memory budget, the idle timeout, the process's memory."""
     loaded = registry.status()
     settings = config.settings
@@ -42,7 +40,7 @@ def render(config: AppConfig, registry: ModelRegistry) -> str:
     return "\n".join(lines)
 
 
-def build(config: AppConfig, registry: ModelRegistry) -> gr.Markdown:
+def build(config, registry) -> gr.Markdown:
     with gr.Accordion("Loaded models", open=False):
         panel = gr.Markdown(render(config, registry))
         refresh = gr.Button("Refresh", size="sm")

@@ -1,7 +1,7 @@
 """Per-entry speed-ups (CPU) and memory savers (small GPUs) for Stable Diffusion pipelines.
 
 Each is switched on per model in models.yaml (`cpu_speedups`, `gpu_memory`); what each one
-gains and costs was measured with `python -m benchmarks.image` (figures in the README).
+gains and costs was measured with `python -m benchmarks.image` (figures in benchmarks/README.md).
 Attention stays on PyTorch's scaled_dot_product_attention (diffusers' default with torch 2)
 unless an entry asks for attention slicing on a GPU.
 """
@@ -12,8 +12,8 @@ import logging
 
 import torch
 
-from pipelines.config import ImageEntry
-from pipelines.devices import Placement, choose_placement, cpu_has_native_bfloat16
+from pipelines.core.devices import Placement, choose_placement, cpu_has_native_bfloat16
+from pipelines.image.config import ImageEntry
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def choose_image_placement(entry: ImageEntry) -> Placement:
 def load_tiny_autoencoder(source: str, dtype: torch.dtype):
     from diffusers import AutoencoderTiny
 
-    from pipelines.hub import hub_is_reachable, is_local_source
+    from pipelines.core.hub import hub_is_reachable, is_local_source
 
     local_only = is_local_source(source) or not hub_is_reachable()
     return AutoencoderTiny.from_pretrained(source, dtype=dtype, local_files_only=local_only)
@@ -63,9 +63,6 @@ def apply_cpu_speedups(pipe, entry: ImageEntry, tiny_vae=None) -> list[str]:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
         applied.append("channels_last")
-    if speedups.torch_compile:
-        pipe.unet.compile()  # compiled lazily, on the first request of each image size
-        applied.append("torch_compile")
     return applied
 
 

@@ -1,7 +1,10 @@
 """Device and dtype, decided once per model when it is loaded.
 
 Kept free of CUDA initialisation at import time: on ZeroGPU Spaces the main process must
-never touch CUDA, so nothing here runs until a model is actually loaded.
+never touch CUDA, so nothing here runs until a model is actually loaded. The dtype on an
+accelerator is the task's own (`gpu_dtype` in the task table); CPUs always get float32 for
+"auto": float16 kernels are missing or slow there, and bfloat16 is offered as an explicit
+per-entry speed-up instead.
 """
 
 from __future__ import annotations
@@ -10,14 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-# Per task, the dtype used on an accelerator when the entry says "auto". CPUs always get
-# float32 for "auto": float16 kernels are missing or slow there, and bfloat16 is offered
-# as an explicit per-entry speed-up instead.
-GPU_DTYPE = {
-    "classification": torch.float32,  # small models; full precision costs nothing noticeable
-    "text": torch.bfloat16,  # GPT-Neo overflows (NaNs) in float16
-    "image": torch.float16,  # the standard for Stable Diffusion on GPUs
-}
+from pipelines.tasks import TASKS
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -53,7 +49,7 @@ def choose_placement(task: str, device: str = "auto", dtype: str = "auto") -> Pl
     if chosen_device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use device: auto")
     if dtype == "auto":
-        chosen_dtype = torch.float32 if chosen_device == "cpu" else GPU_DTYPE[task]
+        chosen_dtype = torch.float32 if chosen_device == "cpu" else DTYPES[TASKS[task].gpu_dtype]
     else:
         chosen_dtype = DTYPES[dtype]
     if chosen_device == "cpu" and chosen_dtype == torch.float16:
@@ -72,10 +68,8 @@ def module_size_mb(*modules: torch.nn.Module) -> float:
     return total / 2**20
 
 
-def free_accelerator_memory() -> None:
-    import gc
-
-    gc.collect()
+def empty_accelerator_caches() -> None:
+    """Give the blocks a GPU's caching allocator keeps back to the driver (after a model is dropped)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
     mps = getattr(torch, "mps", None)

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.config import ModelEntry
+from pipelines.core.entry import ModelEntry
 
 REACHABILITY_TIMEOUT_S = 3.0  # how long to wait for the Hub to answer the probe
 REACHABILITY_TTL_S = 60.0  # how long a probe's answer is trusted

@@ -1,6 +1,6 @@
 """Message files for the spam classifier: reading CSV/TSV/TXT, labels, a leak-free split.
 
-Shared by training (`pipelines.train_classifier`), the Batch part of the Classification tab and
+Shared by training (`training.py`), the Batch part of the Classification tab (`files.py`) and
 `benchmarks/spam.py`, so that all three read a file the same way and score the same split.
 
 - `.csv`: comma-separated with a header; fields may be quoted ("..."), as spreadsheets write them.
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 FILE_TYPES = (".csv", ".tsv", ".txt")
 # Column names tried, in order, when the caller does not name the text / label column.
 TEXT_COLUMN_NAMES = ("text", "message", "sms", "body", "content", "v2")
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "v1")
 LABEL_VALUES = {"ham": 0, "spam": 1, "0": 0, "1": 1}
-CLASS_NAMES = ("ham", "spam")  # class id -> name, the order every model trained here uses
 
 
 @dataclass

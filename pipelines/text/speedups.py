@@ -5,7 +5,7 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
 
 - `quantize: int8_dynamic` — PyTorch's dynamic quantization of every `nn.Linear`
   (`torch.ao.quantization.quantize_dynamic`, fbgemm int8 kernels: weights int8 per tensor,
-  activations quantized per call). The fastest here (see README, "Text generation").
+  activations quantized per call). The fastest here (benchmarks/README.md, "Text generation").
   Deprecated in favour of torchao but still maintained in torch 2.13; its deprecation
   warnings are silenced here because we chose it knowingly, on measurements.
 - torchao's int8 configs are not offered: int8 weights + int8 activations
@@ -22,7 +22,7 @@ Python) is swapped for PyTorch's fused tanh-approximated GELU, the same formula 
 differ by ~1e-7): one kernel instead of eight; +3% tokens/s for GPT-Neo 1.3B int8 in one run,
 within noise in another (`python -m benchmarks.cpu_bounds --parts gelu`).
 
-Nothing here runs on a GPU: the speed-ups are CPU remedies (`TextGenerator` skips them elsewhere).
+Nothing here runs on a GPU: the speed-ups are CPU remedies (`LocalTextGenerator` skips them elsewhere).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import inspect
 import logging
 from typing import Callable
 
+from pipelines.tasks import TASKS
+
 try:
     import spaces
 except ImportError:  # not installed: plain local runs
@@ -28,35 +30,22 @@ except ImportError:  # not installed: plain local runs
 
 log = logging.getLogger(__name__)
 
-# Estimates of GPU seconds per request, on the GPUs ZeroGPU lends (A10G/H200 class). ZeroGPU
-# schedules by the requested duration: too short and the job is killed, too long and the
-# visitor's quota runs out sooner and the request waits longer in the queue.
+# ZeroGPU schedules by the requested duration: too short and the job is killed, too long and
+# the visitor's quota runs out sooner and the request waits longer in the queue. Each task's
+# estimate of its own work is `gpu_seconds` in the task table; this adds the fixed costs.
 STARTUP_S = 10.0  # attaching the GPU, moving the weights to it, first-call warm-up
-TEXT_S_PER_TOKEN = 0.05  # GPT-Neo 1.3B in bfloat16 makes ~30-60 tokens/s
-IMAGE_S_PER_STEP = 0.25  # one UNet step of one 512x512 image (SD 1.5 fp16 ~0.1 s on an A10G)
-IMAGE_DECODE_S = 1.0  # VAE decode and PNG encoding of one image
-IMAGE_REFERENCE_PIXELS = 512 * 512  # the image size IMAGE_S_PER_STEP was estimated for
-CLASSIFICATION_S = 5.0  # a batch of short messages through a BERT/RoBERTa classifier
 MAX_DURATION_S = 300  # never ask ZeroGPU for more than this per request
 
 
-def _seconds(estimate: float) -> int:
-    return int(min(MAX_DURATION_S, max(1.0, STARTUP_S + estimate)))
-
-
-def text_generation_seconds(max_new_tokens: float = 64) -> int:
-    return _seconds(float(max_new_tokens or 0) * TEXT_S_PER_TOKEN)
-
-
-def image_generation_seconds(steps: float = 25, num_images: float = 1, width: float = 512, height: float = 512) -> int:
-    images = max(1.0, float(num_images or 1))
-    size_factor = max(1.0, float(width or 0) * float(height or 0) / IMAGE_REFERENCE_PIXELS)
-    per_image = float(steps or 1) * IMAGE_S_PER_STEP * size_factor + IMAGE_DECODE_S
-    return _seconds(images * per_image)
-
-
-def classification_seconds() -> int:
-    return _seconds(CLASSIFICATION_S)
+def request_seconds(task: str, **request) -> int:
+    """GPU seconds to ask for a request of `task` with these parameters (unknown ones are ignored;
+    a bad value gets the default estimate: the task's own checks report it)."""
+    estimate = TASKS[task].gpu_seconds
+    try:
+        seconds = estimate(**request)
+    except (TypeError, ValueError):
+        seconds = estimate()
+    return int(min(MAX_DURATION_S, max(1.0, STARTUP_S + seconds)))
 
 
 def zero_gpu_active() -> bool:
@@ -68,27 +57,23 @@ def zero_gpu_active() -> bool:
     return bool(Config.zero_gpu)
 
 
-def on_gpu(estimate: Callable[..., float]) -> Callable[[Callable], Callable]:
-    """Decorator: run the function inside `spaces.GPU(duration=...)` when `spaces` is installed
-    (a no-op off ZeroGPU); without it, return the function unchanged.
-
-    `estimate` names the request parameters it needs (e.g. `max_new_tokens`); they are taken
-    from each call's arguments by name, so the duration follows the request.
-    """
+def on_gpu(task: str) -> Callable[[Callable], Callable]:
+    """Decorator: run the handler inside `spaces.GPU(duration=...)` when `spaces` is installed
+    (a no-op off ZeroGPU); without it, return the handler unchanged. The duration follows each
+    call's own parameters (the handler's arguments by name, keyword parameters included)."""
 
     def decorate(fn: Callable) -> Callable:
         if spaces is None:
             return fn
         signature = inspect.signature(fn)
-        wanted = list(inspect.signature(estimate).parameters)
 
-        @functools.wraps(estimate)
+        @functools.wraps(fn)
         def duration(*args, **kwargs) -> int:
-            arguments = signature.bind_partial(*args, **kwargs).arguments
-            try:
-                return estimate(**{name: arguments[name] for name in wanted if name in arguments})
-            except (TypeError, ValueError):  # a bad value: the task's own checks report it
-                return estimate()
+            arguments = dict(signature.bind_partial(*args, **kwargs).arguments)
+            for name, parameter in signature.parameters.items():  # a **params handler: its keyword values
+                if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments |= arguments.pop(name, {})
+            return request_seconds(task, **arguments)
 
         return spaces.GPU(fn, duration=duration)
 
@@ -99,10 +84,12 @@ def task_uses_accelerator(config, task: str) -> bool:
     """Whether any local model of `task` will run on a GPU (decided without initialising CUDA)."""
     if zero_gpu_active():
         return True
-    from pipelines.devices import best_available_device  # imports torch; is_available() does not init CUDA
+    local = [e for e in config.entries(task) if e.backend == "local"]
+    if not local:  # only remote models: no torch needed in this process
+        return False
+    from pipelines.core.devices import best_available_device  # imports torch; is_available() does not init CUDA
 
     auto = best_available_device()
-    local = [e for e in config.entries(task) if getattr(e, "backend", "local") == "local"]
     return any((auto if e.device == "auto" else e.device) != "cpu" for e in local)
 
 

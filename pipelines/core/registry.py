@@ -18,9 +18,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipelines.config import AppConfig, ModelEntry
-from pipelines.errors import ModelLoadError
-from pipelines.openmp import release_openmp_pool
+from pipelines.core import background
+from pipelines.core.entry import ModelEntry
+from pipelines.core.errors import ModelLoadError
+from pipelines.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +29,9 @@ Loader = Callable[[ModelEntry], Any]
 
 
 def default_loaders() -> dict[str, Loader]:
-    """Task -> function building that task's pipeline from a config entry (imported lazily:
-    diffusers and transformers take seconds to import, the app should start without them)."""
-
-    def classification(entry):
-        from pipelines.classification import SpamClassifier
-
-        return SpamClassifier.from_entry(entry)
-
-    def text(entry):
-        from pipelines.text_generation import TextGenerator
-
-        return TextGenerator.from_entry(entry)
-
-    def image(entry):
-        from pipelines.image_generation import ImageGenerator
-
-        return ImageGenerator.from_entry(entry)
-
-    return {"classification": classification, "text": text, "image": image}
+    """Task -> function building that task's local model from a config entry (the task table's
+    `local` class, imported on first use: transformers and diffusers take seconds to import)."""
+    return {name: (lambda entry, task=task: task.loader("local")(entry)) for name, task in TASKS.items()}
 
 
 def _says_out_of_memory(text: str) -> bool:
@@ -58,7 +43,7 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
     """A short diagnosis and the action that fixes it, for the most common failures."""
     text = f"{type(err).__name__}: {err}".strip()
     first_line = text.splitlines()[0][:300]
-    from pipelines.hub import hub_is_reachable, is_local_source
+    from pipelines.core.hub import hub_is_reachable, is_local_source
 
     if entry.backend != "local":
         return (
@@ -96,7 +81,7 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    def __init__(self, config: AppConfig, loaders: dict[str, Loader] | None = None):
+    def __init__(self, config, loaders: dict[str, Loader] | None = None):
         self.config = config
         self.loaders = loaders or default_loaders()
         self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()  # LRU order
@@ -123,15 +108,12 @@ class ModelRegistry:
                     loaded.last_used = time.monotonic()
                     self._loaded.move_to_end(key)
                     return loaded.pipeline
-            try:
-                pipeline = self._load(task, entry)
-            finally:
-                release_openmp_pool()  # this thread may live on idle: its OpenMP workers would slow the others'
+            # on a worker thread, like every model computation (core/background.py)
+            pipeline = background.call(lambda emit: self._load(task, entry), f"load-{name}")
             memory_mb = float(getattr(pipeline, "memory_mb", 0.0))
             with self._lock:
                 self._evict_to_fit(memory_mb)
-                placement = getattr(pipeline, "placement_label", None) or getattr(pipeline, "placement", "?")  # label: with speed-ups
-                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(placement))
+                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(getattr(pipeline, "placement", "?")))
             return pipeline
 
     def is_loaded(self, task: str, name: str) -> bool:
@@ -202,8 +184,6 @@ class ModelRegistry:
             # The traceback's frames still hold whatever the failed load built (half a model after
             # an out-of-memory error): drop them and give the memory back before reporting.
             traceback.clear_frames(err.__traceback__)
-            from pipelines.devices import free_accelerator_memory
-
             free_accelerator_memory()
             raise ModelLoadError(entry.name, message) from err
         log.info("loaded %r in %.1f s", entry.name, time.perf_counter() - started)
@@ -213,9 +193,7 @@ class ModelRegistry:
         """The task's loader for local weights; a client of the server for remote entries."""
         if entry.backend == "local":
             return self.loaders[task]
-        from pipelines.remote import remote_loader
-
-        return remote_loader(task)
+        return TASKS[task].loader(entry.backend)
 
     def _evict_to_fit(self, incoming_mb: float) -> None:
         """Drop least recently used models until the new one fits the budget (caller holds _lock)."""
@@ -231,6 +209,17 @@ class ModelRegistry:
         if callable(close):
             close()
         loaded.pipeline = None
-        from pipelines.devices import free_accelerator_memory
-
         free_accelerator_memory()
+
+
+def free_accelerator_memory() -> None:
+    """Collect what a dropped model held, and give a GPU's cached blocks back (only where torch
+    is already imported: a front end with only remote models never imports it)."""
+    import gc
+    import sys
+
+    gc.collect()
+    if "torch" in sys.modules:
+        from pipelines.core.devices import empty_accelerator_caches
+
+        empty_accelerator_caches()

@@ -1,4 +1,4 @@
-"""Why a message looks like spam: word occlusion.
+"""Why a message looks like spam: word occlusion, for a `LocalClassifier` (it needs the tokenizer).
 
 Each word is removed in turn and the message is scored again; a word's score is how much the
 spam probability drops without it (positive: the word pushed towards spam, negative: towards
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.classification import SpamClassifier, check_message
+from pipelines.classification.contract import Explanation, WordScore
 
 WORD = re.compile(r"\S+")
 # Most occlusion variants per explanation: longer messages are occluded in runs of adjacent
@@ -18,7 +18,7 @@ WORD = re.compile(r"\S+")
 MAX_SEGMENTS = 128
 
 
-def visible_length(classifier: SpamClassifier, text: str) -> tuple[int, bool]:
+def visible_length(classifier, text: str) -> tuple[int, bool]:
     """How many characters of `text` the model reads, and whether it truncates the rest."""
     encoded = classifier.tokenizer(
         text, truncation=True, max_length=classifier.max_length + 1, return_offsets_mapping=True
@@ -40,7 +40,7 @@ def word_spans(text: str, limit: int, max_segments: int = MAX_SEGMENTS) -> list[
     return [(spans[i][0], spans[min(i + per_run, len(spans)) - 1][1]) for i in range(0, len(spans), per_run)]
 
 
-def explain(classifier: SpamClassifier, text: str, max_segments: int = MAX_SEGMENTS) -> dict:
+def explain(classifier, text: str, max_segments: int = MAX_SEGMENTS) -> Explanation:
     """Per-word push towards spam.
 
     Returns `spam_score` (the whole message), `words` (one dict per word or run of words, in
@@ -48,14 +48,13 @@ def explain(classifier: SpamClassifier, text: str, max_segments: int = MAX_SEGME
     `segments`: the whole text as (piece, score-or-None) pairs, ready for gr.HighlightedText.
     `truncated` says whether the model (and so the explanation) saw only the start.
     """
-    text = check_message(text)
     limit, truncated = visible_length(classifier, text)
     spans = word_spans(text, limit, max_segments)
     variants = [text] + [text[:start] + text[end:] for start, end in spans]
     scores = classifier.spam_scores(variants)
     base = scores[0]
     words = [
-        {"text": text[start:end], "start": start, "end": end, "score": base - score}
+        WordScore(text=text[start:end], start=start, end=end, score=base - score)
         for (start, end), score in zip(spans, scores[1:])
     ]
     segments: list[tuple[str, float | None]] = []
@@ -67,4 +66,4 @@ def explain(classifier: SpamClassifier, text: str, max_segments: int = MAX_SEGME
         position = word["end"]
     if position < len(text):
         segments.append((text[position:], None))
-    return {"spam_score": base, "words": words, "segments": segments, "truncated": truncated}
+    return Explanation(spam_score=base, words=words, segments=segments, truncated=truncated)

@@ -1,0 +1,121 @@
+"""Where model computation runs: long-lived worker threads, one job at a time each.
+
+Every pipeline call (a model load, a batch of classifications, a text or image generation,
+local or remote) runs here, through `call` (wait for the result, relaying the job's progress
+to the caller's thread) or `stream` (iterate the job's progress as it happens). Why:
+
+- Gradio can only close a streaming handler (Stop, a client that went away) while it waits at
+  a `yield`, and a model call blocks for seconds: so the handler waits on the job here, wakes
+  up with every update (or every `idle_every_s`), and closing it sets the job's Stop flag.
+- Long-lived threads keep a warm memory arena (a fresh thread per request made the image
+  benchmark's app/raw ratio 1.24 instead of 1.15), and each releases its OpenMP pool after
+  every job, so that no idle pool slows the thread computing next (`openmp.py`).
+- A thread is renamed after the job it runs (e.g. `generate-GPT-Neo 1.3B`), so py-spy and
+  `threading.enumerate()` tell what is running.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, TypeVar
+
+from pipelines.core.openmp import release_openmp_pool
+
+T = TypeVar("T")
+Emit = Callable[[Any], None]
+
+# More than the jobs that can run at once (Gradio runs one request per task by default, and a
+# stopped job may still finish its current step while the next one starts): threads start lazily.
+MAX_WORKERS = 16
+IDLE_NAME = "pipeline-worker (idle)"
+# How long closing a stream waits for its job to notice the Stop flag (one token, one
+# denoising step, one poll of a remote): the model is free again when it returns.
+STOP_WAIT_S = 30.0
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+_pool_lock = threading.Lock()
+_on_worker = threading.local()
+
+
+def _workers() -> ThreadPoolExecutor:
+    """This process's pool. A forked child (ZeroGPU runs requests in one) gets a new pool: the
+    parent's threads do not exist there."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pipeline-worker")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str) -> None:
+    thread = threading.current_thread()
+    thread.name, _on_worker.active = label, True
+    try:
+        events.put(("result", work(lambda item: events.put(("item", item)))))
+    except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
+        events.put(("error", err))
+    finally:
+        release_openmp_pool()  # this thread idles until its next job: free its OpenMP workers
+        thread.name, _on_worker.active = IDLE_NAME, False
+
+
+def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None = None,
+           idle_every_s: float | None = None) -> Iterator[tuple[str, Any]]:
+    """Run `work(emit)` on a worker; yield ("item", x) for each `emit(x)`, ("idle", None) when
+    nothing came for `idle_every_s`, and finally ("result", what work returned). The job's
+    exception is raised here. Closing this iterator early sets `stop` and waits (up to
+    STOP_WAIT_S) for the job to end."""
+    events: queue.Queue = queue.Queue()
+    if getattr(_on_worker, "active", False):  # already on a worker (a job calling a pipeline): run inline
+        future = None
+        _run_inline(work, events)
+    else:
+        future = _workers().submit(_run_job, work, events, label)
+    finished = False
+    try:
+        while True:
+            try:
+                kind, payload = events.get(timeout=idle_every_s)
+            except queue.Empty:
+                yield "idle", None
+                continue
+            if kind == "error":
+                finished = True
+                raise payload
+            if kind == "result":
+                finished = True
+            yield kind, payload
+            if finished:
+                return
+    finally:
+        if not finished and stop is not None:
+            stop.set()  # the consumer went away (Stop, a client gone): end the computation too
+        if future is not None and not finished:
+            try:
+                future.result(timeout=STOP_WAIT_S)
+            except Exception:  # noqa: BLE001 - its error no longer has anyone to go to
+                pass
+
+
+def _run_inline(work: Callable[[Emit], T], events: queue.Queue) -> None:
+    try:
+        events.put(("result", work(lambda item: events.put(("item", item)))))
+    except BaseException as err:  # noqa: BLE001 - re-raised by stream()
+        events.put(("error", err))
+
+
+def call(work: Callable[[Emit], T], label: str, on_item: Callable[[Any], None] | None = None,
+         stop: threading.Event | None = None) -> T:
+    """Run `work(emit)` on a worker and return its result; each `emit(x)` calls `on_item(x)`
+    in this thread (progress bars, previews)."""
+    for kind, payload in stream(work, label, stop):
+        if kind == "item" and on_item is not None:
+            on_item(payload)
+        elif kind == "result":
+            return payload
+    raise RuntimeError("unreachable: a job ends with its result or its error")

@@ -1,0 +1,125 @@
+"""`models.yaml`: which models each task offers, their sources and default parameters.
+
+The file is validated once, at start-up, with pydantic. Any problem (an unknown key, a
+missing field, a bad value) raises `ConfigError` whose message names the file, the entry
+and the field, so that a typo never surfaces later as a confusing runtime error. The
+sections are the tasks of the task table (`pipelines/tasks.py`), each entry validated by its
+task's schema.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from pipelines.core.entry import FieldProblem, ModelEntry, Strict
+from pipelines.core.errors import ConfigError, UnknownModelError
+from pipelines.tasks import TASKS
+
+# The config used when MODELS_CONFIG is not set: the one next to app.py.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "models.yaml"
+
+
+class Settings(Strict):
+    memory_budget_mb: int = Field(16000, ge=100, description="Loaded models beyond this are evicted, least recently used first.")
+    idle_unload_minutes: float = Field(30.0, ge=0, description="Unload a model nobody used for this long; 0 keeps models forever.")
+    # Each task's events share one queue group; these size it (others wait, seeing their place in the queue).
+    # One at a time on a GPU keeps its memory bounded and gives each request the whole GPU.
+    gpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models are on a GPU (or ZeroGPU).")
+    # torch already spreads one request over every CPU core: running two only makes both slower.
+    cpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models run on the CPU.")
+    # Gradio's dynamic batching for /classify: requests waiting together share one forward pass.
+    classification_max_batch_size: int = Field(32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off.")
+    # Uploaded message files (Batch, /classify_batch): more rows than this are refused with a message.
+    classification_max_file_rows: int = Field(20000, ge=1, description="Most messages one uploaded batch file may hold.")
+
+
+class _AppConfig(Strict):
+    settings: Settings = Settings()
+
+    @model_validator(mode="after")
+    def _names_unique_per_task(self):
+        for task in TASKS:
+            names = self.names(task)
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{task}: duplicate model name(s) {duplicates}")
+        return self
+
+    def entries(self, task: str) -> list[ModelEntry]:
+        return list(getattr(self, task))
+
+    def names(self, task: str) -> list[str]:
+        return [e.name for e in self.entries(task)]
+
+    def entry(self, task: str, name: str) -> ModelEntry:
+        for e in self.entries(task):
+            if e.name == name:
+                return e
+        raise UnknownModelError(task, name, self.names(task))
+
+    def default_name(self, task: str) -> str:
+        """The first entry of each task is its default."""
+        return self.entries(task)[0].name
+
+
+# One list of entries per task of the table, each validated by that task's schema.
+AppConfig = create_model(
+    "AppConfig", __base__=_AppConfig,
+    **{name: (list[task.entry], Field(min_length=1)) for name, task in TASKS.items()},
+)
+
+
+def _describe_problem(raw: dict, error: dict) -> str:
+    """pydantic's error as "entry text[0] ('GPT-Neo 1.3B'), field 'defaults.temperature': why"."""
+    loc, message = tuple(error["loc"]), error["msg"]
+    problem = (error.get("ctx") or {}).get("error")
+    if isinstance(problem, FieldProblem):  # a check across fields that blames one of them
+        loc, message = loc + (problem.field,), str(problem)
+    if len(loc) >= 2 and loc[0] in TASKS and isinstance(loc[1], int):
+        task, index = loc[0], loc[1]
+        try:
+            name = raw[task][index].get("name", "?")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = "?"
+        field = ".".join(str(part) for part in loc[2:]) or "(entry)"
+        return f"entry {task}[{index}] ({name!r}), field '{field}': {message}"
+    return f"field '{'.'.join(str(part) for part in loc) or '(top level)'}': {message}"
+
+
+def parse_config(raw: object, path: str | Path = "<memory>") -> AppConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TASKS)}")
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = [f"  - {_describe_problem(raw, e)}" for e in err.errors()]
+        raise ConfigError(f"{path}: invalid model config:\n" + "\n".join(problems)) from None
+
+
+def resolve_local_sources(config_dict: dict, base_dir: Path) -> dict:
+    """Make relative local paths (`./x`, `../x`) relative to the config file, not the cwd."""
+    for task in TASKS:
+        for entry in config_dict.get(task) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                src = entry["source"]
+                if src.startswith(("./", "../")):
+                    entry["source"] = str((base_dir / src).resolve())
+    return config_dict
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read and validate the config at `path`, $MODELS_CONFIG, or the bundled models.yaml."""
+    path = Path(path or os.environ.get("MODELS_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: model config file not found (set MODELS_CONFIG or --config)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if isinstance(raw, dict):
+        raw = resolve_local_sources(raw, path.resolve().parent)
+    return parse_config(raw, path)

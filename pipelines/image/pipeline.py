@@ -1,0 +1,113 @@
+"""Text-to-image with a Stable Diffusion pipeline (sd-turbo, SD 1.5, ...) in this process.
+
+1. check the inputs against the entry's limits (the contract's checks), 2. seed one generator
+per image so each image can be reproduced alone, 3. denoise with the requested scheduler,
+reporting every step, sending cheap previews and honouring Stop after every step, 4. return
+the images (the contract adds their seeds and parameters).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from pipelines.core.devices import Placement, module_size_mb
+from pipelines.core.hub import from_pretrained_kwargs
+from pipelines.core.params import call_kwargs
+from pipelines.image.config import SCHEDULERS, ImageEntry
+from pipelines.image.contract import MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback
+from pipelines.image.previews import latents_to_previews, noise_scale
+from pipelines.image.speedups import choose_image_placement, place_pipeline
+
+
+class _Stopped(Exception):
+    """Raised from the step callback to leave the pipeline at once when Stop is pressed.
+
+    The pipeline's own interrupt flag only skips the remaining steps and still runs the VAE
+    decode, which on a CPU costs more than a denoising step."""
+
+
+class LocalImageGenerator(ImageGenerator):
+    def __init__(self, entry: ImageEntry, pipe, placement: Placement, speedups: list[str] | None = None):
+        self.entry, self.name = entry, entry.name
+        self.pipe = pipe
+        self.device = placement.device
+        self.dtype = placement.dtype
+        self.speedups = speedups or []  # names of the speed-ups / memory savers in effect
+        self.placement = str(placement) + "".join(f" +{name}" for name in self.speedups)
+        self._lock = threading.Lock()  # one denoising loop at a time per pipeline
+        # One scheduler object per name, made on first use from the model's own config.
+        self._schedulers = {MODEL_SCHEDULER: pipe.scheduler}
+        self._model_scheduler = pipe.scheduler
+        pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step instead
+
+    @classmethod
+    def from_entry(cls, entry: ImageEntry, tiny_vae=None) -> "LocalImageGenerator":
+        """Load the entry's pipeline; `tiny_vae` (an AutoencoderTiny) overrides the entry's
+        cpu_speedups.tiny_autoencoder source (tests and benchmarks build one in memory)."""
+        from diffusers import AutoPipelineForText2Image
+
+        placement = choose_image_placement(entry)
+        extra = {} if entry.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
+        pipe = AutoPipelineForText2Image.from_pretrained(
+            entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype, **extra
+        )
+        return cls.from_pipeline(entry, pipe, placement, tiny_vae)
+
+    @classmethod
+    def from_pipeline(cls, entry: ImageEntry, pipe, placement: Placement | None = None, tiny_vae=None) -> "LocalImageGenerator":
+        """Wrap an already built pipeline, placing it and applying the entry's speed-ups."""
+        placement = placement or choose_image_placement(entry)
+        if pipe.unet.dtype != placement.dtype:  # e.g. a pipeline built in float32 for bfloat16
+            pipe.to(dtype=placement.dtype)
+        speedups = place_pipeline(pipe, entry, placement, tiny_vae)
+        return cls(entry, pipe, placement, speedups)
+
+    @property
+    def memory_mb(self) -> float:
+        return module_size_mb(*(c for c in self.pipe.components.values() if isinstance(c, torch.nn.Module)))
+
+    def _use_scheduler(self, name: str) -> None:
+        """Switch the pipeline to the scheduler `name` (caller holds the lock); the model is untouched."""
+        if name not in self._schedulers:
+            import diffusers
+
+            class_name, settings = SCHEDULERS[name]
+            scheduler_class = getattr(diffusers, class_name)
+            self._schedulers[name] = scheduler_class.from_config(self._model_scheduler.config, **settings)
+        self.pipe.scheduler = self._schedulers[name]
+
+    def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
+                 on_preview: PreviewCallback | None, stop: threading.Event) -> list:
+        # 2. one generator per image, seeded seed, seed+1, ...: image i is reproducible alone
+        generator_device = "cpu" if self.device == "mps" else self.device
+        generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
+        preview_every = params.preview_every if on_preview is not None else 0
+
+        # 3. denoise with the requested scheduler, with a per-step report, previews and a Stop check after every step
+        def step_end(pipe, step, timestep, callback_kwargs):
+            done = step + 1
+            on_step(done, params.steps)
+            if stop.is_set():
+                raise _Stopped
+            if preview_every and done % preview_every == 0 and done < params.steps:
+                scale = noise_scale(pipe.scheduler)
+                previews = latents_to_previews(callback_kwargs["latents"], (params.width, params.height), scale)
+                if previews:
+                    on_preview(done, previews)
+            return callback_kwargs
+
+        kwargs = call_kwargs(params)
+        kwargs["negative_prompt"] = kwargs["negative_prompt"] or None  # "" would still be encoded
+        with self._lock, torch.inference_mode():
+            if stop.is_set():  # stopped while waiting for the previous request
+                return []
+            self._use_scheduler(params.scheduler)
+            try:
+                output = self.pipe(prompt=prompt, generator=generators, callback_on_step_end=step_end, **kwargs)
+            except _Stopped:
+                self.pipe.maybe_free_model_hooks()  # what the pipeline does on a normal finish
+                return []
+        # 4. the images; the contract pairs them with their seeds and parameters
+        return list(output.images)

@@ -1,0 +1,46 @@
+"""An image model served by another instance of this app (or a Space): its /generate_image."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from pipelines.core.remote import GradioRemote
+from pipelines.image.contract import ImageGenerator, ImageParams, PreviewCallback, StepCallback
+
+
+class GradioImageGenerator(GradioRemote, ImageGenerator):
+    """`/generate_image` of a remote app: its PNGs read back as PIL images, its step progress
+    relayed while polling."""
+
+    endpoint = "/generate_image"
+
+    def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
+                 on_preview: PreviewCallback | None, stop: threading.Event) -> list:
+        from PIL import Image
+
+        reported = []
+
+        def relay_progress(status):
+            for unit in status.progress_data or []:
+                if unit.index is not None and unit.length:
+                    reported.append((int(unit.index), int(unit.length)))
+                    on_step(*reported[-1])
+
+        arguments = asdict(params) | {"prompt": prompt, "seed": seeds[0], "preview_every": 0}  # previews stay remote
+        job = self.submit(defaults=asdict(ImageParams()), **arguments)
+        for _ in self.follow(job, stop, relay_progress):
+            pass
+        if stop.is_set():
+            return []
+        gallery, _details = self.result(job)
+        if reported[-1:] != [(params.steps, params.steps)]:
+            on_step(params.steps, params.steps)  # a fast remote may finish between two polls
+        images = []
+        for item in gallery:
+            path = item["image"] if isinstance(item, dict) else item
+            with Image.open(path) as png:
+                images.append(png.copy())
+            Path(path).unlink(missing_ok=True)
+        return images

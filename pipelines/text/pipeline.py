@@ -1,0 +1,116 @@
+"""Text generation with a causal LM (GPT-Neo) in this process, streamed token by token.
+
+1. check the inputs (the contract's checks, then the prompt's length against the context),
+2. seed torch's generator, 3. `model.generate` with a streamer that reports each token and the
+text so far, and a stopping criterion that checks the Stop flag before every token, so that
+Stop (or a client that went away) frees the model at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+from pipelines.core.devices import Placement, choose_placement
+from pipelines.core.errors import InputError
+from pipelines.core.hub import from_pretrained_kwargs
+from pipelines.core.params import call_kwargs
+from pipelines.text.config import TextEntry
+from pipelines.text.contract import StreamStats, TextGenerator, TextParams
+from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
+
+
+class _ReportingStreamer(TextStreamer):
+    """Counts the new tokens as `generate` makes them and reports the text so far (TextStreamer
+    decodes at word boundaries, so a multi-byte character is never shown half-made)."""
+
+    def __init__(self, tokenizer, stats: StreamStats):
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.stats, self.new_tokens, self.text = stats, 0, ""
+        self._prompt_seen = False
+
+    def put(self, value):
+        if self._prompt_seen:
+            self.new_tokens += value.numel()
+            self.stats.tokens_arrived(self.new_tokens)
+        self._prompt_seen = True
+        super().put(value)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False):
+        if text:
+            self.text += text
+            self.stats.text_arrived(self.text)
+
+
+class _StopFlag(StoppingCriteria):
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class LocalTextGenerator(TextGenerator):
+    def __init__(self, entry: TextEntry, model, tokenizer, placement: Placement, speedups: str = ""):
+        self.entry, self.name = entry, entry.name
+        self.model, self.tokenizer = model, tokenizer
+        self.device = placement.device
+        # what the status panel shows: device/dtype and the CPU speed-ups applied, e.g. "cpu/float32 +int8 dynamic"
+        self.placement = f"{placement}{speedups}"
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+        # One generation at a time per model: the seed is set on torch's global RNG, and
+        # on a CPU two concurrent generations are only slower than one after the other.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry: TextEntry) -> "LocalTextGenerator":
+        placement = choose_placement("text", entry.device, entry.dtype)
+        tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
+        model = AutoModelForCausalLM.from_pretrained(entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype)
+        model.to(placement.device).eval()
+        if tokenizer.pad_token_id is None:  # GPT-Neo has no pad token; EOS is the standard stand-in
+            tokenizer.pad_token = tokenizer.eos_token
+        speedups = ""
+        if placement.device == "cpu":  # CPU remedies; a GPU has the bandwidth and kernels already
+            model = apply_cpu_speedups(model, quantize=entry.cpu_speedups.quantize)
+            speedups = describe_speedups(quantize=entry.cpu_speedups.quantize)
+        return cls(entry, model, tokenizer, placement, speedups)
+
+    @property
+    def memory_mb(self) -> float:
+        return model_memory_mb(self.model)
+
+    # -- 1. the prompt's length (the other checks are the contract's) ---------------------
+    def prompt_inputs(self, prompt: str, params: TextParams) -> tuple[dict, int]:
+        """The prompt's token ids (its end, when truncate_prompt drops its start) and how many were dropped."""
+        inputs = self.tokenizer(prompt, return_tensors="pt", verbose=False)  # too long is reported below, not logged
+        prompt_tokens = inputs["input_ids"].shape[1]
+        room = self.context_length - params.max_new_tokens  # prompt tokens that fit
+        if prompt_tokens <= room:
+            return inputs, 0
+        if not params.truncate_prompt or room < 1:
+            raise InputError(
+                "prompt",
+                f"is {prompt_tokens} tokens; with max_new_tokens={params.max_new_tokens} that exceeds the "
+                f"model's context length of {self.context_length} tokens. Shorten the prompt to at most "
+                f"{max(room, 0)} tokens, lower max_new_tokens, or turn on truncate_prompt to drop its beginning.",
+            )
+        return {key: value[:, -room:] for key, value in inputs.items()}, prompt_tokens - room  # keep the end: it is what gets continued
+
+    # -- 2.-3. generate, streaming ----------------------------------------------------------
+    def decode(self, prompt: str, params: TextParams, seed: int, stats: StreamStats, stop: threading.Event) -> dict:
+        inputs, dropped = self.prompt_inputs(prompt, params)
+        kwargs = call_kwargs(params) | dict(
+            input_ids=inputs["input_ids"].to(self.device),
+            attention_mask=inputs["attention_mask"].to(self.device),
+            pad_token_id=self.tokenizer.pad_token_id,
+            streamer=_ReportingStreamer(self.tokenizer, stats),
+            stopping_criteria=StoppingCriteriaList([_StopFlag(stop)]),
+        )
+        with self._lock:
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                self.model.generate(**kwargs)
+        return {"truncated_tokens": dropped}
