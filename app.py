@@ -86,6 +86,14 @@ def share_task_queues(demo: gr.Blocks, config: AppConfig) -> None:
             block_fn.concurrency_limit = limits[block_fn.concurrency_id]
 
 
+def launch_options(config: AppConfig) -> dict:
+    """What every launch of the app passes to `demo.launch` (app.py, the tests, the benchmarks)."""
+    # show_error: a value Gradio itself cannot convert (NaN into an integer field, text into a slider)
+    # reaches the client with Gradio's message naming the input, instead of an empty error.
+    # max_file_size: Gradio refuses a larger upload while receiving it, naming the limit.
+    return {"show_error": True, "max_file_size": f"{config.settings.max_upload_mb:g}mb"}
+
+
 def with_concurrency(config: AppConfig, concurrency: int | None) -> AppConfig:
     """The config with --concurrency (if given) replacing both settings.*_concurrency."""
     if concurrency is None:
@@ -148,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.start_idle_reaper()
     demo = build_app(config, registry)
     enable_queue(demo, max_size=args.max_queue)
-    # show_error: a value Gradio itself cannot convert (NaN into an integer field, text into a slider)
-    # reaches the client with Gradio's message naming the input, instead of an empty error.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
     return 0
 
 

@@ -179,7 +179,7 @@ def pipeline_image(model: str, speedups: dict, tiny: bool):
 def serve_app_with(entry, generator):
     """Launch the app, in this process, with `generator` as its only image model (injected
     through a registry loader instead of saved to disk); returns (demo, url)."""
-    from app import build_app, enable_queue
+    from app import build_app, enable_queue, launch_options
     from pipelines.core.config import parse_config
     from pipelines.core.registry import ModelRegistry, default_loaders
 
@@ -190,7 +190,7 @@ def serve_app_with(entry, generator):
     })
     registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
     demo = enable_queue(build_app(config, registry))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config))
     return demo, url
 
 

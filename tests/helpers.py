@@ -8,10 +8,10 @@ import time
 
 def launch_local(config, registry=None, max_queue: int = 64):
     """Build the app as app.py does and launch it on a free loopback port; returns (demo, url)."""
-    from app import build_app, enable_queue
+    from app import build_app, enable_queue, launch_options
 
     demo = enable_queue(build_app(config, registry), max_size=max_queue)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)  # as app.py
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config))  # as app.py
     return demo, url.rstrip("/") + "/"
 
 

@@ -125,3 +125,14 @@ def test_bfloat16_speedup_only_where_the_cpu_runs_it_natively(tiny_config):
     assert choose_classifier_placement(fast).dtype == expected
     pinned = fast.model_copy(update={"dtype": "float32"})  # an explicit dtype wins
     assert choose_classifier_placement(pinned).dtype == torch.float32
+
+
+def test_a_long_message_is_explained_in_fewer_runs_of_words_within_the_token_budget(classifier):
+    """The explanation's cost is bounded: (runs + 1) variants of what the model reads stay within TOKEN_BUDGET."""
+    from pipelines.classification.explain import MIN_SEGMENTS, TOKEN_BUDGET
+
+    short = explain(classifier, "WIN a free prize now, call 0800 123 456 to claim it today")
+    assert len(short["words"]) == 13  # a short message: one run per word
+    long = explain(classifier, " ".join(f"word{i}" for i in range(10_000)))
+    read = classifier.max_length
+    assert MIN_SEGMENTS <= len(long["words"]) and (len(long["words"]) + 1) * read <= TOKEN_BUDGET + read

@@ -125,20 +125,47 @@ def test_empty_or_whitespace_text_is_rejected_naming_the_field(client, api, name
         client.predict(api_name=endpoint, **call_args(api, names, endpoint, **{field: text}))
 
 
-def test_megabyte_message_is_classified_and_said_to_be_truncated(client, names):
-    label, verdict, _ = client.predict(message=MEGABYTE_OF_TEXT, model_name=names["classification"], api_name="/classify")
-    assert label["label"] in ("ham", "spam")
-    assert "truncated" in verdict
-
-
-def test_megabyte_prompt_for_text_is_rejected_with_the_limit(client, api, names):
-    with pytest.raises(AppError, match=r"^prompt: is \d+ tokens.*context length of \d+ tokens"):
+def test_megabyte_texts_are_refused_before_any_work_naming_the_limit(client, api, names, tiny_config):
+    limit = tiny_config.settings.max_text_chars
+    refused = rf"is 1,048,576 characters; the limit is {limit:,} \(settings.max_text_chars\)"
+    with pytest.raises(AppError, match=rf"^message: {refused}"):
+        client.predict(message=MEGABYTE_OF_TEXT, model_name=names["classification"], api_name="/classify")
+    with pytest.raises(AppError, match=rf"^message: {refused}"):
+        client.predict(message=MEGABYTE_OF_TEXT, model_name=names["classification"], api_name="/explain")
+    with pytest.raises(AppError, match=rf"^prompt: {refused}"):
         client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=MEGABYTE_OF_TEXT))
+    for field in ("prompt", "negative_prompt"):
+        with pytest.raises(AppError, match=rf"^{field}: {refused}"):
+            client.predict(api_name="/generate_image", **call_args(api, names, "/generate_image", **{field: MEGABYTE_OF_TEXT}))
 
 
-def test_megabyte_prompt_for_images_still_gives_an_image(client, api, names):
-    gallery, info = client.predict(api_name="/generate_image", **call_args(api, names, "/generate_image", prompt=MEGABYTE_OF_TEXT))
+def test_long_message_within_the_limit_is_classified_and_said_to_be_truncated(client, names, tiny_config):
+    message = MEGABYTE_OF_TEXT[: tiny_config.settings.max_text_chars]
+    label, verdict, result = client.predict(message=message, model_name=names["classification"], api_name="/classify")
+    assert label["label"] in ("ham", "spam") and "truncated" in verdict and result["truncated"]
+
+
+def test_a_prompt_that_may_be_truncated_is_cut_whatever_its_length(client, api, names):
+    """truncate_prompt: a 2 MB prompt is cut by characters, then by tokens, and the stats say so."""
+    prompt = MEGABYTE_OF_TEXT * 2
+    text, stats, update = client.predict(
+        api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=prompt, truncate_prompt=True, max_new_tokens=4))
+    assert update["done"] and update["truncated_chars"] > 0 and update["truncated_tokens"] > 0
+    assert re.search(r"prompt truncated: its first [\d,]+ characters and then \d+ tokens were dropped", stats)
+
+
+def test_long_image_prompt_within_the_limit_still_gives_an_image(client, api, names, tiny_config):
+    prompt = MEGABYTE_OF_TEXT[: tiny_config.settings.max_text_chars]
+    gallery, info = client.predict(api_name="/generate_image", **call_args(api, names, "/generate_image", prompt=prompt))
     assert len(gallery) == 1 and len(info["seeds"]) == 1
+
+
+def test_explaining_10000_words_explains_what_the_model_reads(client, names):
+    message = " ".join(f"word{i}" for i in range(10_000))
+    _highlighted, note, explanation = client.predict(message=message, model_name=names["classification"], api_name="/explain")
+    assert explanation["truncated"] and "Only the start" in note
+    assert explanation["words"][-1]["end"] < len(message) // 4  # the unread tail is neither occluded nor tokenized
+    assert "".join(piece for piece, _ in explanation["segments"]) == message
 
 
 @pytest.mark.parametrize("kind", list(STRANGE_TEXTS))
@@ -306,6 +333,27 @@ def test_file_of_the_wrong_type_is_rejected_clearly(client, api, names, batch_en
     path = tmp_path / "photo.png"
     Image.new("RGB", (8, 8)).save(path)
     with pytest.raises(AppError, match=r"(?i)csv|tsv|txt|file type|invalid file"):
+        client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))
+
+
+def test_upload_over_the_size_limit_is_refused_naming_it(client, app_url, api, names, batch_endpoint, tiny_config, tmp_path):
+    limit = int(tiny_config.settings.max_upload_mb * 2**20)
+    path = tmp_path / "huge.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("message\n")
+        f.truncate(limit + 2**20)  # sparse: a file over the limit without writing it
+    with pytest.raises(ValueError, match=rf"exceeds the maximum file size of {limit} bytes"):  # gradio_client checks first
+        client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))
+    with open(path, "rb") as f:  # a script that skips that check is refused by the server while it uploads
+        response = httpx.post(f"{app_url}gradio_api/upload", files={"files": f}, timeout=60)
+    assert response.status_code >= 400 and f"maximum allowed size of {limit} bytes" in response.text
+
+
+def test_file_with_a_message_over_the_cell_limit_is_refused_naming_it(client, api, names, batch_endpoint, tiny_config, tmp_path):
+    limit = tiny_config.settings.max_file_cell_chars
+    path = tmp_path / "long.csv"
+    path.write_text("message\nhello\n" + "x" * (limit + 1) + "\n", encoding="utf-8")
+    with pytest.raises(AppError, match=rf"^file: row 2's message is {limit + 1:,} characters; the limit is {limit:,}"):
         client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))
 
 

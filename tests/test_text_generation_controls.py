@@ -16,7 +16,7 @@ from pipelines.text.speedups import apply_cpu_speedups, model_memory_mb
 from pipelines.core.errors import InputError
 from pipelines.core.registry import ModelRegistry
 from pipelines.core.params import check_params
-from pipelines.text.contract import PRESETS, TextParams
+from pipelines.text.contract import PRESETS
 from pipelines.text.pipeline import LocalTextGenerator
 from tests.helpers import SlowSteps, launch_local, slow_text_registry
 from ui import status_panel, text_tab
@@ -65,7 +65,7 @@ def test_truncation_keeps_the_end_of_the_prompt(registry, names):
     inputs, dropped = generator.prompt_inputs(LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True))
     kept = inputs["input_ids"][0]
     assert len(kept) == generator.context_length - 16 and generator.tokenizer.decode(kept).endswith("the end")
-    assert inputs["attention_mask"].shape == inputs["input_ids"].shape and dropped > 0
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape and dropped["truncated_tokens"] > 0
 
 
 # -- presets ----------------------------------------------------------------------------------------

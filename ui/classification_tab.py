@@ -8,6 +8,7 @@ import gradio as gr
 
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
 from pipelines.core.errors import InputError
+from pipelines.core.limits import check_text_size
 from pipelines.core.zerogpu import on_gpu
 from ui.common import controls, describe_model, details_json, error_message, model_dropdown, output_path, show_errors
 
@@ -63,6 +64,7 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
     result and all share one error (always so for a lone request), that error is raised, so API
     clients receive it as one.
     """
+    max_chars = registry.config.settings.max_text_chars
     results: list[ClassificationResult | None] = [None] * len(messages)
     errors: dict[int, str] = {}
     by_model: dict[str, list[int]] = {}
@@ -78,6 +80,7 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
         for i in indices:
             try:
                 check_message(messages[i])
+                check_text_size(messages[i], "message", max_chars)
                 check_threshold(thresholds[i])
                 valid.append(i)
             except InputError as err:
@@ -122,6 +125,7 @@ def build(config, registry) -> None:
         Each word is removed in turn and the message scored again (occlusion, one batched pass);
         colours are relative to the strongest word, the list below gives the spam-score change.
         """
+        check_text_size(message, "message", settings.max_text_chars)
         result = registry.get(TASK, model_name).explain(message)
         words = result["words"]
         peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
@@ -157,7 +161,8 @@ def build(config, registry) -> None:
 
         result = classify_file(
             classifier, file, threshold, text_column=(text_column or "").strip() or None,
-            max_rows=settings.classification_max_file_rows, on_progress=report,
+            max_rows=settings.classification_max_file_rows, max_cell_chars=settings.max_file_cell_chars,
+            max_bytes=int(settings.max_upload_mb * 2**20), on_progress=report,
         )
         out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
         frame = result.pop("frame")

@@ -159,7 +159,7 @@ def _slider(**kwargs) -> gr.Slider:
 
 def control_settings(params_cls, name: str, entry, defaults) -> dict:
     """The value and bounds of parameter `name`'s control for `entry` (its defaults and limits)."""
-    info, ranges = param_infos(params_cls)[name], default_ranges(params_cls) | entry.ranges()
+    ranges = default_ranges(params_cls) | entry.ranges()
     settings = {"value": getattr(defaults, name)}
     if name in ranges:
         r = ranges[name]

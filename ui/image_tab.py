@@ -12,6 +12,7 @@ from contextlib import closing
 
 import gradio as gr
 
+from pipelines.core.limits import check_text_size
 from pipelines.core.zerogpu import on_gpu
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
@@ -54,6 +55,8 @@ def build(config, registry) -> None:
         """Generate images from a prompt. Streams previews every `preview_every` steps (0 = none),
         then returns PNG files (parameters embedded as PNG text) and, as JSON, their seeds and the
         parameters. `scheduler` is one of the model's schedulers (empty: the model's default)."""
+        for field, text in (("prompt", prompt), ("negative_prompt", params.get("negative_prompt"))):
+            check_text_size(text, field, config.settings.max_text_chars)
         generator = registry.get(TASK, model_name)
         params = generator.check_inputs(prompt, generator.default_params(**params))  # bad input fails at once
         stop = stops.begin(request)

@@ -7,6 +7,7 @@ from contextlib import closing
 import gradio as gr
 
 from pipelines.core.errors import InputError
+from pipelines.core.limits import check_text_size
 from pipelines.core.params import from_defaults
 from pipelines.core.zerogpu import on_gpu
 from pipelines.text.contract import PRESETS, TextParams, TextUpdate
@@ -39,7 +40,8 @@ def format_stats(update: TextUpdate) -> str:
         parts.append(f"{update['tokens_per_s']:.1f} tokens/s")
     parts.append(f"seed {update['seed']}")
     if update["truncated_tokens"]:
-        parts.append(f"prompt truncated: its first {update['truncated_tokens']} tokens were dropped to fit the context")
+        chars = f"{update['truncated_chars']:,} characters and then " if update["truncated_chars"] else ""
+        parts.append(f"prompt truncated: its first {chars}{update['truncated_tokens']} tokens were dropped to fit the context")
     return ("Stopped: " if update["stopped"] else "") + " · ".join(parts)
 
 
@@ -63,6 +65,9 @@ def build(config, registry) -> None:
         line and the update as JSON (text, new_tokens, ttft_s, tokens_per_s, seed, truncated_tokens, ...).
         seed -1 picks a random seed (the stats line names it); truncate_prompt drops the beginning of a
         prompt too long for the model's context instead of refusing it."""
+        truncate = params.get("truncate_prompt")
+        if not (config.entry(TASK, model_name).defaults.truncate_prompt if truncate is None else truncate):
+            check_text_size(prompt, "prompt", config.settings.max_text_chars)  # a truncated prompt is cut instead
         generator = registry.get(TASK, model_name)
         stop = stops.begin(request)
         try:

@@ -117,6 +117,7 @@ def read_messages(
     text_column: str | None = None,
     label_column: str | None = None,
     max_rows: int | None = None,
+    max_bytes: int | None = None,
 ) -> MessageTable:
     """Read a .csv/.tsv/.txt message file; every problem raises InputError naming it.
 
@@ -127,6 +128,8 @@ def read_messages(
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InputError("file", f"{path.name!r} has type {suffix or '(none)'!r}; upload a {', '.join(FILE_TYPES)} file")
+    if max_bytes is not None and path.stat().st_size > max_bytes:  # checked before reading it
+        raise InputError("file", f"{path.name!r} is {path.stat().st_size / 2**20:,.1f} MB; the limit is {max_bytes / 2**20:,.1f} MB")
     text = decode_utf8(path.read_bytes())
     if not text.strip():
         raise InputError("file", f"{path.name!r} is empty")

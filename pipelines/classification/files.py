@@ -36,12 +36,19 @@ def classify_file(
     max_rows: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     batch_size: int | None = None,
+    max_cell_chars: int | None = None,
+    max_bytes: int | None = None,
 ) -> FileResult:
     """Classify every message of a CSV/TSV/TXT file: its summary, and in `frame` the file's rows
     with `label` and `spam_score` added (an original `label` column kept as `true_label`)."""
     threshold = check_threshold(threshold)
-    table = read_messages(path, text_column=text_column or None, max_rows=max_rows)
+    table = read_messages(path, text_column=text_column or None, max_rows=max_rows, max_bytes=max_bytes)
     texts = table.texts
+    if max_cell_chars is not None:
+        for row, text in enumerate(texts, start=1):
+            if len(text) > max_cell_chars:
+                raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
+                                 f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
     filled = [i for i, text in enumerate(texts) if text.strip()]
     if not filled:
         raise InputError("file", f"column {table.text_column!r} has no text in any row")

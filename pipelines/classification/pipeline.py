@@ -17,6 +17,7 @@ from pipelines.classification.contract import CLASSES, ClassificationResult, Cla
 from pipelines.core.devices import Placement, choose_placement, cpu_has_native_bfloat16, module_size_mb
 from pipelines.core.errors import ModelLoadError
 from pipelines.core.hub import from_pretrained_kwargs
+from pipelines.core.limits import chars_for_tokens
 
 # Messages per forward pass: big enough to keep the CPU's matrix units busy, small enough that
 # a batch of long messages stays well under a second.
@@ -86,16 +87,20 @@ class LocalClassifier(Classifier):
     def tokenize(self, texts: list[str]) -> tuple[list[dict], list[bool]]:
         """Token ids per text, cut to the model's limit, and whether each was cut.
 
-        Tokenized once, unpadded: padding happens per batch in `collate`."""
+        Tokenized once, unpadded: padding happens per batch in `collate`. Only the characters
+        that can hold max_length tokens are tokenized: the cost stays bounded however long a text."""
+        readable = chars_for_tokens(self.max_length + 1)
+        cut = [len(text) > readable for text in texts]
+        texts = [text[:readable] for text in texts]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
         # Only a text that fills the limit can have been cut: recount just those, to limit + 1.
         at_limit = [i for i, f in enumerate(features) if len(f["input_ids"]) >= self.max_length]
-        truncated = [False] * len(texts)
+        truncated = list(cut)
         if at_limit:
             longer = self.tokenizer([texts[i] for i in at_limit], truncation=True, max_length=self.max_length + 1)
             for i, ids in zip(at_limit, longer["input_ids"]):
-                truncated[i] = len(ids) > self.max_length
+                truncated[i] = truncated[i] or len(ids) > self.max_length
         return features, truncated
 
     def collate(self, features: list[dict]) -> dict:

@@ -22,6 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
+from pipelines.core.limits import give_back_memory, rss_mb
 from pipelines.core.openmp import release_openmp_pool
 
 T = TypeVar("T")
@@ -55,12 +56,14 @@ def _workers() -> ThreadPoolExecutor:
 def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str) -> None:
     thread = threading.current_thread()
     thread.name, _on_worker.active = label, True
+    rss_before = rss_mb()
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
     except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
         events.put(("error", err))
     finally:
         release_openmp_pool()  # this thread idles until its next job: free its OpenMP workers
+        give_back_memory(rss_before)  # a large job's freed memory goes back to the OS
         thread.name, _on_worker.active = IDLE_NAME, False
 
 

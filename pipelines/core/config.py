@@ -35,6 +35,14 @@ class Settings(Strict):
     classification_max_batch_size: int = Field(32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off.")
     # Uploaded message files (Batch, /classify_batch): more rows than this are refused with a message.
     classification_max_file_rows: int = Field(20000, ge=1, description="Most messages one uploaded batch file may hold.")
+    # What one request may send, checked before any expensive work (tokenizing, decoding, reading
+    # a whole upload); the message names the setting. A message or prompt this long is ~25,000
+    # tokens: 50x GPT-Neo's context, 200x a classifier's 512 tokens.
+    max_text_chars: int = Field(100_000, ge=100, description="Longest message or prompt, in characters.")
+    # Gradio refuses a larger upload while receiving it (`max_file_size` at launch). 20 MB holds
+    # the 20,000-row limit of messages of 1,000 characters.
+    max_upload_mb: float = Field(20.0, gt=0, le=10_000, description="Largest file an upload may be, in MB.")
+    max_file_cell_chars: int = Field(5_000, ge=10, description="Longest message in an uploaded file, in characters.")
 
 
 class _AppConfig(Strict):

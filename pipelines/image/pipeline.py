@@ -14,6 +14,7 @@ import torch
 
 from pipelines.core.devices import Placement, module_size_mb
 from pipelines.core.hub import from_pretrained_kwargs
+from pipelines.core.limits import chars_for_tokens
 from pipelines.core.params import call_kwargs
 from pipelines.image.config import SCHEDULERS, ImageEntry
 from pipelines.image.contract import MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback
@@ -98,8 +99,11 @@ class LocalImageGenerator(ImageGenerator):
                     on_preview(done, previews)
             return callback_kwargs
 
+        # The text encoder reads at most model_max_length tokens (77 for CLIP): tokenize no more text than holds them.
+        readable = chars_for_tokens(getattr(self.pipe.tokenizer, "model_max_length", 77) + 1)
         kwargs = call_kwargs(params)
-        kwargs["negative_prompt"] = kwargs["negative_prompt"] or None  # "" would still be encoded
+        kwargs["negative_prompt"] = kwargs["negative_prompt"][:readable] or None  # "" would still be encoded
+        prompt = prompt[:readable]
         with self._lock, torch.inference_mode():
             if stop.is_set():  # stopped while waiting for the previous request
                 return []

@@ -73,6 +73,7 @@ class TextUpdate(TypedDict):
     done: bool
     stopped: bool  # ended by Stop (or a client that went away) before max_new_tokens
     truncated_tokens: int  # prompt tokens dropped from the left (truncate_prompt)
+    truncated_chars: int  # characters of a very long prompt dropped before it was tokenized
     params: dict  # the parameters, with the seed used
 
 
@@ -97,14 +98,15 @@ class StreamStats:
         if self._on_text is not None:
             self._on_text()
 
-    def update(self, seed: int, params: TextParams, done: bool, stopped: bool = False, truncated_tokens: int = 0) -> TextUpdate:
+    def update(self, seed: int, params: TextParams, done: bool, stopped: bool = False, truncated_tokens: int = 0,
+               truncated_chars: int = 0) -> TextUpdate:
         now, first = time.perf_counter(), self.first_token_at
         decode_time = now - first if first else 0.0
         rate = (self.new_tokens - 1) / decode_time if first and self.new_tokens > 1 and decode_time > 0 else None
         return TextUpdate(
             text=self.text, new_tokens=self.new_tokens, seed=seed, ttft_s=first - self.started if first else None,
             tokens_per_s=rate, elapsed_s=now - self.started, done=done, stopped=stopped,
-            truncated_tokens=truncated_tokens, params=asdict(params) | {"seed": seed},
+            truncated_tokens=truncated_tokens, truncated_chars=truncated_chars, params=asdict(params) | {"seed": seed},
         )
 
 
@@ -160,7 +162,8 @@ class TextGenerator(ABC):
                 if "new_tokens" in ending and not stop.is_set():
                     stats[0].new_tokens = ending["new_tokens"]
                 yield stats[0].update(seed, params, done=True, stopped=stop.is_set(),
-                                      truncated_tokens=ending.get("truncated_tokens", 0))
+                                      truncated_tokens=ending.get("truncated_tokens", 0),
+                                      truncated_chars=ending.get("truncated_chars", 0))
 
     def generate(self, prompt: str, params: TextParams | None = None) -> TextUpdate:
         """The whole continuation at once (the last update of `stream`)."""

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from pipelines.core.devices import Placement, choose_placement
 from pipelines.core.errors import InputError
 from pipelines.core.hub import from_pretrained_kwargs
+from pipelines.core.limits import chars_for_tokens
 from pipelines.core.params import call_kwargs
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import StreamStats, TextGenerator, TextParams
@@ -83,13 +84,19 @@ class LocalTextGenerator(TextGenerator):
         return model_memory_mb(self.model)
 
     # -- 1. the prompt's length (the other checks are the contract's) ---------------------
-    def prompt_inputs(self, prompt: str, params: TextParams) -> tuple[dict, int]:
-        """The prompt's token ids (its end, when truncate_prompt drops its start) and how many were dropped."""
+    def prompt_inputs(self, prompt: str, params: TextParams) -> tuple[dict, dict]:
+        """The prompt's token ids (its end, when truncate_prompt drops its start), and what was
+        dropped: {"truncated_tokens": n, "truncated_chars": m}. A prompt that may be truncated is
+        cut by characters first (to what can hold the tokens that fit), then by tokens."""
+        room = self.context_length - params.max_new_tokens  # prompt tokens that fit
+        dropped_chars = 0
+        if params.truncate_prompt and len(prompt) > chars_for_tokens(room + 1):
+            dropped_chars = len(prompt) - chars_for_tokens(room + 1)
+            prompt = prompt[dropped_chars:]
         inputs = self.tokenizer(prompt, return_tensors="pt", verbose=False)  # too long is reported below, not logged
         prompt_tokens = inputs["input_ids"].shape[1]
-        room = self.context_length - params.max_new_tokens  # prompt tokens that fit
         if prompt_tokens <= room:
-            return inputs, 0
+            return inputs, {"truncated_tokens": 0, "truncated_chars": dropped_chars}
         if not params.truncate_prompt or room < 1:
             raise InputError(
                 "prompt",
@@ -97,7 +104,8 @@ class LocalTextGenerator(TextGenerator):
                 f"model's context length of {self.context_length} tokens. Shorten the prompt to at most "
                 f"{max(room, 0)} tokens, lower max_new_tokens, or turn on truncate_prompt to drop its beginning.",
             )
-        return {key: value[:, -room:] for key, value in inputs.items()}, prompt_tokens - room  # keep the end: it is what gets continued
+        kept = {key: value[:, -room:] for key, value in inputs.items()}  # keep the end: it is what gets continued
+        return kept, {"truncated_tokens": prompt_tokens - room, "truncated_chars": dropped_chars}
 
     # -- 2.-3. generate, streaming ----------------------------------------------------------
     def decode(self, prompt: str, params: TextParams, seed: int, stats: StreamStats, stop: threading.Event) -> dict:
@@ -113,4 +121,4 @@ class LocalTextGenerator(TextGenerator):
             torch.manual_seed(seed)
             with torch.inference_mode():
                 self.model.generate(**kwargs)
-        return {"truncated_tokens": dropped}
+        return dropped

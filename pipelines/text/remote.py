@@ -154,4 +154,4 @@ class GradioTextGenerator(GradioRemote, TextGenerator):
             if not job.done():
                 job.cancel()  # the consumer went away: end the remote generator too
         stats.text_arrived(text)
-        return {"new_tokens": details["new_tokens"], "truncated_tokens": details.get("truncated_tokens", 0)}
+        return {key: details.get(key, 0) for key in ("new_tokens", "truncated_tokens", "truncated_chars")}
