@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from itertools import groupby
@@ -42,7 +43,18 @@ QUEUE_POLL_S = 0.01
 PROGRESS_POLL_S = 0.05
 
 
+def import_matplotlib_if_installed() -> None:
+    """Gradio 6.31 wraps every event in a context that imports matplotlib (when it is installed)
+    to switch its backend; the first events to run at once race on that import and fail with
+    "'MatplotlibBackendMananger' object has no attribute '_original_backend'" (32 of the first
+    1,280 requests of `python -m benchmarks.load` with matplotlib installed). Importing it once,
+    before any event runs, removes the race."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        importlib.import_module("matplotlib")
+
+
 def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Blocks:
+    import_matplotlib_if_installed()
     registry = registry or ModelRegistry(config)
     with gr.Blocks(title=TITLE, delete_cache=OUTPUT_CACHE_LIFETIME_S) as demo:
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")

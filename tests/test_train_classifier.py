@@ -33,8 +33,9 @@ def dataset(tmp_path_factory):
 def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "trained"
-    code = main(["--data", str(dataset), "--base-model", str(base), "--output", str(out),
-                 "--epochs", "4", "--patience", "4", "--batch-size", "8", "--learning-rate", "5e-3"])
+    code = main(["--data", str(dataset), "--base-model", str(base), "--output", str(out), "--validation-fraction", "0.15",
+                 "--epochs", "4", "--patience", "4", "--batch-size", "8", "--learning-rate", "5e-3",
+                 "--transformer-weight", "1", "--threshold", "0.5"])  # the transformer alone, as Trainer scores it
     assert code == 0
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "ham", 1: "spam"}
@@ -74,7 +75,7 @@ def test_csv_with_named_columns_and_numeric_labels(tmp_path):
     data.write_text("\n".join(rows) + "\n")
     base = build_classifier(tmp_path / "base")
     code = main(["--data", str(data), "--base-model", str(base), "--output", str(tmp_path / "o"),
-                 "--text-column", "msg", "--label-column", "is_spam", "--epochs", "1"])
+                 "--text-column", "msg", "--label-column", "is_spam", "--epochs", "1", "--validation-fraction", "0.15"])
     assert code == 0
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["train_messages"] == 17
 
@@ -84,3 +85,38 @@ def test_bad_data_is_reported_not_raised(tmp_path, capsys):
     data.write_text("text,label\nhello,maybe\n")
     assert main(["--data", str(data), "--base-model", "unused", "--output", str(tmp_path / "o")]) == 2
     assert "row 1: 'maybe' is not a label" in capsys.readouterr().err
+
+
+def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(dataset, tmp_path):
+    """Trained on every message (no split), blended with TF-IDF; the folder carries the blend and
+    the threshold, and the app applies both without a word in models.yaml."""
+    import numpy as np
+
+    from pipelines.classification.config import SERVING_FILE
+    from pipelines.classification.tfidf import TfidfScorer
+    from pipelines.classification.training import transformer_spam_probabilities
+    from pipelines.core.config import parse_config
+
+    base = build_classifier(tmp_path / "base")
+    out = tmp_path / "blended"
+    assert main(["--data", str(dataset), "--base-model", str(base), "--output", str(out), "--epochs", "2",
+                 "--batch-size", "8", "--transformer-weight", "0.4", "--threshold", "0.35"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_messages"] == len(read_messages(dataset).texts) and "spam_f1" not in metrics  # no split
+    assert "not this model's own score" in metrics["cross_validated_estimate"]["what"]
+    serving = json.loads((out / SERVING_FILE).read_text())
+    assert serving["threshold"] == 0.35 and serving["blend"]["transformer_weight"] == 0.4
+
+    entry = parse_config({"classification": [{"name": "blended", "source": str(out)}],
+                          "text": [{"name": "t", "source": "t"}], "image": [{"name": "i", "source": "i"}]}).classification[0]
+    assert entry.defaults.threshold == 0.35  # the model's own threshold is the default
+    served = LocalClassifier.from_entry(entry)
+    assert "+TF-IDF (60%)" in served.placement
+    texts = ["WIN a free prize now, call 0800", "see you at lunch tomorrow"]
+    results = served(texts)
+    transformer = transformer_spam_probabilities(served.model, served.tokenizer, texts, served.max_length)
+    tfidf = TfidfScorer.load(out).spam_probabilities(texts)
+    expected = 0.4 * np.asarray(transformer) + 0.6 * tfidf
+    assert [r["scores"]["spam"] for r in results] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert [r["label"] for r in results] == ["spam" if p >= 0.35 else "ham" for p in expected]
+    assert all(r["threshold"] == 0.35 for r in results)

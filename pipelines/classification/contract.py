@@ -92,20 +92,22 @@ class Classifier(ABC):
     def explain_one(self, text: str) -> Explanation:
         """The explanation of one already checked message."""
 
-    def __call__(self, texts: list[str], threshold: float | list[float] = 0.5) -> list[ClassificationResult]:
+    def __call__(self, texts: list[str], threshold: float | list[float] | None = None) -> list[ClassificationResult]:
         """Classify a batch of messages; `threshold` is one for all or one per message (requests
-        that Gradio batched together each bring their own)."""
+        that Gradio batched together each bring their own); None: the model's default."""
         texts = [check_message(t) for t in texts]
+        threshold = self.default_params().threshold if threshold is None else threshold
         thresholds = threshold if isinstance(threshold, (list, tuple)) else [threshold] * len(texts)
         if len(thresholds) != len(texts):
             raise InputError("threshold", f"got {len(thresholds)} thresholds for {len(texts)} messages")
         thresholds = [check_threshold(t) for t in thresholds]
         return background.call(lambda emit: self.predict(texts, thresholds), f"classify-{self.name}")
 
-    def classify_many(self, texts: list[str], threshold: float = 0.5, on_progress: Callable[[int, int], None] | None = None,
+    def classify_many(self, texts: list[str], threshold: float | None = None, on_progress: Callable[[int, int], None] | None = None,
                       batch_size: int | None = None) -> list[ClassificationResult]:
-        """Any number of messages (a file), reporting (done, total) to `on_progress` in this thread."""
-        threshold = check_threshold(threshold)
+        """Any number of messages (a file), reporting (done, total) to `on_progress` in this thread;
+        threshold None: the model's default."""
+        threshold = check_threshold(self.default_params().threshold if threshold is None else threshold)
         texts = [check_message(t, field=f"message {i + 1}") for i, t in enumerate(texts)]
         relay = (lambda progress: on_progress(*progress)) if on_progress else None
         return background.call(

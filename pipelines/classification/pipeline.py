@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipelines.classification.config import ClassificationEntry
+from pipelines.classification.config import ClassificationEntry, serving_info
 from pipelines.classification.contract import CLASSES, ClassificationResult, Classifier, Explanation, decide
 from pipelines.core.devices import Placement, choose_placement, cpu_has_native_bfloat16, module_size_mb
 from pipelines.core.errors import ModelLoadError
@@ -65,6 +65,7 @@ class LocalClassifier(Classifier):
         self.device = placement.device
         self.placement = str(placement)
         self.max_length = max_length
+        self.tfidf, self.transformer_weight = None, 1.0  # a blended model's classical half (from_entry)
 
     @classmethod
     def from_entry(cls, entry: ClassificationEntry) -> "LocalClassifier":
@@ -77,7 +78,15 @@ class LocalClassifier(Classifier):
         class_names = resolve_class_names(model.config.id2label, entry.labels, entry.name)
         model_limit = getattr(model.config, "max_position_embeddings", None) or entry.max_length
         max_length = min(entry.max_length, model_limit, tokenizer.model_max_length or model_limit)
-        return cls(entry, model, tokenizer, class_names, placement, max_length)
+        classifier = cls(entry, model, tokenizer, class_names, placement, max_length)
+        blend = serving_info(entry.source).get("blend") if entry.backend == "local" else None
+        if blend:  # trained here as transformer + TF-IDF (training.py): P(spam) is their weighted mean
+            from pipelines.classification.tfidf import TfidfScorer
+
+            classifier.tfidf = TfidfScorer.load(entry.source)
+            classifier.transformer_weight = float(blend["transformer_weight"])
+            classifier.placement += f" +TF-IDF ({1 - classifier.transformer_weight:.0%})"
+        return classifier
 
     @property
     def memory_mb(self) -> float:
@@ -109,8 +118,16 @@ class LocalClassifier(Classifier):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
-    def forward(self, inputs: dict) -> torch.Tensor:
-        return self.model(**inputs).logits.float().softmax(dim=-1).cpu()
+    def forward(self, inputs: dict, texts: list[str]) -> torch.Tensor:
+        """Class probabilities (in the model's class order) of a batch; a blended model mixes the
+        transformer's P(spam) with its TF-IDF half's."""
+        probs = self.model(**inputs).logits.float().softmax(dim=-1).cpu()
+        if self.tfidf is not None:
+            spam_id, ham_id = self.class_names.index("spam"), self.class_names.index("ham")
+            tfidf = torch.as_tensor(self.tfidf.spam_probabilities(texts), dtype=torch.float32)
+            probs[:, spam_id] = self.transformer_weight * probs[:, spam_id] + (1 - self.transformer_weight) * tfidf
+            probs[:, ham_id] = 1 - probs[:, spam_id]
+        return probs
 
     def postprocess(self, probs: torch.Tensor, truncated: list[bool], thresholds: list[float]) -> list[ClassificationResult]:
         spam_id, ham_id = self.class_names.index("spam"), self.class_names.index("ham")
@@ -129,7 +146,7 @@ class LocalClassifier(Classifier):
         results: list[ClassificationResult | None] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            probs = self.forward(self.collate([features[i] for i in chunk]))
+            probs = self.forward(self.collate([features[i] for i in chunk]), [texts[i] for i in chunk])
             for i, result in zip(chunk, self.postprocess(probs, [truncated[i] for i in chunk], [thresholds[i] for i in chunk])):
                 results[i] = result
             if on_progress is not None:
@@ -141,8 +158,9 @@ class LocalClassifier(Classifier):
         spam_id = self.class_names.index("spam")
         scores: list[float] = []
         for start in range(0, len(texts), BATCH_SIZE):
-            features, _ = self.tokenize(texts[start : start + BATCH_SIZE])
-            scores.extend(self.forward(self.collate(features))[:, spam_id].tolist())
+            chunk = texts[start : start + BATCH_SIZE]
+            features, _ = self.tokenize(chunk)
+            scores.extend(self.forward(self.collate(features), chunk)[:, spam_id].tolist())
         return scores
 
     def explain_one(self, text: str) -> Explanation:

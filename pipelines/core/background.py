@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
-from pipelines.core.limits import give_back_memory, rss_mb
+from pipelines.core.limits import IdleTrimmer, give_back_memory, rss_mb
 from pipelines.core.openmp import release_openmp_pool
 
 T = TypeVar("T")
@@ -36,6 +36,7 @@ IDLE_NAME = "pipeline-worker (idle)"
 # denoising step, one poll of a remote): the model is free again when it returns.
 STOP_WAIT_S = 30.0
 
+_trimmer = IdleTrimmer()  # hands freed memory back to the OS once the jobs stop coming
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
 _pool_lock = threading.Lock()
@@ -57,13 +58,15 @@ def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str) -> None
     thread = threading.current_thread()
     thread.name, _on_worker.active = label, True
     rss_before = rss_mb()
+    _trimmer.job_started()
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
     except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
         events.put(("error", err))
     finally:
         release_openmp_pool()  # this thread idles until its next job: free its OpenMP workers
-        give_back_memory(rss_before)  # a large job's freed memory goes back to the OS
+        give_back_memory(rss_before)  # a large job's freed memory goes back to the OS at once
+        _trimmer.job_ended()
         thread.name, _on_worker.active = IDLE_NAME, False
 
 
