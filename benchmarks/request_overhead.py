@@ -43,7 +43,7 @@ def stand_in_generator(entry, work_s: float):
         def __init__(self):
             self.entry = entry
 
-        def generate(self, prompt, params, seeds, on_step, on_preview, stop):
+        def generate(self, prompt, params, seeds, on_step, on_preview, stop, init=None):
             on_step(1, 1)  # as a real pipeline reports its step before decoding
             time.sleep(work_s)
             return [image] * len(seeds)

@@ -176,3 +176,23 @@ def test_a_waiting_user_sees_their_place_in_the_queue(page, app_url, names, monk
         release.set()
     other.result(timeout=RESULT_TIMEOUT_MS / 1000)
     page.get_by_text(re.compile(r"tokens/s · seed \d+")).wait_for()  # then it ran
+
+
+def test_use_an_image_as_input_and_generate_from_it(page):
+    """Generate, click "Use as input", change the prompt, generate again: image to image."""
+    open_tab(page, "Generation")
+    open_tab(page, "Image")
+    prompt = visible(page.get_by_label("Prompt", exact=True))
+    prompt.fill("A lighthouse at sunset")
+    button(page, "Generate").click()
+    visible(page.locator('img[src*="/gradio_api/file="]')).first.wait_for()
+    visible(page.get_by_text("Start from an image (image to image)")).first.click()
+    button(page, "Use as input").click()
+    page.wait_for_function("() => document.querySelectorAll('img[src*=\"/gradio_api/file=\"]').length >= 2")  # gallery + input
+    prompt.fill("The same lighthouse in winter")
+    button(page, "Generate").click()
+    info = visible(page.get_by_test_id("json")).first
+    page.wait_for_function("el => el.innerText.includes('init_image')", arg=info.element_handle())
+    assert "strength" in info.inner_text() and "winter" in info.inner_text()  # the new run, from the picture
+    visible(page.locator('img[src*="seed-"]')).first.wait_for()
+    screenshot(page, "image-to-image")

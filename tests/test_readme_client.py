@@ -48,6 +48,7 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     assert (tmp_path / "messages-classified.csv").read_text().startswith("message,label,spam_score")
     assert re.search(r"^\d+ tokens at \d+\.\d tokens/s, seed \d+$", out, re.M)  # the final update's JSON fields
     assert "saved 2 images, seeds [42, 43]" in out
+    assert re.search(r"^from [0-9a-f]{12} at strength 0.6$", out, re.M)  # image to image from a saved result
     for index in (0, 1):
         with Image.open(tmp_path / f"lighthouse-{index}.png") as image:
             assert image.format == "PNG"

@@ -224,6 +224,18 @@ def test_image_through_second_app(first_app, second_app, names):
             assert image.tobytes() == expected.tobytes()  # same seeds, same pixels
 
 
+def test_image_to_image_through_second_app(first_app, second_app, names, tmp_path):
+    from gradio_client import handle_file
+
+    Image.new("RGB", (96, 64), (200, 120, 40)).save(tmp_path / "start.png")
+    args = dict(prompt="a cat", steps=4, seed=9, strength=0.5, init_image=handle_file(str(tmp_path / "start.png")))
+    gallery, info = first_app.predict(model_name=REMOTE_IMAGE, **args, api_name="/generate_image")
+    direct, _ = second_app.predict(model_name=names["image"], **args, api_name="/generate_image")
+    assert info["parameters"]["strength"] == 0.5 and info["parameters"]["init_image"]["original_size"] == [96, 64]
+    with Image.open(gallery[0]["image"]) as image, Image.open(direct[0]["image"]) as expected:
+        assert image.tobytes() == expected.tobytes()  # the remote started from the same picture
+
+
 def test_image_pipeline_reports_remote_steps(remote_registry):
     generator = remote_registry.get("image", REMOTE_IMAGE)
     steps = []

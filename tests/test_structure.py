@@ -130,6 +130,8 @@ def test_api_parameters_are_the_declared_ones_with_the_models_defaults(client, t
     entry = tiny_config.entries(task)[0]
     for p in parameters[2:]:
         expected = getattr(entry.defaults, p["parameter_name"])
+        if p["component"] == "Image":  # a file input: none until one is given
+            expected = None
         if p["parameter_name"] in entry.choices():
             expected = expected or entry.choices()[p["parameter_name"]][0]
         assert p["parameter_default"] == expected, p["parameter_name"]

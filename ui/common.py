@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.core.errors import UserFacingError
-from pipelines.core.params import default_ranges, field_types, param_infos
+from pipelines.core.params import declared_choices, default_ranges, field_types, param_infos
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,18 @@ def _slider(**kwargs) -> gr.Slider:
     return slider
 
 
+def _image_input(**kwargs) -> gr.Image:
+    """An image upload (file, clipboard, webcam) that hands the handler the uploaded file's path
+    unopened: the model's own loader checks its size before decoding it (a decompression bomb),
+    and names the field in its messages; Gradio's preprocessing would open it first."""
+    info = kwargs.pop("info", None)
+    image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], **kwargs)
+    image.preprocess = lambda payload: None if payload is None else payload.path
+    if info:  # gr.Image has no help line of its own
+        gr.Markdown(f"<small>{info}</small>")
+    return image
+
+
 def control_settings(params_cls, name: str, entry, defaults) -> dict:
     """The value and bounds of parameter `name`'s control for `entry` (its defaults and limits)."""
     ranges = default_ranges(params_cls) | entry.ranges()
@@ -164,8 +176,9 @@ def control_settings(params_cls, name: str, entry, defaults) -> dict:
     if name in ranges:
         r = ranges[name]
         settings |= {"minimum": r.low + r.ui_step if r.low_open else r.low, "maximum": r.high}
-    if name in entry.choices():
-        settings["choices"] = entry.choices()[name]
+    choices = declared_choices(params_cls) | entry.choices()
+    if name in choices:
+        settings["choices"] = choices[name]
     return settings
 
 
@@ -180,6 +193,8 @@ def controls(params_cls, names: list[str], entry, defaults) -> dict[str, gr.comp
         common = dict(label=info.label, info=info.info or None)
         if info.widget == "number":
             made[name] = gr.Number(value=settings["value"], precision=0, **common)
+        elif info.widget == "image":
+            made[name] = _image_input(**common)
         elif info.widget == "dropdown":
             # allow_custom_value: the model's own check names the allowed choices, also for API
             # clients asking for another model than the one shown

@@ -26,8 +26,10 @@ EXAMPLES = [
     ["A watercolor painting of a lighthouse at sunset", "blurry, low quality"],
     ["A cozy reading nook with a cat, warm light, digital art", "text, watermark"],
 ]
-# The parameters under "Parameters", in this order (the negative prompt sits by the prompt).
+# The parameters under "Parameters", in this order (the negative prompt sits by the prompt, the
+# initial image and how it is used under "Start from an image").
 PARAMETERS = ["steps", "guidance_scale", "width", "height", "num_images", "seed", "scheduler", "preview_every"]
+IMAGE_TO_IMAGE = ["init_image", "strength", "init_fit"]
 
 # How often (seconds) a handler waiting for the next step yields a no-op update; bounds how long
 # Stop waits before the handler is closed and the pipeline told to stop after its current step.
@@ -51,10 +53,13 @@ def build(config, registry) -> None:
 
     @on_gpu(TASK)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
     @show_errors
-    def generate_image(prompt: str, model_name: str, request: gr.Request = None, progress=gr.Progress(), **params):
-        """Generate images from a prompt. Streams previews every `preview_every` steps (0 = none),
-        then returns PNG files (parameters embedded as PNG text) and, as JSON, their seeds and the
-        parameters. `scheduler` is one of the model's schedulers (empty: the model's default)."""
+    def generate_image(prompt: str, model_name: str, request: gr.Request = None, progress=gr.Progress(),
+                       init_image: str | None = None, **params):
+        """Generate images from a prompt, from noise or from `init_image` (image to image, `strength`
+        of it redrawn). Streams previews every `preview_every` steps (0 = none), then returns PNG
+        files (parameters embedded as PNG text) and, as JSON, their seeds and the parameters.
+        `scheduler` is one of the model's schedulers (empty: the model's default)."""
+        params["init_image"] = init_image  # named in the signature: a file input without a default needs `= None`
         for field, text in (("prompt", prompt), ("negative_prompt", params.get("negative_prompt"))):
             check_text_size(text, field, config.settings.max_text_chars)
         generator = registry.get(TASK, model_name)
@@ -88,15 +93,25 @@ def build(config, registry) -> None:
     def stop_image(request: gr.Request):
         stops.stop(request)
 
-    def reuse_seed(info: dict | None, evt: gr.SelectData):
-        """Clicking an image puts its seed in the Seed field: generating again reproduces it."""
+    def select_image(info: dict | None, evt: gr.SelectData):
+        """Clicking an image puts its seed in the Seed field (generating again reproduces it) and
+        makes it the one "Use as input" takes."""
         seeds = (info or {}).get("seeds") or []
-        return seeds[evt.index] if evt.index is not None and evt.index < len(seeds) else gr.skip()
+        if evt.index is None or evt.index >= len(seeds):
+            return gr.skip(), gr.skip()
+        return seeds[evt.index], evt.index
+
+    def use_as_input(images: list | None, selected: int | None):
+        """The selected image of the gallery (the first if none is) becomes the initial image."""
+        if not images:
+            raise gr.Error("There is no image to use yet: generate one first.", print_exception=False)
+        item = images[selected if selected is not None and selected < len(images) else 0]
+        return item[0] if isinstance(item, (list, tuple)) else item
 
     def show_model(model_name: str):
         entry = config.entry(TASK, model_name)
         return (describe_model(entry), entry.defaults.negative_prompt,
-                *control_updates(ImageParams, PARAMETERS, entry, entry.defaults))
+                *control_updates(ImageParams, PARAMETERS + IMAGE_TO_IMAGE[1:], entry, entry.defaults))
 
     with gr.Tab("Image", id="image"):
         with gr.Row():
@@ -107,12 +122,16 @@ def build(config, registry) -> None:
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
+                with gr.Accordion("Start from an image (image to image)", open=False):
+                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, default, default.defaults)
                 with gr.Accordion("Parameters", open=False):
                     parameters |= controls(ImageParams, PARAMETERS, default, default.defaults)
                 model_info = gr.Markdown(describe_model(default))
             with gr.Column(scale=3):
                 gallery = gr.Gallery(label="Images", format="png", columns=2, height="auto")
+                use_input = gr.Button("Use as input", size="sm")
                 info = gr.JSON(label="Seeds and parameters (the JSON result API clients receive)")
+                selected = gr.State(None)
         gr.Examples(EXAMPLES, inputs=[prompt, parameters["negative_prompt"]], label="Examples")
 
         event = generate.click(
@@ -120,8 +139,10 @@ def build(config, registry) -> None:
             outputs=[gallery, info], api_name="generate_image", concurrency_id=TASK,
         )
         stop.click(stop_image, None, None, cancels=[event], api_visibility="private", queue=False)
-        gallery.select(reuse_seed, info, parameters["seed"], api_visibility="private", queue=False)
+        gallery.select(select_image, info, [parameters["seed"], selected], api_visibility="private", queue=False)
+        use_input.click(use_as_input, [gallery, selected], parameters["init_image"], api_visibility="private", queue=False)
         model.change(
-            show_model, model, [model_info, parameters["negative_prompt"], *[parameters[name] for name in PARAMETERS]],
+            show_model, model,
+            [model_info, parameters["negative_prompt"], *[parameters[name] for name in PARAMETERS + IMAGE_TO_IMAGE[1:]]],
             api_visibility="private", queue=False,
         )

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pipelines.core.errors import InputError
 
-Widget = Literal["slider", "number", "checkbox", "dropdown", "textbox"]
+Widget = Literal["slider", "number", "checkbox", "dropdown", "textbox", "image"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,17 @@ class ParamInfo:
     widget: Widget | None = None  # how the value is entered; None: by its type (slider, checkbox, textbox)
     passed_as: str | None = None  # keyword of the model call that receives the value (None: used otherwise)
     only_if: str | None = None  # passed only when this boolean parameter is true (e.g. sampling knobs)
+    choices: tuple[str, ...] | None = None  # text values allowed (a model's entry may narrow them)
 
 
 def param(default: Any, label: str, info: str = "", *, range: Range | None = None, widget: Widget | None = None,
-          passed_as: str | None = None, only_if: str | None = None) -> Any:
+          passed_as: str | None = None, only_if: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with its ParamInfo (see the module docstring)."""
-    return field(default=default, metadata={"param": ParamInfo(label, info, range, widget, passed_as, only_if)})
+    return field(default=default, metadata={"param": ParamInfo(label, info, range, widget, passed_as, only_if, choices)})
+
+
+def declared_choices(cls) -> dict[str, list[str]]:
+    return {name: list(info.choices) for name, info in param_infos(cls).items() if info.choices}
 
 
 def param_infos(cls) -> dict[str, ParamInfo]:
@@ -111,7 +116,7 @@ def check_params(params, ranges: dict[str, Range] | None = None, choices: dict[s
     choice); InputError names the first bad field. `ranges` and `choices` are a model's own
     (its entry's `ranges()` and `choices()`); numbers default to the declared ranges."""
     ranges = default_ranges(type(params)) | (ranges or {})
-    choices = choices or {}
+    choices = declared_choices(type(params)) | (choices or {})
     types = field_types(type(params))
     values = {}
     for f in fields(params):

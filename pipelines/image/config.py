@@ -43,6 +43,8 @@ class ImageLimits(Strict):
     min_size: int = Field(64, ge=8, multiple_of=8)
     max_size: int = Field(768, ge=8, le=int(_BASE["width"].high), multiple_of=8)
     max_images: int = Field(4, ge=1, le=int(_BASE["num_images"].high))
+    # An initial image with more pixels is refused before it is decoded (a decompression bomb).
+    max_init_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
 
 
 class ImageCpuSpeedups(Strict):

@@ -5,6 +5,7 @@ and the remote client (`remote.GradioImageGenerator`) implement. No torch here.
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +40,13 @@ class ImageParams:
                            widget="dropdown")
     preview_every: int = param(0, "Preview every N steps (0 = off)", "A cheap, blurry preview of the image while it is denoised.",
                                range=Range(0, 150, integer=True))
+    # Image to image: start from a picture instead of pure noise.
+    init_image: str = param("", "Initial image (optional: image to image)",
+                            "Start from this picture instead of noise; empty: text to image.", widget="image")
+    strength: float = param(0.6, "Strength", "How much of the initial image is redrawn: 0 keeps it, 1 ignores it. "
+                            "Steps x strength denoising steps run.", range=Range(0.0, 1.0, step=0.05))
+    init_fit: str = param("crop", "Fit the initial image", "crop (default): fill the size, cutting the edges; "
+                          "pad: keep all of it, with white bands.", widget="dropdown", choices=("crop", "pad"))
 
 
 class GeneratedImage(TypedDict):
@@ -65,8 +73,19 @@ def check_prompt(prompt: object) -> str:
     return prompt
 
 
-def image_result(prompt: str, model: str, params: ImageParams, seeds: list[int], images: list, stopped: bool = False) -> ImageResult:
+def denoising_steps(params: ImageParams) -> int:
+    """Steps the pipeline runs: all of them from noise, steps x strength from an initial image."""
+    return int(params.steps * params.strength) if params.init_image else params.steps
+
+
+def image_result(prompt: str, model: str, params: ImageParams, seeds: list[int], images: list, stopped: bool = False,
+                 init=None) -> ImageResult:
+    """The images with everything that reproduces each one (an initial image by its hash and size)."""
     parameters = asdict(params) | {"prompt": prompt, "model": model, "seed": seeds[0] if seeds else params.seed}
+    for name in ("init_image", "strength", "init_fit"):
+        parameters.pop(name)
+    if init is not None:
+        parameters |= {"init_image": init.metadata(), "strength": params.strength}
     return ImageResult(
         images=[GeneratedImage(image=image, seed=seed, params=parameters | {"seed": seed, "num_images": 1})
                 for image, seed in zip(images, seeds)],
@@ -98,14 +117,28 @@ class ImageGenerator(ABC):
 
     def check_inputs(self, prompt: object, params: ImageParams) -> ImageParams:
         check_prompt(prompt)
-        return check_params(params, self.entry.ranges(), self.entry.choices())
+        params = check_params(params, self.entry.ranges(), self.entry.choices())
+        if params.init_image and params.strength > 0 and denoising_steps(params) < 1:
+            raise InputError("strength", f"with strength {params.strength:g}, {params.steps} step(s) run no denoising step: "
+                             f"raise steps to {math.ceil(1 / params.strength)} or strength to {min(1.0, 1 / params.steps):g}")
+        return params
+
+    def init_image(self, params: ImageParams):
+        """The request's initial image, read and converted (None for text to image)."""
+        if not params.init_image:
+            return None
+        from pipelines.image.init_image import load_init_image
+
+        return load_init_image(params.init_image, params.width, params.height, params.init_fit,
+                               self.entry.limits.max_init_image_pixels)
 
     @abstractmethod
     def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
-                 on_preview: PreviewCallback | None, stop: threading.Event) -> list:
+                 on_preview: PreviewCallback | None, stop: threading.Event, init=None) -> list:
         """The images (PIL, one per seed) for checked parameters, on a worker thread; reports
         every step, previews every `params.preview_every` steps when `on_preview` is given, and
-        ends after the current step once `stop` is set (returning no images)."""
+        ends after the current step once `stop` is set (returning no images). `init` (an
+        init_image.InitImage) starts the images from a picture, `params.strength` of it redrawn."""
 
     def seeds(self, params: ImageParams) -> list[int]:
         """Image i uses seed + i, so that each image can be reproduced alone."""
@@ -115,8 +148,9 @@ class ImageGenerator(ABC):
     def _run(self, prompt: str, params: ImageParams, stop: threading.Event, on_step: StepCallback,
              on_preview: PreviewCallback | None) -> ImageResult:
         seeds = self.seeds(params)
-        images = self.generate(prompt, params, seeds, on_step, on_preview, stop)
-        return image_result(prompt, self.name, params, seeds, images, stopped=stop.is_set() or not images)
+        init = self.init_image(params)
+        images = self.generate(prompt, params, seeds, on_step, on_preview, stop, init)
+        return image_result(prompt, self.name, params, seeds, images, stopped=stop.is_set() or not images, init=init)
 
     def stream(self, prompt: str, params: ImageParams | None = None, stop: threading.Event | None = None,
                idle_every_s: float | None = None) -> Iterator[dict]:

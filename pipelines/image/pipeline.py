@@ -1,9 +1,11 @@
-"""Text-to-image with a Stable Diffusion pipeline (sd-turbo, SD 1.5, ...) in this process.
+"""Text-to-image and image-to-image with a Stable Diffusion pipeline (sd-turbo, SD 1.5, ...).
 
 1. check the inputs against the entry's limits (the contract's checks), 2. seed one generator
-per image so each image can be reproduced alone, 3. denoise with the requested scheduler,
-reporting every step, sending cheap previews and honouring Stop after every step, 4. return
-the images (the contract adds their seeds and parameters).
+per image so each image can be reproduced alone, 3. denoise with the requested scheduler, from
+noise or from the initial image (its latents with `strength` of the noise), reporting every
+step, sending cheap previews and honouring Stop after every step, 4. return the images (the
+contract adds their seeds and parameters). The image-to-image pipeline is made from the loaded
+components (`from_pipe`): the same weights, no second copy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pipelines.core.hub import from_pretrained_kwargs
 from pipelines.core.limits import chars_for_tokens
 from pipelines.core.params import call_kwargs
 from pipelines.image.config import SCHEDULERS, ImageEntry
-from pipelines.image.contract import MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback
+from pipelines.image.contract import (
+    MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback, denoising_steps,
+)
 from pipelines.image.previews import latents_to_previews, noise_scale
 from pipelines.image.speedups import choose_image_placement, place_pipeline
 
@@ -41,6 +45,7 @@ class LocalImageGenerator(ImageGenerator):
         # One scheduler object per name, made on first use from the model's own config.
         self._schedulers = {MODEL_SCHEDULER: pipe.scheduler}
         self._model_scheduler = pipe.scheduler
+        self._img2img = None  # made from `pipe`'s components on the first image-to-image request
         pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step instead
 
     @classmethod
@@ -79,20 +84,34 @@ class LocalImageGenerator(ImageGenerator):
             self._schedulers[name] = scheduler_class.from_config(self._model_scheduler.config, **settings)
         self.pipe.scheduler = self._schedulers[name]
 
+    def image_to_image(self):
+        """The image-to-image pipeline sharing this pipeline's components (caller holds the lock)."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        self._img2img.scheduler = self.pipe.scheduler
+        return self._img2img
+
     def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
-                 on_preview: PreviewCallback | None, stop: threading.Event) -> list:
+                 on_preview: PreviewCallback | None, stop: threading.Event, init=None) -> list:
+        if init is not None and params.strength == 0:  # 0 keeps the picture: nothing to denoise
+            return [init.image.copy() for _ in seeds]
         # 2. one generator per image, seeded seed, seed+1, ...: image i is reproducible alone
         generator_device = "cpu" if self.device == "mps" else self.device
         generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
         preview_every = params.preview_every if on_preview is not None else 0
 
+        total = denoising_steps(params)
+
         # 3. denoise with the requested scheduler, with a per-step report, previews and a Stop check after every step
         def step_end(pipe, step, timestep, callback_kwargs):
             done = step + 1
-            on_step(done, params.steps)
+            on_step(done, total)
             if stop.is_set():
                 raise _Stopped
-            if preview_every and done % preview_every == 0 and done < params.steps:
+            if preview_every and done % preview_every == 0 and done < total:
                 scale = noise_scale(pipe.scheduler)
                 previews = latents_to_previews(callback_kwargs["latents"], (params.width, params.height), scale)
                 if previews:
@@ -104,14 +123,18 @@ class LocalImageGenerator(ImageGenerator):
         kwargs = call_kwargs(params)
         kwargs["negative_prompt"] = kwargs["negative_prompt"][:readable] or None  # "" would still be encoded
         prompt = prompt[:readable]
+        if init is not None:  # the initial image's size is the output's: width/height are not passed
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("width", "height")}
+            kwargs |= {"image": init.image, "strength": params.strength}
         with self._lock, torch.inference_mode():
             if stop.is_set():  # stopped while waiting for the previous request
                 return []
             self._use_scheduler(params.scheduler)
+            pipe = self.pipe if init is None else self.image_to_image()
             try:
-                output = self.pipe(prompt=prompt, generator=generators, callback_on_step_end=step_end, **kwargs)
+                output = pipe(prompt=prompt, generator=generators, callback_on_step_end=step_end, **kwargs)
             except _Stopped:
-                self.pipe.maybe_free_model_hooks()  # what the pipeline does on a normal finish
+                pipe.maybe_free_model_hooks()  # what the pipeline does on a normal finish
                 return []
         # 4. the images; the contract pairs them with their seeds and parameters
         return list(output.images)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.core.remote import GradioRemote
-from pipelines.image.contract import ImageGenerator, ImageParams, PreviewCallback, StepCallback
+from pipelines.image.contract import ImageGenerator, ImageParams, PreviewCallback, StepCallback, denoising_steps
 
 
 class GradioImageGenerator(GradioRemote, ImageGenerator):
@@ -17,7 +17,8 @@ class GradioImageGenerator(GradioRemote, ImageGenerator):
     endpoint = "/generate_image"
 
     def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
-                 on_preview: PreviewCallback | None, stop: threading.Event) -> list:
+                 on_preview: PreviewCallback | None, stop: threading.Event, init=None) -> list:
+        from gradio_client import handle_file
         from PIL import Image
 
         reported = []
@@ -29,14 +30,17 @@ class GradioImageGenerator(GradioRemote, ImageGenerator):
                     on_step(*reported[-1])
 
         arguments = asdict(params) | {"prompt": prompt, "seed": seeds[0], "preview_every": 0}  # previews stay remote
-        job = self.submit(defaults=asdict(ImageParams()), **arguments)
+        # the initial image goes as the file the user gave; the remote converts it the same way
+        arguments["init_image"] = handle_file(init.path) if init is not None else None
+        job = self.submit(defaults=asdict(ImageParams()) | {"init_image": None}, **arguments)
         for _ in self.follow(job, stop, relay_progress):
             pass
         if stop.is_set():
             return []
         gallery, _details = self.result(job)
-        if reported[-1:] != [(params.steps, params.steps)]:
-            on_step(params.steps, params.steps)  # a fast remote may finish between two polls
+        total = denoising_steps(params)
+        if reported[-1:] != [(total, total)]:
+            on_step(total, total)  # a fast remote may finish between two polls
         images = []
         for item in gallery:
             path = item["image"] if isinstance(item, dict) else item
