@@ -5,7 +5,8 @@
 builds the sd-turbo (Stable Diffusion 2.1 architecture) and Stable Diffusion 1.5 UNet, VAE and
 CLIP text encoder at full size from their configs, with random weights (no download; speed
 does not depend on the weights' values), and times one image each: 1 step without guidance
-for sd-turbo, 20 steps with guidance 7.5 for SD 1.5. Variants:
+for sd-turbo, 20 steps with guidance 7.5 for SD 1.5, and sd-turbo image to image (2 steps at
+strength 0.5, from a 512x512 picture: one denoising step, plus the autoencoder's encode). Variants:
 
 - fp32: the plain float32 pipeline;
 - one row per speed-up of models.yaml's `cpu_speedups` (bfloat16, channels_last,
@@ -65,7 +66,38 @@ MODELS = {
         "steps": 20, "guidance_scale": 7.5, "warm_up": False, "repeats": 1,
         "variants": {"fp32": {}, FASTEST_NAME: FASTEST},
     },
+    # image to image with sd-turbo: 2 steps at strength 0.5 (one denoising step), from a 512x512 picture
+    "sd-turbo-img2img": {
+        "architecture": "sd-turbo", "steps": 2, "guidance_scale": 0.0, "strength": 0.5, "warm_up": True, "repeats": 2,
+        "variants": {"fp32": {}, FASTEST_NAME: FASTEST, "app": FASTEST},
+    },
 }
+
+
+def architecture(model: str) -> str:
+    """The architecture a benchmark row builds ("sd-turbo-img2img" is sd-turbo's)."""
+    return MODELS[model].get("architecture", model)
+
+
+def init_image_file() -> str:
+    """A SIZE x SIZE picture to start image-to-image rows from (smooth gradients, like a photo)."""
+    import numpy as np
+    from PIL import Image
+
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"benchmark-init-{SIZE}.png"
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    Image.fromarray(np.stack([x * 255 // SIZE, y * 255 // SIZE, (x + y) * 127 // SIZE], axis=-1).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def request_params(model: str) -> dict:
+    """The parameters of a row's requests besides the prompt: its steps and guidance, and for
+    image to image the initial picture and the strength."""
+    spec = MODELS[model]
+    params = {"steps": spec["steps"], "guidance_scale": spec["guidance_scale"], "seed": SEED}
+    if "strength" in spec:
+        params |= {"init_image": init_image_file(), "strength": spec["strength"]}
+    return params
 # --with-compile: minutes of warm-up; alone, and on top of the fastest combination
 OPTIONAL_VARIANTS = {"sd-turbo": {"torch_compile": {"torch_compile": True}, f"{FASTEST_NAME}+compile": FASTEST | {"torch_compile": True}}}
 
@@ -79,7 +111,7 @@ def unet_config(model: str, tiny: bool) -> dict:
         block_out_channels=(320, 640, 1280, 1280), act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
         flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, mid_block_scale_factor=1,
     )
-    if model == "sd-turbo":  # SD 2.1: linear projections, head dims growing with the width, OpenCLIP-H context
+    if architecture(model) == "sd-turbo":  # SD 2.1: linear projections, head dims growing with the width, OpenCLIP-H context
         common |= dict(attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True)
     else:  # SD 1.5: 8 heads everywhere, CLIP ViT-L context
         common |= dict(attention_head_dim=8, cross_attention_dim=768)
@@ -90,7 +122,7 @@ def unet_config(model: str, tiny: bool) -> dict:
 
 
 def text_config(model: str, tiny: bool) -> dict:
-    if model == "sd-turbo":  # OpenCLIP ViT-H/14 text tower (penultimate layer: 23 of 24 layers)
+    if architecture(model) == "sd-turbo":  # OpenCLIP ViT-H/14 text tower (penultimate layer: 23 of 24 layers)
         config = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, hidden_act="gelu")
     else:  # OpenAI CLIP ViT-L/14 text tower
         config = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, hidden_act="quick_gelu")
@@ -117,7 +149,7 @@ def build_pipeline(model: str, tiny: bool):
     torch.manual_seed(SEED)
     tokenizer = build_clip_tokenizer()  # cost does not depend on the vocabulary's content
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    spacing = "trailing" if model == "sd-turbo" else "leading"
+    spacing = "trailing" if architecture(model) == "sd-turbo" else "leading"
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing=spacing
     )
@@ -162,7 +194,7 @@ def build_generator(model: str, speedups: dict, tiny: bool):
 def pipeline_image(model: str, speedups: dict, tiny: bool):
     """A function that makes one image with the raw pipeline and returns {"seconds": ...}."""
     generator = build_generator(model, speedups, tiny)
-    params = generator.default_params(seed=SEED)
+    params = generator.default_params(**request_params(model))
 
     def one_image() -> dict:
         started = time.perf_counter()
@@ -201,18 +233,19 @@ def app_image(model: str, speedups: dict, tiny: bool):
     from benchmarks.app_client import app_client
     from pipelines.core.openmp import release_openmp_pool
 
-    spec = MODELS[model]
     generator = build_generator(model, speedups, tiny)
     demo, url = serve_app_with(image_entry(model, speedups), generator)
     client = app_client(url)
-    params = generator.default_params(seed=SEED)
+    params = generator.default_params(**request_params(model))
+    from gradio_client import handle_file
+
+    request = request_params(model) | {"width": SIZE, "height": SIZE, "num_images": 1, "preview_every": 0}
+    if "init_image" in request:
+        request["init_image"] = handle_file(request["init_image"])
 
     def through_app() -> float:
         started = time.perf_counter()
-        gallery, info = client.predict(
-            PROMPT, model, "", spec["steps"], spec["guidance_scale"], SIZE, SIZE, 1, SEED, "", 0,
-            api_name="/generate_image",
-        )
+        gallery, info = client.predict(prompt=PROMPT, model_name=model, **request, api_name="/generate_image")
         seconds = time.perf_counter() - started
         assert len(gallery) == 1 and info["seeds"] == [SEED]
         return seconds
