@@ -13,7 +13,7 @@ Parts (`--parts`, default all):
   have run another code path than the app; see benchmarks/README.md.)
 - openmp: GPT-Neo 1.3B int8 `generate` tokens/s in the main thread; in another thread while the
   main thread's idle OpenMP pool is alive; in another thread after it was released
-  (pipelines/openmp.py).
+  (pipelines/core/openmp.py).
 - gelu: the same int8 model with GPT-Neo's gelu_new and with the fused GELU (alternating runs).
 - png: milliseconds to write the sd-turbo benchmark image as PNG at zlib level 6 (Pillow's
   default), at the app's level, and with the app's level and strategy (`app`), and the file sizes.

@@ -1,4 +1,4 @@
-"""pipelines.openmp: a long-lived thread's OpenMP workers go away when it releases its pool."""
+"""pipelines.core.openmp: a long-lived thread's OpenMP workers go away when it releases its pool."""
 
 import os
 import threading
