@@ -193,18 +193,27 @@ def build_generator(model: str, speedups: dict, tiny: bool):
 # -- measuring (in a worker process per variant) --------------------------------------------
 def pipeline_image(model: str, speedups: dict, tiny: bool):
     """A function that makes one image with the raw pipeline and returns {"seconds": ...}."""
+    from pipelines.core.limits import rss_mb
+
     generator = build_generator(model, speedups, tiny)
     params = generator.default_params(**request_params(model))
+    first_image_growth = [None]
 
     def one_image() -> dict:
         started = time.perf_counter()
         [result] = generator(PROMPT, params)["images"]
         seconds = time.perf_counter() - started
         assert result["image"].size == (SIZE, SIZE)
-        return {"seconds": seconds}
+        return {"seconds": seconds, "weights_mb": round(generator.memory_mb, 1),
+                "first_image_rss_growth_mb": None if first_image_growth[0] is None else round(first_image_growth[0], 1)}
 
     if MODELS[model]["warm_up"]:
+        # The first image of a model also builds what it reuses later (for image to image, the
+        # img2img pipeline from the loaded components): what it adds to RSS shows there is no
+        # second copy of the weights (`first_image_rss_growth_mb`, next to `weights_mb`).
+        before = rss_mb()
         one_image()
+        first_image_growth[0] = rss_mb() - before
     return one_image, None
 
 
@@ -332,6 +341,8 @@ def measure(model: str, variants: dict, tiny: bool, rounds: int, enough_s: float
             row = {"model": model, "variant": variant, "seconds_per_image": round(best["seconds"], 3), "peak_mem_mb": round(peak, 1)}
             if "raw_same_process_s" in best:  # not a row field: the caller reports it next to the rows
                 row["raw_same_process_s"] = round(min(run["raw_same_process_s"] for run in worker.runs), 3)
+            if best.get("first_image_rss_growth_mb") is not None:
+                row |= {k: best[k] for k in ("weights_mb", "first_image_rss_growth_mb")}
             rows.append(row)
         return rows
     finally:
