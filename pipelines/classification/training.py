@@ -45,9 +45,13 @@ SEED = 42  # one seed for the split, the head initialisation and the batch order
 # Stop training past this wall time, keeping the model so far: leaves room under a 20-minute
 # budget for loading, the TF-IDF half and saving on a busy shared CPU.
 TIME_LIMIT_MINUTES = 15.0
-# What `python -m benchmarks.spam --cv 5` measured for this recipe (mean and standard deviation
-# of spam F1 over 5 folds grouped by text): metrics.json carries it, labelled.
-RECIPE_CV_ESTIMATE: dict = {}
+# What `python -m benchmarks.spam --cv 5` measured for this recipe (spam F1 over 5 folds grouped
+# by text, on the SMS collection's training split, MiniLM base): metrics.json carries it, labelled.
+# It ties the TF-IDF + linear SVM baseline; benchmarks/README.md has every row.
+RECIPE_CV_ESTIMATE: dict = {
+    "spam_f1_mean": 0.9717, "spam_f1_std": 0.0139, "folds": [0.9829, 0.9658, 0.9697, 0.9874, 0.9528],
+    "baseline_tfidf_svm_mean": 0.9708, "baseline_tfidf_svm_std": 0.0132,
+}
 
 ID2LABEL = {0: "ham", 1: "spam"}
 
