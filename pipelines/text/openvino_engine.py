@@ -46,7 +46,7 @@ INT4_GROUP_SIZE = 128  # NNCF's default; smaller groups cost bytes per token for
 # How long exporting GPT-Neo 1.3B took here (2 vCPUs; loading its float32 weights not included), for the messages.
 EXPORT_TIME_HINT = "2 minutes for GPT-Neo 1.3B"
 # Bumped when the export changes, so that older cached IRs are not reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 # -- 1. the exportable model -----------------------------------------------------------------------
@@ -61,15 +61,18 @@ class _Exportable(torch.nn.Module):
         self.window = model.config.window_size
         self.local = [block.attn.attention_type == "local" for block in model.transformer.h]
 
-    def _attention(self, attn, hidden, past_key, past_value, local: bool):
+    def _attention(self, attn, hidden, past_key, past_value, beam_idx, local: bool):
         batch, length, _ = hidden.shape
 
         def heads(x):
             return x.view(batch, length, attn.num_heads, attn.head_dim).transpose(1, 2)
 
+        # Gather(past, beam_idx) -> Concat -> SDPA, with the Concat also stored: the pattern that
+        # OpenVINO's CPU plugin fuses into one attention node that grows the cache in place
+        # (StatefulSDPAFusion); without the Gather the whole cache is copied every token.
         query = heads(attn.q_proj(hidden))
-        key = torch.cat([past_key, heads(attn.k_proj(hidden))], dim=2)
-        value = torch.cat([past_value, heads(attn.v_proj(hidden))], dim=2)
+        key = torch.cat([past_key.index_select(0, beam_idx), heads(attn.k_proj(hidden))], dim=2)
+        value = torch.cat([past_value.index_select(0, beam_idx), heads(attn.v_proj(hidden))], dim=2)
         key_length = key.shape[2]
         query_positions = torch.arange(length).unsqueeze(1) + (key_length - length)
         key_positions = torch.arange(key_length).unsqueeze(0)
@@ -81,14 +84,14 @@ class _Exportable(torch.nn.Module):
         out = out.transpose(1, 2).reshape(batch, length, attn.num_heads * attn.head_dim)
         return attn.out_proj(out), key, value
 
-    def forward(self, input_ids, *past):
+    def forward(self, input_ids, beam_idx, *past):
         transformer = self.model.transformer
         positions = torch.arange(input_ids.shape[1]).unsqueeze(0) + past[0].shape[2]
         hidden = transformer.wte(input_ids) + transformer.wpe(positions)
         presents = []
         for index, block in enumerate(transformer.h):
             out, key, value = self._attention(block.attn.attention, block.ln_1(hidden), past[2 * index],
-                                              past[2 * index + 1], self.local[index])
+                                              past[2 * index + 1], beam_idx, self.local[index])
             hidden = hidden + out
             hidden = hidden + block.mlp(block.ln_2(hidden))
             presents += [key, value]
@@ -112,17 +115,33 @@ def convert(model):
         raise ValueError(f"the openvino engine supports GPT-Neo models only, not {config.model_type!r}")
     layers, heads = config.num_layers, config.num_heads
     head_dim = config.hidden_size // heads
-    example = (torch.ones(1, 2, dtype=torch.long), *[torch.zeros(1, heads, 1, head_dim) for _ in range(2 * layers)])
-    shapes = [(ov.PartialShape([1, -1]), ov.Type.i64)] + [(ov.PartialShape([1, heads, -1, head_dim]), ov.Type.f32)] * (2 * layers)
+    example = (torch.ones(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.int32),
+               *[torch.zeros(1, heads, 1, head_dim) for _ in range(2 * layers)])
+    shapes = [(ov.PartialShape([1, -1]), ov.Type.i64), (ov.PartialShape([-1]), ov.Type.i32)]
+    shapes += [(ov.PartialShape([1, heads, -1, head_dim]), ov.Type.f32)] * (2 * layers)
     with torch.no_grad():
         ov_model = ov.convert_model(_Exportable(model).eval(), example_input=example, input=shapes)
     past, present = _cache_names(layers)
-    for port, name in zip(ov_model.inputs, ["input_ids", *past]):
+    for port, name in zip(ov_model.inputs, ["input_ids", "beam_idx", *past]):
         port.get_tensor().set_names({name})
     for port, name in zip(ov_model.outputs, ["logits", *present]):
         port.get_tensor().set_names({name})
     apply_make_stateful_transformation(ov_model, dict(zip(past, present)))
+    _start_states_empty(ov_model)
     return ov_model
+
+
+def _start_states_empty(ov_model) -> None:
+    """Give every cache state an explicit initial value, an empty [1, heads, 0, head_dim] tensor
+    (the CPU plugin's fused attention needs one; without it compiling fails)."""
+    import openvino.opset13 as ops
+
+    for node in ov_model.get_ops():
+        if node.get_type_name() == "ReadValue":
+            dims = [dim.get_min_length() for dim in node.get_output_partial_shape(0)]  # the dynamic length: 0
+            shape = ops.constant(np.array(dims, dtype=np.int64))
+            node.set_arguments([ops.broadcast(ops.constant(np.float32(0)), shape)])
+    ov_model.validate_nodes_and_infer_types()
 
 
 def compress(ov_model, weights: str):
@@ -134,7 +153,10 @@ def compress(ov_model, weights: str):
     if weights == "int8":
         return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_SYM)
     if weights == "int4":
-        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP_SIZE, ratio=1.0)
+        # a layer narrower than a group (the tests' tiny model) gets the largest power-of-two group that fits
+        adjust = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
+        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP_SIZE,
+                                     ratio=1.0, advanced_parameters=adjust)
     raise ValueError(f"unknown weight format {weights!r}; use one of {', '.join(WEIGHT_FORMATS)}")
 
 
@@ -237,13 +259,14 @@ class OpenVINOCausalLM:
         self.path, self.weights, self.config = Path(xml_path), weights, config  # config: the model's (transformers)
         self.compiled = ov.Core().compile_model(self.path, "CPU", properties or cpu_properties(weights))
         self.request = self.compiled.create_infer_request()
+        self._beam = np.zeros(1, dtype=np.int32)  # one sequence: its cache stays where it is
 
     def reset(self) -> None:
         self.request.reset_state()
 
     def step(self, token_ids) -> torch.Tensor:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
-        logits = self.request.infer({"input_ids": ids})["logits"]
+        logits = self.request.infer({"input_ids": ids, "beam_idx": self._beam})["logits"]
         return torch.from_numpy(np.array(logits[0, -1], dtype=np.float32))
 
     @property
