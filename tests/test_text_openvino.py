@@ -10,13 +10,11 @@ import threading
 import pytest
 import torch
 
-pytest.importorskip("openvino", reason="the openvino engine's package (requirements.txt) is not installed")
-
-from pipelines.core.config import ConfigError, parse_config  # noqa: E402
-from pipelines.text import openvino_engine  # noqa: E402
-from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator  # noqa: E402
-from pipelines.text.sampling import decode_tokens  # noqa: E402
-from pipelines.tiny import build_text_model  # noqa: E402
+from pipelines.core.config import ConfigError, parse_config
+from pipelines.text import openvino_engine
+from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
+from pipelines.text.sampling import decode_tokens
+from pipelines.tiny import build_text_model
 
 WINDOW = 256  # GPT-Neo 1.3B's local attention window
 UNUSED = {"source": "not-loaded"}
@@ -269,3 +267,12 @@ def test_options_of_the_other_engine_are_refused(neo256, speedups, field, messag
 def test_openvino_needs_float32_weights_to_export(neo256):
     with pytest.raises(ConfigError, match=r"engine openvino exports from float32 weights"):
         config_with([{"name": "n", "source": str(neo256), "dtype": "bfloat16", "cpu_speedups": {"engine": "openvino"}}])
+
+
+def test_bundled_config_offers_int4_on_openvino_first():
+    from pipelines.core.config import load_config
+
+    first = load_config().text[0]
+    assert first.name == "GPT-Neo 1.3B (int4, CPU)" and first.source == "EleutherAI/gpt-neo-1.3B"
+    assert (first.cpu_speedups.engine, first.cpu_speedups.weights) == ("openvino", "int4")
+    assert "quality" in first.description.lower() and "once" in first.description.lower()
