@@ -276,3 +276,13 @@ def test_bundled_config_offers_int4_on_openvino_first():
     assert first.name == "GPT-Neo 1.3B (int4, CPU)" and first.source == "EleutherAI/gpt-neo-1.3B"
     assert (first.cpu_speedups.engine, first.cpu_speedups.weights) == ("openvino", "int4")
     assert "quality" in first.description.lower() and "once" in first.description.lower()
+
+
+def test_jobs_run_in_their_callers_context_so_load_progress_reaches_the_request():
+    import contextvars
+
+    from pipelines.core import background
+
+    request = contextvars.ContextVar("request")
+    request.set("the Text tab's request")  # as Gradio's LocalContext.progress is set for a handler
+    assert background.call(lambda emit: request.get(None), "load-test") == "the Text tab's request"
