@@ -1,4 +1,4 @@
-"""GPT-Neo 1.3B text generation on this CPU: plain float32 `generate`, each CPU speed-up, and the app.
+"""GPT-Neo 1.3B text generation on this CPU: plain float32 `generate`, each CPU speed-up, the OpenVINO engine's formats, and the app.
 
     flock /tmp/ml-heavy.lock python -m benchmarks.textgen --out /tmp/textgen.json
 
@@ -11,7 +11,7 @@ suppressed so that every run generates exactly `--new-tokens` tokens, and measur
   activations, Python and torch themselves. Each variant runs in its own process so that one
   variant's memory never counts for another; `peak_load_mb` is the peak over the whole process,
   including building and converting the model (quantizing starts from float32 weights);
-- weights_mb: bytes of the weights as the model holds them;
+- weights_mb: bytes of the weights as the model holds them (OpenVINO: the IR's .bin file);
 - top1_agreement / kl_vs_fp32: quality cost, on 128 positions of a fixed random token sequence:
   how often the next-token prediction matches float32's, and the mean KL divergence of the
   next-token distributions from float32's (nats). Random weights give nearly flat distributions,
@@ -19,7 +19,13 @@ suppressed so that every run generates exactly `--new-tokens` tokens, and measur
 
 Every variant gets its own long-lived process, started one after the other; then the timed
 runs go round by round, one run of each variant per round, and each variant's best of
-`--repeats` rounds counts. The CPU is shared with other work: interleaving makes a busy moment
+`--repeats` rounds counts.
+
+The `openvino_<format>` variants run the OpenVINO engine (pipelines/text/openvino_engine.py) on
+the same random model, exported once into `--openvino-cache` (reused by later runs; an export
+builds the float32 model first, so its process's load peak includes it) and decoded with the
+app's sampling loop (pipelines/text/sampling.py). Their quality columns come from feeding the
+same 128 tokens one at a time through the stateful model (the KV cache path the app uses). The CPU is shared with other work: interleaving makes a busy moment
 slow one run of every variant instead of all runs of one, and the best run is the least
 disturbed. The "app" row runs the app's `/generate_text` endpoint with the speed-up that
 models.yaml gives GPT-Neo 1.3B on a CPU (the fastest): the app is launched in its own process
@@ -52,7 +58,10 @@ GPT_NEO_1_3B = dict(
     activation_function="gelu_new", bos_token_id=50256, eos_token_id=50256,
 )
 EOS_ID = 50256
-SPEEDUPS = ("bf16", "int8_dynamic")  # one row each; "compile" only when asked (--variants)
+# One row each besides fp32; "bf16" and "int8_dynamic+compile" only when asked (--variants): every
+# variant's process stays alive for the interleaved rounds, and 24 GB must hold them all.
+SPEEDUPS = ("int8_dynamic", "openvino_float32", "openvino_int8", "openvino_int4")
+OPENVINO_PREFIX = "openvino_"
 DEFAULT_NEW_TOKENS = 32  # generated per run; EOS is suppressed so every run makes exactly this many
 DEFAULT_REPEATS = 3  # interleaved rounds of runs; each variant's best counts
 QUALITY_POSITIONS = 128  # positions of the fixed token sequence compared against float32
@@ -150,6 +159,8 @@ class TokenTimes:
 def time_generation(model, input_ids, new_tokens: int) -> dict:
     import torch
 
+    if hasattr(model, "step"):  # the OpenVINO engine
+        return time_openvino_generation(model, input_ids[0].tolist(), new_tokens)
     streamer = TokenTimes()
     torch.manual_seed(SEED)
     started = time.perf_counter()
@@ -161,13 +172,62 @@ def time_generation(model, input_ids, new_tokens: int) -> dict:
     return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
 
 
+def time_openvino_generation(model, prompt_ids: list[int], new_tokens: int) -> dict:
+    """As time_generation, through the app's sampling loop for engines without `generate`."""
+    import threading
+
+    from transformers import GenerationConfig
+
+    from pipelines.text.sampling import decode_tokens
+
+    config = GenerationConfig(**SAMPLING, max_new_tokens=new_tokens, eos_token_id=EOS_ID, suppress_tokens=[EOS_ID])
+    times = []
+    started = time.perf_counter()
+    model.reset()
+    for _ in decode_tokens(model.step, prompt_ids, config, SEED, threading.Event()):
+        times.append(time.perf_counter())
+    assert len(times) == new_tokens, f"expected {new_tokens} tokens, got {len(times)}"
+    return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
+
+
+def openvino_model(weights: str, layers: int, cache: Path):
+    """The random model exported with the engine (once: cached in `cache`), compiled as the app compiles it."""
+    from transformers import GPTNeoConfig
+
+    from pipelines.text import openvino_engine as engine
+
+    config = dict(GPT_NEO_1_3B, num_layers=layers, attention_types=[[["global", "local"], max(layers // 2, 1)]])
+    key = engine.cache_key("benchmark:gpt-neo-1.3B-random", f"seed0-layers{layers}", weights)
+    xml, _ = engine.cached_export(cache / key, lambda folder: engine.export(build_model(layers), folder, weights))
+    release_freed_memory()  # the float32 model an export was made from
+    return engine.OpenVINOCausalLM(xml, weights, GPTNeoConfig(**config))
+
+
+def next_token_log_probs(model, ids):
+    """[positions, vocab] log-probabilities; the OpenVINO engine is fed one token at a time."""
+    import torch
+
+    with torch.inference_mode():
+        if hasattr(model, "step"):
+            model.reset()
+            logits = torch.stack([model.step([token]) for token in ids[0].tolist()])
+        else:
+            logits = model(input_ids=ids).logits[0]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def weights_mb(model) -> float:
+    from pipelines.text.speedups import model_memory_mb
+
+    return model.weights_mb if hasattr(model, "step") else model_memory_mb(model)
+
+
 def quality(model, reference_path: Path, write_reference: bool) -> dict:
     """Next-token predictions on a fixed random sequence, against float32's (saved by the fp32 run)."""
     import torch
 
     ids = torch.randint(0, EOS_ID, (1, QUALITY_POSITIONS), generator=torch.Generator().manual_seed(7))
-    with torch.inference_mode():
-        log_probs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    log_probs = next_token_log_probs(model, ids)
     if write_reference:
         torch.save(log_probs, reference_path)
     reference = torch.load(reference_path)
@@ -176,15 +236,16 @@ def quality(model, reference_path: Path, write_reference: bool) -> dict:
     return {"top1_agreement": round(agreement, 4), "kl_vs_fp32": round(kl, 6)}
 
 
-def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) -> None:
+def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path, openvino_cache: Path) -> None:
     """Build and convert the model, report READY, then time one generation per "run" line on stdin."""
-    from pipelines.text.speedups import model_memory_mb
-
     started = time.perf_counter()
     tokenizer = build_tokenizer()
-    model = convert(build_model(layers), variant)
+    if variant.startswith(OPENVINO_PREFIX):
+        model = openvino_model(variant.removeprefix(OPENVINO_PREFIX), layers, openvino_cache)
+    else:
+        model = convert(build_model(layers), variant)
     release_freed_memory()  # the float32 weights that quantizing replaced
-    ready = {"variant": variant, "prepare_s": round(time.perf_counter() - started, 1), "weights_mb": round(model_memory_mb(model), 1)}
+    ready = {"variant": variant, "prepare_s": round(time.perf_counter() - started, 1), "weights_mb": round(weights_mb(model), 1)}
     ready |= quality(model, reference, write_reference=variant == "fp32")
     input_ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     time_generation(model, input_ids, 4)  # warm-up: first-call allocations, compilation
@@ -197,30 +258,44 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path) 
     print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb())}), flush=True)
 
 
-def serve_app(speedup: str, layers: int, new_tokens: int) -> None:
+def speedup_options(speedup: str) -> dict:
+    """The models.yaml `cpu_speedups:` of a variant name: int8_dynamic, openvino_int4, ..."""
+    if speedup.startswith(OPENVINO_PREFIX):
+        return {"engine": "openvino", "weights": speedup.removeprefix(OPENVINO_PREFIX)}
+    return {"quantize": speedup}
+
+
+def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) -> None:
     """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
+    from transformers import GenerationConfig
+
     from app import build_app, enable_queue
     from pipelines.core.config import parse_config
     from pipelines.text.speedups import apply_cpu_speedups, describe_speedups
     from pipelines.core.devices import choose_placement
     from pipelines.core.registry import ModelRegistry, default_loaders
-    from pipelines.text.pipeline import LocalTextGenerator
+    from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 
     unused = {"source": "not-loaded"}
     config = parse_config({
         "settings": {"memory_budget_mb": 64000, "idle_unload_minutes": 0},
         "classification": [{"name": "unused", **unused}],
         "text": [{"name": "GPT-Neo 1.3B (random weights)", "source": "benchmark:in-memory",
-                  "defaults": dict(SAMPLING, max_new_tokens=new_tokens), "cpu_speedups": {"quantize": speedup}}],
+                  "defaults": dict(SAMPLING, max_new_tokens=new_tokens), "cpu_speedups": speedup_options(speedup)}],
         "image": [{"name": "unused", **unused}],
     })
 
     def load_text(entry):
         # LocalTextGenerator.from_entry minus from_pretrained: the same speed-ups, applied the same way
-        placement = choose_placement("text", entry.device, entry.dtype)
-        model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
         tokenizer = build_tokenizer()
         tokenizer.pad_token = tokenizer.eos_token
+        if entry.cpu_speedups.engine == "openvino":
+            weights = entry.cpu_speedups.weights
+            generation_config = GenerationConfig(eos_token_id=EOS_ID, pad_token_id=EOS_ID, suppress_tokens=[EOS_ID])
+            return OpenVINOTextGenerator(entry, openvino_model(weights, layers, openvino_cache), tokenizer,
+                                         generation_config, f"cpu/openvino {weights}")
+        placement = choose_placement("text", entry.device, entry.dtype)
+        model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
         return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
 
     registry = ModelRegistry(config, loaders=default_loaders() | {"text": load_text})
@@ -304,19 +379,31 @@ class Worker:
 
 
 def app_speedup() -> str:
-    """What the app runs GPT-Neo 1.3B with on a CPU: the first text entry in models.yaml with a quantize option."""
+    """What the app runs GPT-Neo 1.3B with on a CPU: the first text entry in models.yaml with a CPU
+    speed-up, as a variant name (int8_dynamic, openvino_int4, ...)."""
     from pipelines.core.config import load_config
 
-    return next(e.cpu_speedups.quantize for e in load_config().text if e.cpu_speedups.quantize != "none")
+    for entry in load_config().text:
+        if entry.cpu_speedups.engine == "openvino":
+            return OPENVINO_PREFIX + entry.cpu_speedups.weights
+        if entry.cpu_speedups.quantize != "none":
+            return entry.cpu_speedups.quantize
+    raise SystemExit("models.yaml has no text entry with a CPU speed-up to measure the app with; use --no-app")
 
 
-def enough_memory_for(layers: int) -> None:
+def enough_memory_for(layers: int, variant: str, openvino_cache: str) -> None:
     import psutil
 
     need_mb = 5400 * layers / 24 + 600  # building any variant starts from float32 weights
+    if variant.startswith(OPENVINO_PREFIX):  # a cached export: its weights, compiled (about twice the file)
+        from pipelines.text import openvino_engine as engine
+
+        key = engine.cache_key("benchmark:gpt-neo-1.3B-random", f"seed0-layers{layers}", variant.removeprefix(OPENVINO_PREFIX))
+        weights = Path(openvino_cache) / key / "model.bin"
+        need_mb = 2 * weights.stat().st_size / 2**20 + 1000 if weights.is_file() else 7000 * layers / 24 + 600
     available_mb = psutil.virtual_memory().available / 2**20
     if available_mb < need_mb:
-        raise SystemExit(f"only {available_mb:,.0f} MB of memory available; building the next variant needs ~{need_mb:,.0f} MB")
+        raise SystemExit(f"only {available_mb:,.0f} MB of memory available; building {variant} needs ~{need_mb:,.0f} MB")
 
 
 def print_table(rows: list[dict], baseline: float) -> None:
@@ -328,28 +415,46 @@ def print_table(rows: list[dict], baseline: float) -> None:
               f"{row['peak_mem_mb']:>9}{row['peak_load_mb']:>9}{row.get('weights_mb', '-'):>11}{top1:>7}{kl:>10}")
 
 
+def openvino_summary(by_name: dict[str, dict]) -> dict:
+    """The fastest OpenVINO variant against int8_dynamic (issue #17's target: 1.7x) and the app against it."""
+    engine_rows = [row for name, row in by_name.items() if name.startswith(OPENVINO_PREFIX)]
+    if not engine_rows or "int8_dynamic" not in by_name:
+        return {}
+    fastest = max(engine_rows, key=lambda row: row["tokens_per_s"])
+    summary = {"openvino_fastest": fastest["variant"],
+               "openvino_fastest_vs_int8_dynamic": round(fastest["tokens_per_s"] / by_name["int8_dynamic"]["tokens_per_s"], 3)}
+    if "app" in by_name:
+        summary["app_vs_openvino_fastest"] = round(by_name["app"]["tokens_per_s"] / fastest["tokens_per_s"], 3)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.textgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the JSON results here")
     parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"rounds of runs; each variant's best counts (default {DEFAULT_REPEATS})")
     parser.add_argument("--layers", type=int, default=GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try the benchmark quickly (default 24: the real size)")
-    parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also int8_dynamic+compile)")
+    parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also bf16, int8_dynamic+compile)")
+    parser.add_argument("--openvino-cache", help="where the openvino variants' exports are kept and reused (default: the app's cache folder)")
     parser.add_argument("--no-app", action="store_true", help="skip the app row")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one variant's process
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--serve-app", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if not args.openvino_cache:
+        from pipelines.text.openvino_engine import default_cache_dir
+
+        args.openvino_cache = str(default_cache_dir())
     if args.serve_app:
-        serve_app(args.serve_app, args.layers, args.new_tokens)
+        serve_app(args.serve_app, args.layers, args.new_tokens, Path(args.openvino_cache))
         return 0
     if args.worker:
-        variant_worker(args.worker, args.layers, args.new_tokens, Path(args.reference))
+        variant_worker(args.worker, args.layers, args.new_tokens, Path(args.reference), Path(args.openvino_cache))
         return 0
 
     started = time.perf_counter()
-    shape = ["--layers", str(args.layers), "--new-tokens", str(args.new_tokens)]
+    shape = ["--layers", str(args.layers), "--new-tokens", str(args.new_tokens), "--openvino-cache", args.openvino_cache]
     variants = ["fp32", *[v for v in args.variants.split(",") if v]]
     speedup = None if args.no_app else app_speedup()
     workers: dict[str, Worker] = {}
@@ -359,11 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # 1. start every variant's process, one after the other (each builds from float32 weights)
             for variant in variants:
-                enough_memory_for(args.layers)
+                enough_memory_for(args.layers, variant, args.openvino_cache)
                 workers[variant] = Worker(["--worker", variant, "--reference", str(reference), *shape], "READY ")
                 print(f"{variant} ready: {workers[variant].ready}", flush=True)
             if speedup:
-                enough_memory_for(args.layers)
+                enough_memory_for(args.layers, speedup, args.openvino_cache)
                 workers["app"] = Worker(["--serve-app", speedup, *shape], "URL ")
                 url, app_name = workers["app"].ready.split(" ", 1)
                 from benchmarks.app_client import app_client
@@ -401,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats} interleaved rounds; {total_s:.0f} s in all")
     result = {"rows": rows, "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
               "new_tokens": args.new_tokens, "repeats": args.repeats, "total_s": round(total_s, 1), "sampling": SAMPLING}
+    result |= openvino_summary(by_name)
+    for key, value in openvino_summary(by_name).items():
+        print(f"{key}: {value}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

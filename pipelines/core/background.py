@@ -10,12 +10,15 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
 - Long-lived threads keep a warm memory arena (a fresh thread per request made the image
   benchmark's app/raw ratio 1.24 instead of 1.15), and each releases its OpenMP pool after
   every job, so that no idle pool slows the thread computing next (`openmp.py`).
+- A job runs in its caller's context (`contextvars`): Gradio's tqdm tracking (the Text tab's
+  progress bar while a first load exports a model) finds the request it reports to.
 - A thread is renamed after the job it runs (e.g. `generate-GPT-Neo 1.3B`), so py-spy and
   `threading.enumerate()` tell what is running.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import threading
@@ -81,7 +84,7 @@ def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None =
         future = None
         _run_inline(work, events)
     else:
-        future = _workers().submit(_run_job, work, events, label)
+        future = _workers().submit(contextvars.copy_context().run, _run_job, work, events, label)
     finished = False
     try:
         while True:

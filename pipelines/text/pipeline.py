@@ -4,14 +4,23 @@
 2. seed torch's generator, 3. `model.generate` with a streamer that reports each token and the
 text so far, and a stopping criterion that checks the Stop flag before every token, so that
 Stop (or a client that went away) frees the model at once.
+
+An entry with `cpu_speedups: {engine: openvino}` that runs on a CPU gets `OpenVINOTextGenerator`
+instead: the same checks and streaming, with the model exported once to OpenVINO
+(text/openvino_engine.py) and decoded by text/sampling.py's loop.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import threading
+from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import (
+    AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextStreamer,
+)
 
 from pipelines.core.devices import Placement, choose_placement
 from pipelines.core.errors import InputError
@@ -21,6 +30,8 @@ from pipelines.core.params import call_kwargs
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import StreamStats, TextGenerator, TextParams
 from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
+
+log = logging.getLogger(__name__)
 
 
 class _ReportingStreamer(TextStreamer):
@@ -68,6 +79,8 @@ class LocalTextGenerator(TextGenerator):
     @classmethod
     def from_entry(cls, entry: TextEntry) -> "LocalTextGenerator":
         placement = choose_placement("text", entry.device, entry.dtype)
+        if placement.device == "cpu" and entry.cpu_speedups.engine == "openvino":
+            return OpenVINOTextGenerator.from_entry(entry)
         tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
         model = AutoModelForCausalLM.from_pretrained(entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype)
         model.to(placement.device).eval()
@@ -121,4 +134,69 @@ class LocalTextGenerator(TextGenerator):
             torch.manual_seed(seed)
             with torch.inference_mode():
                 self.model.generate(**kwargs)
+        return dropped
+
+
+class OpenVINOTextGenerator(LocalTextGenerator):
+    """The same generator on OpenVINO (`cpu_speedups: {engine: openvino}`, CPU only): the model is
+    exported and compressed once into the cache folder, then every start compiles the cached IR."""
+
+    def __init__(self, entry: TextEntry, model, tokenizer, generation_config: GenerationConfig, placement: str):
+        self.entry, self.name = entry, entry.name
+        self.model, self.tokenizer = model, tokenizer  # model: openvino_engine.OpenVINOCausalLM
+        self.generation_config = generation_config
+        self.device = "cpu"
+        self.placement = placement
+        self.context_length = int(model.config.max_position_embeddings)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry: TextEntry) -> "OpenVINOTextGenerator":
+        from pipelines.text import openvino_engine as engine
+
+        kwargs = from_pretrained_kwargs(entry)
+        tokenizer = AutoTokenizer.from_pretrained(entry.source, **kwargs)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        config = AutoConfig.from_pretrained(entry.source, **kwargs)
+        try:
+            generation_config = GenerationConfig.from_pretrained(entry.source, **kwargs)
+        except OSError:  # no generation_config.json: the model config's tokens
+            generation_config = GenerationConfig.from_model_config(config)
+        weights = entry.cpu_speedups.weights
+        source = Path(entry.source).expanduser()
+        fingerprint = engine.local_fingerprint(source) if source.is_dir() else ""
+        key = engine.cache_key(entry.source, entry.revision or getattr(config, "_commit_hash", None), weights, fingerprint)
+        root = Path(entry.cpu_speedups.cache_dir).expanduser() if entry.cpu_speedups.cache_dir else engine.default_cache_dir()
+
+        def build(folder: Path) -> None:
+            log.info("%s: exporting to OpenVINO with %s weights into %s, once (about %s)",
+                     entry.name, weights, root, engine.EXPORT_TIME_HINT)
+            model = AutoModelForCausalLM.from_pretrained(entry.source, **kwargs, dtype=torch.float32).eval()
+            engine.export(model, folder, weights, progress_label=entry.name)
+
+        xml, export_s = engine.cached_export(root / key, build)
+        if export_s is not None:
+            log.info("%s: exported to OpenVINO (%s weights) in %.0f s; later starts reuse %s", entry.name, weights, export_s, xml.parent)
+        model = engine.OpenVINOCausalLM(xml, weights, config)
+        return cls(entry, model, tokenizer, generation_config, f"cpu/openvino {weights}")
+
+    @property
+    def memory_mb(self) -> float:
+        return self.model.weights_mb
+
+    def decode(self, prompt: str, params: TextParams, seed: int, stats: StreamStats, stop: threading.Event) -> dict:
+        from pipelines.text.sampling import decode_tokens
+
+        inputs, dropped = self.prompt_inputs(prompt, params)
+        prompt_ids = inputs["input_ids"][0].tolist()
+        config = copy.deepcopy(self.generation_config)
+        config.update(**call_kwargs(params))
+        streamer = _ReportingStreamer(self.tokenizer, stats)
+        with self._lock:
+            self.model.reset()
+            streamer.put(torch.tensor([prompt_ids]))  # the prompt: skipped, as generate() does
+            for step in decode_tokens(self.model.step, prompt_ids, config, seed, stop):
+                streamer.put(torch.tensor([step.token]))
+            streamer.end()
         return dropped
