@@ -32,7 +32,8 @@ class TextCpuSpeedups(Strict):
 
     # torch: PyTorch runs the model (with `quantize`); openvino: the model is exported once to
     # OpenVINO with `weights` compressed (GPT-Neo only; the fastest on CPUs here: int4 ran at
-    # about twice int8_dynamic's tokens/s, benchmarks/README.md). Needs the openvino and nncf packages.
+    # 1.26x int8_dynamic's tokens/s and 1.9 GB of peak memory instead of 2.3
+    # (7 GB while loading), `python -m benchmarks.textgen`). Needs the openvino and nncf packages.
     engine: Literal["torch", "openvino"] = "torch"
     # torch engine: int8 weights for the linear layers with PyTorch's dynamic quantization;
     # none keeps them float.
