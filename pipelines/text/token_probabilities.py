@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -34,6 +35,14 @@ def significant(value: float) -> float:
 def untaken_warpers(generation_config) -> list[str]:
     """The warpers of a model's generation config that recording cannot take over."""
     return [name for name, off in OTHER_WARPERS.items() if getattr(generation_config, name, off) not in (None, off)]
+
+
+def rank_of(probs: torch.Tensor, probability: float) -> int:
+    """1 + how many tokens are likelier. numpy on a CPU: torch's parallel comparison of 50,257
+    values took 14 ms on 2 busy cores (its OpenMP threads waiting for each other), numpy 0.01 ms."""
+    if probs.device.type == "cpu":
+        return int(np.count_nonzero(probs.numpy() > probability)) + 1
+    return int((probs > probability).sum()) + 1
 
 
 def take_over_sampling(kwargs: dict, recorder: "TokenRecorder") -> dict:
@@ -74,12 +83,12 @@ class TokenRecorder(LogitsProcessor):
 
     def chosen(self, token_id: int) -> None:
         probs, top_probs, top_ids = self._steps.popleft()
-        probability = probs[token_id]
-        rank = int((probs > probability).sum()) + 1
+        probability = float(probs[token_id])
+        rank = top_ids.index(token_id) + 1 if token_id in top_ids else rank_of(probs, probability)
         alternatives = [self.choice(i, p, r) for r, (i, p) in enumerate(zip(top_ids, top_probs), start=1) if p > 0]
         if token_id not in top_ids:
-            alternatives.append(self.choice(token_id, float(probability), rank))
-        token = TokenProbability(**self.choice(token_id, float(probability), rank), text=self.new_text(token_id),
+            alternatives.append(self.choice(token_id, probability, rank))
+        token = TokenProbability(**self.choice(token_id, probability, rank), text=self.new_text(token_id),
                                  most_likely=rank == 1, alternatives=alternatives)
         self._tokens.append(token)
         self.report(token)
