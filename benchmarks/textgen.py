@@ -317,11 +317,12 @@ def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) 
 APP_POLL_S = 0.01  # client-side timing resolution of the app's streamed updates (a token takes ~0.1 s)
 
 
-def time_app_request(client, name: str, new_tokens: int) -> dict:
-    """One streamed /generate_text request; the rate from the token counts of its JSON updates."""
+def time_app_request(client, name: str, new_tokens: int, **extra) -> dict:
+    """One streamed /generate_text request (`extra`: more of its parameters, by name); the rate
+    from the token counts of its JSON updates."""
     submitted = time.perf_counter()
     job = client.submit(PROMPT, name, new_tokens, SAMPLING["temperature"], SAMPLING["top_p"], SAMPLING["top_k"],
-                        SAMPLING["repetition_penalty"], SAMPLING["do_sample"], SEED, api_name="/generate_text")
+                        SAMPLING["repetition_penalty"], SAMPLING["do_sample"], SEED, api_name="/generate_text", **extra)
     arrivals = []  # (time, tokens so far)
     # Poll the streamed outputs every APP_POLL_S instead of iterating the job: gradio_client's
     # iterator wakes every millisecond, and on 2 cores that busy loop slows the server it measures.
@@ -344,7 +345,7 @@ def time_app_request(client, name: str, new_tokens: int) -> dict:
     if n_last - n_first < 2 or t_last <= t_first:
         raise RuntimeError(f"too few streamed updates to time ({arrivals}); use more --new-tokens")
     return {"tokens_per_s": (n_last - n_first) / (t_last - t_first), "ttft_s": t_first - submitted, "tokens": total,
-            "server_stats": final_stats}
+            "server_stats": final_stats, "tokens_recorded": len(final.get("tokens") or [])}
 
 
 class Worker:

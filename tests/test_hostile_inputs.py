@@ -23,9 +23,11 @@ from gradio_client.exceptions import AppError
 # Every public endpoint and the task whose models it offers.
 ENDPOINTS = {
     "/classify": "classification", "/explain": "classification", "/classify_batch": "classification",
-    "/generate_text": "text", "/generate_image": "image",
+    "/similar": "classification", "/embed": "classification",
+    "/generate_text": "text", "/next_tokens": "text", "/generate_image": "image",
 }
-TEXT_FIELD = {"/classify": "message", "/explain": "message", "/generate_text": "prompt", "/generate_image": "prompt"}
+TEXT_FIELD = {"/classify": "message", "/explain": "message", "/similar": "message", "/generate_text": "prompt",
+              "/next_tokens": "prompt", "/generate_image": "prompt"}
 MEGABYTE_OF_TEXT = ("WIN a free prize now! " * 50_000)[: 2**20]
 # Control characters, ANSI escapes, emoji (incl. ZWJ sequences and skin tones), right-to-left
 # scripts and bidi overrides, combining marks, a lone surrogate's replacement, NUL.
@@ -74,6 +76,8 @@ def call_args(api, names, endpoint: str, file=None, **overrides) -> dict:
             args[p["parameter_name"]] = handle_file(str(file)) if file else None
         elif p["parameter_name"] not in args and p["component"] == "Textbox":
             args[p["parameter_name"]] = ""  # e.g. /classify_batch's text column: blank picks it
+        elif p["parameter_name"] not in args and p["python_type"]["type"] == "list[str]":
+            args[p["parameter_name"]] = ["a cat sat on the mat"]  # /embed's messages
     return args | overrides
 
 
@@ -249,7 +253,8 @@ def test_bad_request_batched_with_good_ones_fails_alone(client, names):
 # -- models ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_wrong_model_name_is_rejected_listing_the_choices(client, app_url, api, names, messages_file, endpoint):
-    with pytest.raises(AppError, match=r"no-such-model.*not in the list of choices.*" + re.escape(names[ENDPOINTS[endpoint]])):
+    # the model dropdown's check, or (an API-only endpoint such as /embed) the app's own
+    with pytest.raises(AppError, match=r"no-such-model.*(not in the list of choices|choose one of).*" + re.escape(names[ENDPOINTS[endpoint]])):
         client.predict(api_name=endpoint, **call_args(api, names, endpoint, file=messages_file, model_name="no-such-model"))
     outcome, message = raw_call(app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, model_name=None))
     assert outcome == "error" and message.startswith("model: unknown"), message

@@ -53,3 +53,7 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
         with Image.open(tmp_path / f"lighthouse-{index}.png") as image:
             assert image.format == "PNG"
     assert "place in queue:" in out
+    assert re.search(r"^\d+ dimensions, similarity -?\d\.\d+$", out, re.M)  # /embed
+    assert re.search(r"^\[\(\d, '(ham|spam)', -?\d\.\d+\), \(\d, '(ham|spam)', -?\d\.\d+\)\]$", out, re.M)  # /similar
+    assert re.search(r"^\[\('.*', \d\.\d+, \['", out, re.M)  # token probabilities
+    assert re.search(r"^next: \[\('.*', \d\.\d+\)", out, re.M)  # /next_tokens

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from gradio_client import Client
@@ -389,3 +390,94 @@ def test_plain_openai_server_refuses_fields_it_cannot_honour():
         generator.check_inputs("Hi", TextParams(top_k=50, repetition_penalty=1.0))
     with pytest.raises(InputError, match="repetition_penalty: .*set it to 1.0"):
         generator.check_inputs("Hi", TextParams(top_k=0, repetition_penalty=1.1))
+
+
+# -- what the model considered, remotely --------------------------------------------------------
+def test_token_probabilities_and_next_tokens_come_through_second_app(remote_registry, second_app, names):
+    generator = remote_registry.get("text", REMOTE_TEXT)
+    assert generator.why_no_token_probabilities() is None
+    final = generator.generate("Once upon a time", generator.default_params(max_new_tokens=10, seed=3, token_probabilities=True))
+    _text, _stats, direct = second_app.predict("Once upon a time", names["text"], 10, 0.8, 0.95, 50, 1.1, True, 3,
+                                               token_probabilities=True, api_name="/generate_text")
+    assert final["tokens"] == direct["tokens"] and len(final["tokens"]) == 10
+    from pipelines.text.contract import NextTokenParams
+
+    explored = generator.next_tokens("Once upon a time", NextTokenParams(top_k=4, temperature=0.5))
+    assert explored == second_app.predict("Once upon a time", names["text"], 4, 0.5, api_name="/next_tokens")[-1]
+
+
+def test_embeddings_come_through_second_app(remote_registry, second_app, names):
+    classifier = remote_registry.get("classification", REMOTE_CLASSIFIER)
+    texts = ["WIN a FREE prize, call now", "see you at lunch", "running late"]
+    progress = []
+    vectors = classifier.embed(texts, on_progress=lambda done, total: progress.append((done, total)), batch_size=2)
+    direct = second_app.predict(messages=texts, model_name=names["classification"], api_name="/embed")
+    assert vectors == pytest.approx(np.array(direct["vectors"]), abs=1e-6) and progress == [(2, 3), (3, 3)]
+
+
+def test_a_server_without_logprobs_says_the_token_view_is_not_available(remote_registry):
+    generator = remote_registry.get("text", SERVED_TEXT)
+    final = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=3, token_probabilities=True))
+    assert final["text"] and final["tokens"] is None
+    assert "returned no log-probabilities" in final["tokens_unavailable"] and SERVED_TEXT in final["tokens_unavailable"]
+    with pytest.raises(InputError, match=r"^model: .*OpenAI-compatible server.*not the whole next-token distribution"):
+        generator.next_tokens("Once upon a time")
+
+
+class FakeCompletionsServer:
+    """An OpenAI-compatible completions server that streams fixed tokens with `logprobs`, as vLLM does."""
+
+    TOKENS = [(" Paris", -0.2, {" Paris": -0.2, " the": -2.1, " a": -3.0}), (".", -1.6, {"!": -0.5, ".": -1.6, ",": -2.4})]
+
+    def __init__(self):
+        import http.server
+        import json
+
+        tokens = self.TOKENS
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # /v1/models
+                body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "me"}]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # /v1/completions, streamed
+                request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for text, logprob, top in tokens:
+                    logprobs = {"tokens": [text], "token_logprobs": [logprob], "top_logprobs": [top], "text_offset": [0]}
+                    choice = {"index": 0, "text": text, "finish_reason": None, "logprobs": logprobs if request.get("logprobs") else None}
+                    chunk = {"id": "c", "object": "text_completion", "created": 0, "model": "m", "choices": [choice]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_logprobs_of_an_openai_compatible_server_become_the_token_view():
+    import math
+
+    server = FakeCompletionsServer()
+    try:
+        config = parse_config(MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": server.url, "remote_model": "m"}]})
+        generator = OpenAITextGenerator.from_entry(config.text[0])
+        final = generator.generate("The capital of France is", generator.default_params(token_probabilities=True, max_new_tokens=2))
+        assert generator.request("Hi", generator.default_params(token_probabilities=True), seed=1)["logprobs"] == 5
+    finally:
+        server.server.shutdown()
+    paris, stop = final["tokens"]
+    assert final["text"] == " Paris." and final["tokens_unavailable"] is None
+    assert (paris["token"], paris["most_likely"], paris["rank"]) == (" Paris", True, 1)
+    assert paris["probability"] == pytest.approx(math.exp(-0.2))
+    assert [a["token"] for a in paris["alternatives"]] == [" Paris", " the", " a"]
+    assert (stop["most_likely"], stop["rank"], stop["alternatives"][0]["token"]) == (False, 2, "!")

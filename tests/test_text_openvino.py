@@ -159,6 +159,27 @@ def test_each_step_exposes_the_processed_distribution(generators):
         assert abs(float(step.probs.sum()) - 1) < 1e-5 and int((step.probs > 0).sum()) <= 5 and step.probs[step.token] > 0
 
 
+def test_token_view_records_the_distributions_the_tokens_were_drawn_from(generators):
+    generator = generators["float32"]
+    params = generator.default_params(max_new_tokens=8, seed=5, top_k=5, token_probabilities=True)
+    final = generator.generate("The cat", params)
+    assert final["tokens_unavailable"] is None and len(final["tokens"]) == final["new_tokens"] == 8
+    assert "".join(token["text"] for token in final["tokens"]) == final["text"]
+    assert final["text"] == generator.generate("The cat", params)["text"]  # recording changes nothing drawn
+    for token in final["tokens"]:
+        alternatives = token["alternatives"]
+        assert token["id"] in [a["id"] for a in alternatives] and len(alternatives) <= 5  # top_k 5: nothing else possible
+        assert sum(a["probability"] for a in alternatives) == pytest.approx(1, abs=1e-4)
+
+
+def test_next_tokens_on_openvino_match_pytorch(generators):
+    torch_next = generators["torch"].next_tokens("Once upon a time")
+    ov_next = generators["float32"].next_tokens("Once upon a time")
+    assert [t["id"] for t in ov_next["tokens"]] == [t["id"] for t in torch_next["tokens"]]
+    for ours, reference in zip(ov_next["tokens"], torch_next["tokens"]):
+        assert ours["probability"] == pytest.approx(reference["probability"], abs=1e-4)
+
+
 def test_stop_ends_generation_within_a_token(generators):
     generator = generators["int4"]
     stop = threading.Event()

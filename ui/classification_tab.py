@@ -1,4 +1,5 @@
-"""Classification tab: spam detection for one message (with why) or a whole file of messages."""
+"""Classification tab: spam detection for one message (with why) or a whole file of messages, and
+where a message lies among a file's messages (the embedding map, `embedding_map.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pipelines.classification.contract import ClassificationParams, Classificati
 from pipelines.core.errors import InputError
 from pipelines.core.limits import check_text_size
 from pipelines.core.zerogpu import on_gpu
+from ui import embedding_map
 from ui.common import controls, describe_model, details_json, error_message, model_dropdown, output_path, show_errors
 
 TASK = "classification"
@@ -205,6 +207,7 @@ def build(config, registry) -> None:
                 summary = gr.Markdown(label="Summary")
                 table = gr.Dataframe(label="Verdicts", interactive=False, wrap=True)
                 summary_details = details_json()
+            embedding_map.build(config, registry, message, model, upload)
 
         gr.on(
             [button.click, message.submit], classify, inputs=[message, model, threshold], outputs=[label, verdict, details],

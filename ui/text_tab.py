@@ -14,6 +14,7 @@ from pipelines.text.contract import PRESETS, TextParams, TextUpdate
 from ui.common import (
     StopFlags, control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, show_errors,
 )
+from ui.token_view import build_explorer, build_token_view
 
 TASK = "text"
 EXAMPLES = [
@@ -24,8 +25,9 @@ EXAMPLES = [
 
 # The preset dropdown's first choice: the selected model's own defaults from models.yaml.
 MODEL_DEFAULTS = "Model defaults"
-# The parameters shown, in this order, under "Parameters" (all of TextParams; the API takes
-# them by these names, in TextParams' order). A preset sets the sampling ones.
+# The parameters shown, in this order, under "Parameters" (all of TextParams but the token view's
+# switch, shown with the view; the API takes them by these names, in TextParams' order). A
+# preset sets the sampling ones.
 PARAMETERS = ["max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "truncate_prompt"]
 SAMPLING = ["temperature", "top_p", "top_k", "repetition_penalty", "do_sample"]
 
@@ -88,7 +90,7 @@ def build(config, registry) -> None:
 
     def show_model(model_name: str):
         entry = config.entry(TASK, model_name)
-        return describe_model(entry), MODEL_DEFAULTS, *control_updates(TextParams, PARAMETERS, entry, entry.defaults)
+        return describe_model(entry), MODEL_DEFAULTS, *control_updates(TextParams, list(parameters), entry, entry.defaults)
 
     with gr.Tab("Text", id="text"):
         with gr.Row():
@@ -106,14 +108,18 @@ def build(config, registry) -> None:
             with gr.Column(scale=3):
                 output = gr.Textbox(label="Generated text", lines=12, interactive=False)
                 stats = gr.Markdown(label="Stats")
+                token_view = build_token_view(default)
+                parameters |= token_view.controls
                 details = details_json()
         gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
+        build_explorer(config, registry, model, prompt)
 
         event = generate.click(
             generate_text, inputs=[prompt, model], inputs_kwargs=in_declaration_order(TextParams, parameters),
             outputs=[output, stats, details],
             api_name="generate_text", concurrency_id=TASK,
         )
+        token_view.wire(details)
         stop.click(stop_text, None, None, cancels=[event], api_visibility="private", queue=False)
         preset.input(apply_preset, [model, preset], [parameters[name] for name in SAMPLING], api_visibility="private", queue=False)
         model.change(show_model, model, [model_info, preset, *parameters.values()], api_visibility="private", queue=False)

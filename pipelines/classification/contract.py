@@ -9,11 +9,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, TypedDict
 
+import numpy as np
+
 from pipelines.core import background
 from pipelines.core.errors import InputError
 from pipelines.core.params import Range, check_params, from_defaults, param
 
 CLASSES = ("ham", "spam")
+# What an embedding is, for every classifier that gives them (said in the API's results).
+POOLING = "the mean of the encoder's last hidden states over the message's tokens, scaled to length 1"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,11 @@ class ClassificationParams:
         "A message is spam when its spam score is at least this: raise it to flag fewer messages (fewer false alarms, more missed spam).",
         range=Range(0.0, 1.0, step=0.01),
     )
+
+
+@dataclass(frozen=True)
+class SimilarParams:
+    k: int = param(5, "Similar messages", "How many of the file's messages most similar to this one to list.", range=Range(1, 50, integer=True))
 
 
 class ClassificationResult(TypedDict):
@@ -122,6 +131,21 @@ class Classifier(ABC):
 
     def spam_scores(self, texts: list[str]) -> list[float]:
         return [r["scores"]["spam"] for r in self(texts, threshold=0.5)]
+
+    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """Embeddings of already checked messages (POOLING): float32 rows of length 1, in input
+        order, computed `batch_size` at a time, reporting (done, total) after each batch."""
+        raise InputError("model", f"'{self.name}' cannot give embeddings of messages; choose a model that runs in this app")
+
+    def embed_many(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
+                   batch_size: int | None = None) -> np.ndarray:
+        """`embed` for any number of messages, on a worker thread, reporting (done, total) to
+        `on_progress` in this thread."""
+        texts = [check_message(t, field=f"messages[{i}]") for i, t in enumerate(texts)]
+        relay = (lambda progress: on_progress(*progress)) if on_progress else None
+        return background.call(lambda emit: self.embed(texts, on_progress=lambda *p: emit(p), batch_size=batch_size),
+                               f"embed-{self.name}", on_item=relay)
 
     def close(self) -> None:
         """Release what the classifier holds (the registry calls this when it unloads it)."""

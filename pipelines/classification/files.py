@@ -28,6 +28,21 @@ class FileResult(FileSummary):
     frame: object  # pandas.DataFrame: the file's rows with `label` and `spam_score` added
 
 
+def rows_with_text(table, max_cell_chars: int | None = None) -> list[int]:
+    """The indices of the rows that have text; a message over `max_cell_chars`, or a file
+    without any text, is refused naming the row or the column."""
+    texts = table.texts
+    if max_cell_chars is not None:
+        for row, text in enumerate(texts, start=1):
+            if len(text) > max_cell_chars:
+                raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
+                                 f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
+    filled = [i for i, text in enumerate(texts) if text.strip()]
+    if not filled:
+        raise InputError("file", f"column {table.text_column!r} has no text in any row")
+    return filled
+
+
 def classify_file(
     classifier: Classifier,
     path: str | Path,
@@ -44,14 +59,7 @@ def classify_file(
     threshold = check_threshold(threshold)
     table = read_messages(path, text_column=text_column or None, max_rows=max_rows, max_bytes=max_bytes)
     texts = table.texts
-    if max_cell_chars is not None:
-        for row, text in enumerate(texts, start=1):
-            if len(text) > max_cell_chars:
-                raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
-                                 f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
-    filled = [i for i, text in enumerate(texts) if text.strip()]
-    if not filled:
-        raise InputError("file", f"column {table.text_column!r} has no text in any row")
+    filled = rows_with_text(table, max_cell_chars)
     results = classifier.classify_many([texts[i] for i in filled], threshold, on_progress=on_progress, batch_size=batch_size)
 
     frame = table.frame.copy()

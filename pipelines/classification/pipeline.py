@@ -2,13 +2,15 @@
 
 preprocess (tokenize once, unpadded) -> forward (batches sorted by length, each padded to its
 own longest message) -> postprocess (softmax, map the model's class names onto ham/spam, apply
-the threshold). Explanations are word occlusion (`explain.py`).
+the threshold). Explanations are word occlusion (`explain.py`); embeddings are the encoder's
+hidden states, mean-pooled (`embed`).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -136,22 +138,49 @@ class LocalClassifier(Classifier):
             for row, cut, threshold in zip(probs.tolist(), truncated, thresholds)
         ]
 
-    def predict(self, texts: list[str], thresholds: list[float], on_progress: Callable[[int, int], None] | None = None,
-                batch_size: int | None = None) -> list[ClassificationResult]:
-        """Sorted by length into batches, so that each is padded only to its own longest
-        message, then put back in input order."""
+    def sorted_batches(self, features: list[dict], batch_size: int | None,
+                       on_progress: Callable[[int, int], None] | None) -> Iterator[tuple[list[int], dict]]:
+        """(indices, padded inputs) of batches sorted by length, so that each is padded only to
+        its own longest message; reports (done, total) once each batch is used."""
         batch_size = batch_size or BATCH_SIZE
-        features, truncated = self.tokenize(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(features[i]["input_ids"]))
-        results: list[ClassificationResult | None] = [None] * len(texts)
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            probs = self.forward(self.collate([features[i] for i in chunk]), [texts[i] for i in chunk])
-            for i, result in zip(chunk, self.postprocess(probs, [truncated[i] for i in chunk], [thresholds[i] for i in chunk])):
-                results[i] = result
+            yield chunk, self.collate([features[i] for i in chunk])
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(order)), len(order))
+
+    def predict(self, texts: list[str], thresholds: list[float], on_progress: Callable[[int, int], None] | None = None,
+                batch_size: int | None = None) -> list[ClassificationResult]:
+        """In batches sorted by length, then put back in input order."""
+        features, truncated = self.tokenize(texts)
+        results: list[ClassificationResult | None] = [None] * len(texts)
+        for chunk, inputs in self.sorted_batches(features, batch_size, on_progress):
+            probs = self.forward(inputs, [texts[i] for i in chunk])
+            for i, result in zip(chunk, self.postprocess(probs, [truncated[i] for i in chunk], [thresholds[i] for i in chunk])):
+                results[i] = result
         return results
+
+    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """The encoder's pooled embeddings (contract.POOLING), in batches sorted by length."""
+        features, _ = self.tokenize(texts)
+        vectors = None
+        for chunk, inputs in self.sorted_batches(features, batch_size, on_progress):
+            pooled = self.pooled(inputs)
+            if vectors is None:
+                vectors = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            vectors[chunk] = pooled
+        return vectors
+
+    @torch.inference_mode()
+    def pooled(self, inputs: dict) -> np.ndarray:
+        """Mean pooling (as sentence-transformers does for MiniLM): it works for every encoder,
+        where [CLS] only means something after fine-tuning, and only for some architectures."""
+        hidden = self.model.base_model(**inputs).last_hidden_state.float()
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
 
     def spam_scores(self, texts: list[str]) -> list[float]:
         """P(spam) per text, unchecked (explanations score variants that may be empty)."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from pipelines.classification.contract import ClassificationResult, Classifier, Explanation, decide
 from pipelines.core.errors import RemoteModelError
 from pipelines.core.remote import GradioRemote
 
 # Classification requests sent to a remote app at once (its queue is bounded; it batches them).
 IN_FLIGHT = 16
+# Messages per /embed request to a remote app: progress every few seconds, requests of a few MB.
+EMBED_CHUNK = 256
 
 
 class GradioClassifier(GradioRemote, Classifier):
@@ -55,3 +59,17 @@ class GradioClassifier(GradioRemote, Classifier):
             spam_score=float(details["spam_score"]), words=details["words"],
             segments=[tuple(segment) for segment in details["segments"]], truncated=bool(details["truncated"]),
         )
+
+    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """The remote app's /embed, EMBED_CHUNK messages per request."""
+        if "/embed" not in self.parameters:
+            raise RemoteModelError(self.entry, "the remote app has no /embed endpoint: embeddings (the map, similar messages) are not available for it")
+        chunk_size = batch_size or EMBED_CHUNK
+        vectors = []
+        for start in range(0, len(texts), chunk_size):
+            result = self.call("/embed", messages=texts[start : start + chunk_size])
+            vectors.extend(result["vectors"])
+            if on_progress is not None:
+                on_progress(len(vectors), len(texts))
+        return np.asarray(vectors, dtype=np.float32)

@@ -35,6 +35,10 @@ class Settings(Strict):
     classification_max_batch_size: int = Field(32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off.")
     # Uploaded message files (Batch, /classify_batch): more rows than this are refused with a message.
     classification_max_file_rows: int = Field(20000, ge=1, description="Most messages one uploaded batch file may hold.")
+    # The embedding map and /similar embed a whole file once (then cached): 10,000 messages take
+    # ~25 s with a MiniLM-size encoder on 2 CPU cores (benchmarks/embeddings.py), and a scatter
+    # plot of more points gets slow in a browser.
+    embedding_map_max_rows: int = Field(10000, ge=1, description="Most messages a file for the embedding map (and /embed, /similar) may hold.")
     # What one request may send, checked before any expensive work (tokenizing, decoding, reading
     # a whole upload); the message names the setting. A message or prompt this long is ~25,000
     # tokens: 50x GPT-Neo's context, 200x a classifier's 512 tokens.

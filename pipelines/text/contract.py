@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator, TypedDict
 
 from pipelines.core import background
@@ -17,6 +17,7 @@ from pipelines.core.params import Range, check_params, from_defaults, param
 from pipelines.core.remote import MAX_SEED, pick_seed
 
 SEED_RANGE = Range(-1, MAX_SEED, integer=True)
+TEMPERATURE_RANGE = Range(0.0, 2.0, low_open=True, step=0.05)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class TextParams:
     )
     temperature: float = param(
         0.8, "Temperature", "Below 1: the likeliest words get likelier (safer, repetitive); above 1: rarer words get likelier (surprising, less coherent).",
-        range=Range(0.0, 2.0, low_open=True, step=0.05), passed_as="temperature", only_if="do_sample",
+        range=TEMPERATURE_RANGE, passed_as="temperature", only_if="do_sample",
     )
     top_p: float = param(
         0.95, "Top-p", "Sample only from the likeliest tokens whose probabilities add up to this (nucleus sampling).",
@@ -49,6 +50,12 @@ class TextParams:
     # A prompt too long for the context: False refuses it with a message; True drops its oldest
     # tokens (left truncation) and says how many in the update's `truncated_tokens`.
     truncate_prompt: bool = param(False, "Truncate a too-long prompt from the left (off = refuse it with a message)")
+    # Off by default: recording costs a softmax and a top-k per token and makes every streamed
+    # update longer (benchmarks/token_view.py measures it); the updates' `tokens` are None then.
+    token_probabilities: bool = param(
+        False, "Record token probabilities (the token view)",
+        "Each generated token with the probability the model gave it and its top alternatives, after temperature, top-k, top-p and the repetition penalty.",
+    )
 
 
 # Named sampling presets offered in the Text tab. Each sets these fields; the others (and
@@ -63,6 +70,26 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Alternatives recorded per generated token (token_probabilities): the likeliest, plus the token
+# chosen when it is not among them. 5 is also the most OpenAI's completions API returns.
+TOP_ALTERNATIVES = 5
+
+
+class TokenChoice(TypedDict):
+    token: str  # the token alone, decoded (" the", "\n")
+    id: int | None  # its id in the vocabulary (None where a remote server gives only the text)
+    probability: float  # after temperature, top-k, top-p and the repetition penalty (0 for a token they exclude)
+    rank: int  # 1 = the most likely
+
+
+class TokenProbability(TokenChoice):
+    """One generated token: how likely the model made it, and what else it considered."""
+
+    text: str  # the characters it added to the text ("" while a character spans several tokens)
+    most_likely: bool  # it was the most likely token (always so without sampling)
+    alternatives: list[TokenChoice]  # the TOP_ALTERNATIVES likeliest, most likely first, + this token if not among them
+
+
 class TextUpdate(TypedDict):
     text: str  # the whole continuation so far
     new_tokens: int
@@ -75,6 +102,29 @@ class TextUpdate(TypedDict):
     truncated_tokens: int  # prompt tokens dropped from the left (truncate_prompt)
     truncated_chars: int  # characters of a very long prompt dropped before it was tokenized
     params: dict  # the parameters, with the seed used
+    tokens: list[TokenProbability] | None  # token_probabilities: every token so far; None when off or unavailable
+    tokens_unavailable: str | None  # why a model asked for token probabilities cannot give them
+
+
+@dataclass(frozen=True)
+class NextTokenParams:
+    """The next-token explorer: the model's distribution over the token after a prompt."""
+
+    # 50: more bars than a chart can label legibly; the rest of the distribution is summed up
+    # in `top_k_probability` and `entropy_bits`.
+    top_k: int = param(10, "Next tokens shown", "How many of the likeliest next tokens to list.", range=Range(1, 50, integer=True))
+    temperature: float = param(
+        1.0, "Temperature", "The model's scores are divided by it before the softmax: below 1 the distribution sharpens, above 1 it flattens.",
+        range=TEMPERATURE_RANGE,
+    )
+
+
+class NextTokens(TypedDict):
+    prompt_tokens: int
+    temperature: float
+    tokens: list[TokenChoice]  # the top_k likeliest next tokens, most likely first
+    top_k_probability: float  # their probabilities summed: how much of the distribution they hold
+    entropy_bits: float  # of the whole distribution: 0 = certain, log2(vocabulary size) = every token alike
 
 
 class StreamStats:
@@ -86,7 +136,14 @@ class StreamStats:
         self.first_token_at: float | None = None
         self.new_tokens = 0
         self.text = ""
+        self.tokens: list[TokenProbability] | None = None  # a list once the model records them
+        self.tokens_unavailable: str | None = None
         self._on_text = on_text
+
+    def token_recorded(self, token: TokenProbability) -> None:
+        if self.tokens is None:
+            self.tokens = []
+        self.tokens.append(token)
 
     def tokens_arrived(self, total: int) -> None:
         if total > 0 and self.first_token_at is None:
@@ -107,6 +164,7 @@ class StreamStats:
             text=self.text, new_tokens=self.new_tokens, seed=seed, ttft_s=first - self.started if first else None,
             tokens_per_s=rate, elapsed_s=now - self.started, done=done, stopped=stopped,
             truncated_tokens=truncated_tokens, truncated_chars=truncated_chars, params=asdict(params) | {"seed": seed},
+            tokens=None if self.tokens is None else list(self.tokens), tokens_unavailable=self.tokens_unavailable,
         )
 
 
@@ -133,6 +191,11 @@ class TextGenerator(ABC):
     def default_params(self, **overrides) -> TextParams:
         return from_defaults(TextParams, self.entry.defaults, **overrides)
 
+    def why_no_token_probabilities(self) -> str | None:
+        """Why this model cannot record token probabilities (token_probabilities=True), or None
+        when it can: its updates then carry `tokens`, otherwise `tokens_unavailable` says why."""
+        return f"'{self.name}' does not report token probabilities"
+
     def check_inputs(self, prompt: object, params: TextParams) -> TextParams:
         check_prompt(prompt)
         return check_params(params, self.entry.ranges(), self.entry.choices())
@@ -150,10 +213,13 @@ class TextGenerator(ABC):
         seed = pick_seed(params.seed)
         stop = stop or threading.Event()
         stats: list[StreamStats] = []
+        unavailable = self.why_no_token_probabilities() if params.token_probabilities else None
+        decoded = replace(params, token_probabilities=False) if unavailable else params
 
         def work(emit):
             stats.append(StreamStats(on_text=lambda: emit(None)))
-            return self.decode(prompt, params, seed, stats[0], stop)
+            stats[0].tokens, stats[0].tokens_unavailable = ([] if decoded.token_probabilities else None), unavailable
+            return self.decode(prompt, decoded, seed, stats[0], stop)
 
         for kind, ending in background.stream(work, f"generate-{self.name}", stop):
             if kind == "item" and not stop.is_set():  # after Stop, only the final update
@@ -161,6 +227,8 @@ class TextGenerator(ABC):
             elif kind == "result":
                 if "new_tokens" in ending and not stop.is_set():
                     stats[0].new_tokens = ending["new_tokens"]
+                if ending.get("tokens_unavailable"):  # e.g. a server that sent no log-probabilities
+                    stats[0].tokens, stats[0].tokens_unavailable = None, ending["tokens_unavailable"]
                 yield stats[0].update(seed, params, done=True, stopped=stop.is_set(),
                                       truncated_tokens=ending.get("truncated_tokens", 0),
                                       truncated_chars=ending.get("truncated_chars", 0))
@@ -171,6 +239,17 @@ class TextGenerator(ABC):
         for final in self.stream(prompt, params):
             pass
         return final
+
+    def next_tokens(self, prompt: str, params: NextTokenParams | None = None) -> NextTokens:
+        """The next-token explorer: the likeliest tokens to follow `prompt`, with their
+        probabilities at `params.temperature` (no other sampling setting: the model's own view)."""
+        check_prompt(prompt)
+        params = check_params(params or NextTokenParams())
+        return background.call(lambda emit: self.next_token_distribution(prompt, params), f"next-tokens-{self.name}")
+
+    def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
+        """`next_tokens` for checked inputs, on a worker thread (models that can override this)."""
+        raise InputError("model", f"'{self.name}' cannot show its next-token distribution; choose a model that runs in this app")
 
     def close(self) -> None:
         """Release what the generator holds (the registry calls this when it unloads it)."""

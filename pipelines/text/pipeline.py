@@ -3,7 +3,8 @@
 1. check the inputs (the contract's checks, then the prompt's length against the context),
 2. seed torch's generator, 3. `model.generate` with a streamer that reports each token and the
 text so far, and a stopping criterion that checks the Stop flag before every token, so that
-Stop (or a client that went away) frees the model at once.
+Stop (or a client that went away) frees the model at once. With token_probabilities, a last
+logits processor records each token's distribution (`token_probabilities.py`).
 
 An entry with `cpu_speedups: {engine: openvino}` that runs on a CPU gets `OpenVINOTextGenerator`
 instead: the same checks and streaming, with the model exported once to OpenVINO
@@ -28,8 +29,9 @@ from pipelines.core.hub import from_pretrained_kwargs
 from pipelines.core.limits import chars_for_tokens
 from pipelines.core.params import call_kwargs
 from pipelines.text.config import TextEntry
-from pipelines.text.contract import StreamStats, TextGenerator, TextParams
+from pipelines.text.contract import NextTokenParams, NextTokens, StreamStats, TextGenerator, TextParams
 from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
+from pipelines.text.token_probabilities import TokenRecorder, next_token_distribution, take_over_sampling, untaken_warpers
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +40,26 @@ class _ReportingStreamer(TextStreamer):
     """Counts the new tokens as `generate` makes them and reports the text so far (TextStreamer
     decodes at word boundaries, so a multi-byte character is never shown half-made)."""
 
-    def __init__(self, tokenizer, stats: StreamStats):
+    def __init__(self, tokenizer, stats: StreamStats, recorder: TokenRecorder | None = None):
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
         self.stats, self.new_tokens, self.text = stats, 0, ""
+        self.recorder = recorder
         self._prompt_seen = False
 
     def put(self, value):
         if self._prompt_seen:
             self.new_tokens += value.numel()
             self.stats.tokens_arrived(self.new_tokens)
+            if self.recorder is not None:  # before the text: an update then holds its tokens
+                for token_id in value.reshape(-1).tolist():
+                    self.recorder.chosen(token_id)
         self._prompt_seen = True
         super().put(value)
+
+    def end(self):
+        if self.recorder is not None:
+            self.recorder.finish()
+        super().end()
 
     def on_finalized_text(self, text: str, stream_end: bool = False):
         if text:
@@ -96,6 +107,10 @@ class LocalTextGenerator(TextGenerator):
     def memory_mb(self) -> float:
         return model_memory_mb(self.model)
 
+    def why_no_token_probabilities(self) -> str | None:
+        untaken = untaken_warpers(self.model.generation_config)
+        return f"'{self.name}' samples with {', '.join(untaken)} (its generation config), which the token view cannot record" if untaken else None
+
     # -- 1. the prompt's length (the other checks are the contract's) ---------------------
     def prompt_inputs(self, prompt: str, params: TextParams) -> tuple[dict, dict]:
         """The prompt's token ids (its end, when truncate_prompt drops its start), and what was
@@ -123,18 +138,29 @@ class LocalTextGenerator(TextGenerator):
     # -- 2.-3. generate, streaming ----------------------------------------------------------
     def decode(self, prompt: str, params: TextParams, seed: int, stats: StreamStats, stop: threading.Event) -> dict:
         inputs, dropped = self.prompt_inputs(prompt, params)
+        recorder = TokenRecorder(self.tokenizer, stats.token_recorded) if params.token_probabilities else None
         kwargs = call_kwargs(params) | dict(
             input_ids=inputs["input_ids"].to(self.device),
             attention_mask=inputs["attention_mask"].to(self.device),
             pad_token_id=self.tokenizer.pad_token_id,
-            streamer=_ReportingStreamer(self.tokenizer, stats),
+            streamer=_ReportingStreamer(self.tokenizer, stats, recorder),
             stopping_criteria=StoppingCriteriaList([_StopFlag(stop)]),
         )
+        if recorder is not None:
+            kwargs = take_over_sampling(kwargs, recorder)
         with self._lock:
             torch.manual_seed(seed)
             with torch.inference_mode():
                 self.model.generate(**kwargs)
         return dropped
+
+    def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
+        def last_logits(input_ids):
+            ids = input_ids.to(self.device)
+            return self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+
+        with self._lock:
+            return next_token_distribution(last_logits, self.tokenizer, prompt, params, self.context_length)
 
 
 class OpenVINOTextGenerator(LocalTextGenerator):
@@ -192,11 +218,25 @@ class OpenVINOTextGenerator(LocalTextGenerator):
         prompt_ids = inputs["input_ids"][0].tolist()
         config = copy.deepcopy(self.generation_config)
         config.update(**call_kwargs(params))
-        streamer = _ReportingStreamer(self.tokenizer, stats)
+        recorder = TokenRecorder(self.tokenizer, stats.token_recorded) if params.token_probabilities else None
+        streamer = _ReportingStreamer(self.tokenizer, stats, recorder)
         with self._lock:
             self.model.reset()
             streamer.put(torch.tensor([prompt_ids]))  # the prompt: skipped, as generate() does
             for step in decode_tokens(self.model.step, prompt_ids, config, seed, stop):
+                if recorder is not None:
+                    recorder.record(step.probs)  # the distribution the token was drawn from
                 streamer.put(torch.tensor([step.token]))
             streamer.end()
         return dropped
+
+    def why_no_token_probabilities(self) -> str | None:
+        return None  # decode_tokens hands over every step's distribution
+
+    def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
+        def last_logits(input_ids):
+            self.model.reset()  # a sequence of its own; each generation resets it again
+            return self.model.step(input_ids[0].tolist())
+
+        with self._lock:
+            return next_token_distribution(last_logits, self.tokenizer, prompt, params, self.context_length)
