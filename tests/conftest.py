@@ -32,7 +32,7 @@ def registry(tiny_config):
 
 # The app's public API, in one place: view_api() must list exactly these, each with a
 # description, and the README's "Python client" section has an example for each.
-PUBLIC_ENDPOINTS = frozenset({"/classify", "/explain", "/classify_batch", "/generate_text", "/generate_image"})
+PUBLIC_ENDPOINTS = frozenset({"/classify", "/explain", "/classify_batch", "/generate_text", "/generate_image", "/train_classifier"})
 
 
 @pytest.fixture(scope="session")

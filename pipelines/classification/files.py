@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, TypedDict
 
 from pipelines.classification.contract import CLASSES, Classifier, check_threshold
-from pipelines.classification.data import classification_metrics, read_messages
+from pipelines.classification.data import check_cell_sizes, classification_metrics, read_messages
 from pipelines.core.errors import InputError
 
 
@@ -44,11 +44,7 @@ def classify_file(
     threshold = check_threshold(threshold)
     table = read_messages(path, text_column=text_column or None, max_rows=max_rows, max_bytes=max_bytes)
     texts = table.texts
-    if max_cell_chars is not None:
-        for row, text in enumerate(texts, start=1):
-            if len(text) > max_cell_chars:
-                raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
-                                 f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
+    check_cell_sizes(texts, max_cell_chars)
     filled = [i for i, text in enumerate(texts) if text.strip()]
     if not filled:
         raise InputError("file", f"column {table.text_column!r} has no text in any row")

@@ -12,6 +12,10 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
   every job, so that no idle pool slows the thread computing next (`openmp.py`).
 - A thread is renamed after the job it runs (e.g. `generate-GPT-Neo 1.3B`), so py-spy and
   `threading.enumerate()` tell what is running.
+- A long job that should not slow the others down (a training) runs with `steps_aside=True`
+  and calls `step_aside()` often (a training: before each linear layer, forward and backward):
+  it waits there while any other job runs, so a /classify during a training has the CPU's
+  cores to itself within a few milliseconds (benchmarks/train_sharing.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -36,11 +41,17 @@ IDLE_NAME = "pipeline-worker (idle)"
 # denoising step, one poll of a remote): the model is free again when it returns.
 STOP_WAIT_S = 30.0
 
+# Between two of its steps a job that steps aside waits at most this long for the others: under
+# a steady stream of requests it still makes progress (a step every STEP_ASIDE_MAX_S at worst).
+STEP_ASIDE_MAX_S = 10.0
+
 _trimmer = IdleTrimmer()  # hands freed memory back to the OS once the jobs stop coming
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
 _pool_lock = threading.Lock()
 _on_worker = threading.local()
+_others = threading.Condition()  # guards _running_others, the jobs that do not step aside
+_running_others = 0
 
 
 def _workers() -> ThreadPoolExecutor:
@@ -54,16 +65,39 @@ def _workers() -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str) -> None:
+def _count_others(change: int) -> None:
+    global _running_others
+    with _others:
+        _running_others += change
+        _others.notify_all()
+
+
+def step_aside(max_wait_s: float = STEP_ASIDE_MAX_S) -> float:
+    """Called by a job that steps aside (a training) between its steps: wait while any other job
+    runs, up to `max_wait_s`; returns the seconds waited (0 at once when nothing else runs, or
+    when called from a job that others count, which would wait for itself)."""
+    if getattr(_on_worker, "active", False) and not getattr(_on_worker, "steps_aside", False):
+        return 0.0
+    started = time.monotonic()
+    with _others:
+        _others.wait_for(lambda: _running_others == 0, timeout=max_wait_s)
+    return time.monotonic() - started
+
+
+def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool = False) -> None:
     thread = threading.current_thread()
-    thread.name, _on_worker.active = label, True
+    thread.name, _on_worker.active, _on_worker.steps_aside = label, True, steps_aside
     rss_before = rss_mb()
     _trimmer.job_started()
+    if not steps_aside:
+        _count_others(+1)
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
     except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
         events.put(("error", err))
     finally:
+        if not steps_aside:
+            _count_others(-1)
         release_openmp_pool()  # this thread idles until its next job: free its OpenMP workers
         give_back_memory(rss_before)  # a large job's freed memory goes back to the OS at once
         _trimmer.job_ended()
@@ -71,17 +105,18 @@ def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str) -> None
 
 
 def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None = None,
-           idle_every_s: float | None = None) -> Iterator[tuple[str, Any]]:
+           idle_every_s: float | None = None, steps_aside: bool = False) -> Iterator[tuple[str, Any]]:
     """Run `work(emit)` on a worker; yield ("item", x) for each `emit(x)`, ("idle", None) when
     nothing came for `idle_every_s`, and finally ("result", what work returned). The job's
     exception is raised here. Closing this iterator early sets `stop` and waits (up to
-    STOP_WAIT_S) for the job to end."""
+    STOP_WAIT_S) for the job to end. `steps_aside`: the job calls `step_aside()` between its
+    steps, and other jobs do not wait for it there."""
     events: queue.Queue = queue.Queue()
     if getattr(_on_worker, "active", False):  # already on a worker (a job calling a pipeline): run inline
         future = None
         _run_inline(work, events)
     else:
-        future = _workers().submit(_run_job, work, events, label)
+        future = _workers().submit(_run_job, work, events, label, steps_aside)
     finished = False
     try:
         while True:
