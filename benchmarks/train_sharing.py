@@ -18,7 +18,7 @@ app's defaults. One server per row, each with its own `training:` settings in mo
   (training-time ratios are against the mean of the two).
 
 Training speed is steps per second over the window (the server's own clock, from the streamed
-progress JSON), after WARMUP_STEPS steps; then the training is cancelled. Writes {"rows": [...]}
+progress JSON), after WARMUP_STEPS steps; then the server is stopped. Writes {"rows": [...]}
 with each row's latency (median, p95, max), steps/s, and both as ratios to the baselines.
 """
 
@@ -100,7 +100,8 @@ def measure_row(name: str, training: dict | None, load: bool, config: Path, data
         server.wait_ready()
         client = app_client(server.url)
         classify_for(client, 3.0)  # warm-up
-        row: dict = {"row": name, "training": training, "classify_load": load}
+        # the machine's 1-minute load average as the row starts: on a shared machine, other work shows here
+        row: dict = {"row": name, "training": training, "classify_load": load, "load_avg_before": round(os.getloadavg()[0], 2)}
         if training is None:
             latencies = classify_for(client, window_s)
         else:
@@ -113,8 +114,7 @@ def measure_row(name: str, training: dict | None, load: bool, config: Path, data
                 time.sleep(0.2)
             first = latest(job)
             latencies = classify_for(client, window_s) if load else (time.sleep(window_s) or [])
-            last = latest(job)
-            job.cancel()
+            last = latest(job)  # the server stops below, training and all
             row |= {"steps": last["step"] - first["step"], "steps_per_s": round(
                 (last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"]), 4), "max_steps": last["max_steps"]}
         if latencies:

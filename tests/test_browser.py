@@ -58,7 +58,7 @@ def screenshot(page, name: str) -> None:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
-    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and name in ("classification", "text", "image", "train"):
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and name in ("classification", "text", "image"):
         from PIL import Image
 
         with Image.open(path) as full:

@@ -1,16 +1,17 @@
 """The Train tab in a real browser (Playwright + Debian's chromium): upload a small labelled file,
 train the tiny BERT for an epoch while the curves grow, then pick the new model in the
-Classification tab and get a verdict from it. Screenshots before, during and after training
-(`train` is the README's docs/train.png with UPDATE_DOCS_SCREENSHOTS=1)."""
+Classification tab and get a verdict from it. Screenshots before, during and after training;
+with UPDATE_DOCS_SCREENSHOTS=1 the README's small docs/train.png (the training and result part) too."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 
 import pytest
 
-from tests.test_browser import browser, button, open_tab, page, screenshot, visible  # noqa: F401 - fixtures
+from tests.test_browser import DOCS, DOCS_WIDTH, SCREENSHOT_DIR, browser, button, open_tab, page, screenshot, visible  # noqa: F401
 
 SPAM = ["WIN a free prize now, call {}", "Free cash reward! Text WIN to {}", "URGENT: claim your bonus {} today",
         "You have been selected for a holiday, reply {}"]
@@ -31,6 +32,23 @@ WATCH_PLOTS_JS = """() => {
         }
     }).observe(document.body, {subtree: true, childList: true, attributes: true});
 }"""
+
+
+def docs_screenshot(page) -> None:
+    """The training and result part of the tab, small, for the README (docs/train.png)."""
+    from PIL import Image
+
+    path = SCREENSHOT_DIR / "train-results.png"
+    page.locator("#train-results").screenshot(path=str(path))
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        with Image.open(path) as full:
+            small = full.resize((DOCS_WIDTH, round(full.height * DOCS_WIDTH / full.width)), Image.Resampling.LANCZOS)
+        small.convert("RGB").quantize(colors=128).save(DOCS / "train.png", optimize=True)
+
+
+def test_the_readme_shows_a_small_screenshot_of_the_train_tab():
+    assert "](docs/train.png)" in (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    assert 0 < (DOCS / "train.png").stat().st_size < 200_000, "docs/train.png is missing or large"
 
 
 @pytest.fixture
@@ -72,6 +90,7 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv): 
     assert points["validation"] and points["validation"][-1] == 3, points  # validation loss, accuracy, spam F1 of the epoch
     assert re.search(r"\d", result)
     screenshot(page, "train")
+    docs_screenshot(page)
 
     open_tab(page, "Classification")
     model = visible(page.get_by_label("Model", exact=True)).first

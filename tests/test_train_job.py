@@ -255,3 +255,23 @@ def test_a_job_that_steps_aside_waits_while_other_jobs_run():
     other.join(10)
     assert 0.4 < waited[0] < 5
     assert background.step_aside() < 0.1  # nothing else runs: no wait
+
+
+def test_closing_the_stream_of_a_job_that_steps_aside_ends_it_at_its_next_step_aside():
+    pieces = []
+
+    def work(emit):
+        while True:  # small pieces of work, stepping aside between them, as a training does layer by layer
+            background.step_aside()
+            pieces.append(1)
+            emit(len(pieces))
+            time.sleep(0.01)
+
+    events = background.stream(work, "aside", stop=threading.Event(), steps_aside=True)
+    next(events)
+    closed = time.monotonic()
+    events.close()  # sets `stop`, then waits for the job to end
+    assert time.monotonic() - closed < 1
+    done = len(pieces)
+    time.sleep(0.1)
+    assert len(pieces) == done  # it ended (background.Abandoned), it did not carry on

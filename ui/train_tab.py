@@ -30,6 +30,8 @@ MORE = ["weight_decay", "transformer_weight", "threshold", "time_limit_minutes"]
 # How often (seconds) the page gets an update while training: the curves grow twice a second.
 UPDATE_EVERY_S = 0.5
 VALIDATION_SERIES = (("loss", "validation loss"), ("accuracy", "accuracy"), ("spam_f1", "spam F1"))
+# Named in the plot's label: Gradio 6 clips the legend of a plot this high.
+VALIDATION_COLOURS = {"validation loss": "#e45756", "accuracy": "#4c78a8", "spam F1": "#54a24b"}
 
 
 def _duration(seconds: float | None) -> str:
@@ -195,18 +197,20 @@ def build(config, registry) -> None:
                 with gr.Row():
                     train = gr.Button("Train", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
-        gr.Markdown("### 3. Training")
-        status = gr.Markdown("Not started: choose a file and press Train.", label="Status")
-        with gr.Row():
-            loss_plot = gr.LinePlot(None, x="epoch", y="training loss", label="Training loss per step (lower is better)",
-                                    height=300, elem_id="train-loss-plot")
-            # Points: a line needs two epochs. Validation loss rising while training loss falls = memorising.
-            metrics_plot = gr.ScatterPlot(None, x="epoch", y="value", color="measure", label="Validation, per epoch (the transformer alone)",
-                                          height=300, elem_id="train-metrics-plot")
-        log = gr.Textbox(label="Log", lines=6, max_lines=10, interactive=False, autoscroll=True)
-        gr.Markdown("### 4. Result")
-        result = gr.Markdown(label="Result")
-        details = details_json()
+        with gr.Column(elem_id="train-results"):  # the README's screenshot
+            gr.Markdown("### 3. Training")
+            status = gr.Markdown("Not started: choose a file and press Train.", label="Status")
+            with gr.Row():
+                loss_plot = gr.LinePlot(None, x="epoch", y="training loss", label="Training loss per step (lower is better)",
+                                        height=340, elem_id="train-loss-plot")
+                # Points: a line needs two epochs. Validation loss rising while training loss falls = memorising.
+                metrics_plot = gr.ScatterPlot(None, x="epoch", y="value", color="measure", color_map=VALIDATION_COLOURS,
+                                              label="Validation per epoch, the transformer alone: red loss, blue accuracy, green spam F1",
+                                              height=340, elem_id="train-metrics-plot")
+            log = gr.Textbox(label="Log", lines=6, max_lines=10, interactive=False, autoscroll=True)
+            gr.Markdown("### 4. Result")
+            result = gr.Markdown(label="Result")
+            details = details_json()
         with gr.Accordion("Trained models", open=True):
             table = gr.Dataframe(headers=trained_models.TABLE_HEADERS, label="Saved in this app (newest first)", interactive=False, wrap=True)
             with gr.Row():

@@ -66,10 +66,6 @@ class TrainingError(UserFacingError):
     """A training that failed for a reason the user can act on (out of memory, ...)."""
 
 
-class Cancelled(Exception):
-    """Raised in the training thread once nobody waits for the training any more."""
-
-
 class _Either:
     """Set when either event is: `train` stops at the Stop button and at a cancel alike."""
 
@@ -109,8 +105,8 @@ def check_data(config, file: str | None, text_column: str | None = None, label_c
 class Progress:
     """Turns training events into TrainUpdates: histories, time left, a log line per epoch."""
 
-    def __init__(self, params: TrainParams):
-        self.params = params
+    def __init__(self, params: TrainParams, base_name: str = ""):
+        self.params, self.base_name = params, base_name
         self.started = time.monotonic()
         self.training_started: float | None = None
         self.update: TrainUpdate = TrainUpdate(
@@ -130,7 +126,7 @@ class Progress:
                      f"{event['validation_messages']:,} held out for validation ({event['validation_spam']:,} spam)")
         elif kind == "loading":
             u["state"] = "loading"
-            self.say(f"loading the base model {event['base_model']}")
+            self.say(f"loading the base model {self.base_name or event['base_model']}")
         elif kind == "training":
             u["state"], u["max_steps"], u["device"] = "training", event["max_steps"], event["device"]
             self.training_started = time.monotonic()
@@ -232,7 +228,7 @@ class TrainingRunner:
         base = section.base(base_model or section.base_models[0].name)
         data = check_data(self.config, file, text_column, label_column, params.validation_fraction, params.seed)
         name = self.new_name(save_as, base.name, file)
-        progress = Progress(params)
+        progress = Progress(params, base.name)
         abort = threading.Event()  # set by closing the stream below: nobody waits for this training
         folder = trained_models.folder_of(self.config)
         partial = trained_models.new_partial(folder)
@@ -245,8 +241,8 @@ class TrainingRunner:
 
         def work(report):
             def on_event(event: dict) -> None:
-                if abort.is_set():
-                    raise Cancelled()
+                if abort.is_set():  # nobody waits for this training any more (between two steps: see step_aside)
+                    raise background.Abandoned()
                 report(event)
 
             with self._one_at_a_time, torch_threads(section.threads):

@@ -72,21 +72,34 @@ def _count_others(change: int) -> None:
         _others.notify_all()
 
 
+class Abandoned(Exception):
+    """Raised by step_aside() in a job whose stream was closed (nobody waits for its result)."""
+
+
 def step_aside(max_wait_s: float = STEP_ASIDE_MAX_S) -> float:
-    """Called by a job that steps aside (a training) between its steps: wait while any other job
-    runs, up to `max_wait_s`; returns the seconds waited (0 at once when nothing else runs, or
-    when called from a job that others count, which would wait for itself)."""
-    if getattr(_on_worker, "active", False) and not getattr(_on_worker, "steps_aside", False):
-        return 0.0
+    """Called often by a job that steps aside (a training): wait while any other job runs, up to
+    `max_wait_s`; returns the seconds waited (0 at once when nothing else runs, or when called
+    from a job that others count, which would wait for itself). Raises Abandoned once the job's
+    `stop` is set, so that a closed stream ends it within one of its small pieces of work."""
+    if not getattr(_on_worker, "steps_aside", False):
+        return 0.0 if getattr(_on_worker, "active", False) else _wait_for_others(max_wait_s, None)
+    return _wait_for_others(max_wait_s, _on_worker.stop)
+
+
+def _wait_for_others(max_wait_s: float, stop: threading.Event | None) -> float:
     started = time.monotonic()
+    abandoned = (lambda: stop.is_set()) if stop is not None else (lambda: False)
     with _others:
-        _others.wait_for(lambda: _running_others == 0, timeout=max_wait_s)
+        _others.wait_for(lambda: _running_others == 0 or abandoned(), timeout=max_wait_s)
+    if abandoned():
+        raise Abandoned()
     return time.monotonic() - started
 
 
-def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool = False) -> None:
+def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool = False,
+             stop: threading.Event | None = None) -> None:
     thread = threading.current_thread()
-    thread.name, _on_worker.active, _on_worker.steps_aside = label, True, steps_aside
+    thread.name, _on_worker.active, _on_worker.steps_aside, _on_worker.stop = label, True, steps_aside, stop
     rss_before = rss_mb()
     _trimmer.job_started()
     if not steps_aside:
@@ -101,7 +114,7 @@ def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_a
         release_openmp_pool()  # this thread idles until its next job: free its OpenMP workers
         give_back_memory(rss_before)  # a large job's freed memory goes back to the OS at once
         _trimmer.job_ended()
-        thread.name, _on_worker.active = IDLE_NAME, False
+        thread.name, _on_worker.active, _on_worker.steps_aside, _on_worker.stop = IDLE_NAME, False, False, None
 
 
 def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None = None,
@@ -109,14 +122,14 @@ def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None =
     """Run `work(emit)` on a worker; yield ("item", x) for each `emit(x)`, ("idle", None) when
     nothing came for `idle_every_s`, and finally ("result", what work returned). The job's
     exception is raised here. Closing this iterator early sets `stop` and waits (up to
-    STOP_WAIT_S) for the job to end. `steps_aside`: the job calls `step_aside()` between its
-    steps, and other jobs do not wait for it there."""
+    STOP_WAIT_S) for the job to end. `steps_aside`: the job calls `step_aside()` often, other jobs
+    go first there, and once `stop` is set it raises Abandoned there."""
     events: queue.Queue = queue.Queue()
     if getattr(_on_worker, "active", False):  # already on a worker (a job calling a pipeline): run inline
         future = None
         _run_inline(work, events)
     else:
-        future = _workers().submit(_run_job, work, events, label, steps_aside)
+        future = _workers().submit(_run_job, work, events, label, steps_aside, stop)
     finished = False
     try:
         while True:
