@@ -275,3 +275,37 @@ def test_closing_the_stream_of_a_job_that_steps_aside_ends_it_at_its_next_step_a
     done = len(pieces)
     time.sleep(0.1)
     assert len(pieces) == done  # it ended (background.Abandoned), it did not carry on
+
+
+# -- models.yaml ----------------------------------------------------------------------------------------
+MINIMAL = """
+settings: {trained_models_dir: my-models}
+classification: [{name: C, source: some/classifier}]
+text: [{name: T, source: some/lm}]
+image: [{name: I, source: some/diffusion}]
+training:
+  base_models: [{name: B, source: ./encoder}]
+"""
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("  defaults: {epochs: 0}\n", "field 'training.defaults.epochs': Input should be greater than 0"),
+    ("  base_modles: []\n", "field 'training.base_modles': Extra inputs are not permitted"),
+    ("  max_minutes: 10\n", "field 'training.defaults': time_limit_minutes 15 is above max_minutes 10"),
+])
+def test_the_training_section_is_checked_at_start_up_naming_the_field(tmp_path, extra, message):
+    from pipelines.core.errors import ConfigError
+
+    path = tmp_path / "models.yaml"
+    path.write_text(MINIMAL + extra)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_relative_paths_of_the_training_section_are_the_config_files(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(MINIMAL)
+    config = load_config(path)
+    assert config.training.base_models[0].source == str(tmp_path / "encoder")
+    assert config.settings.trained_models_dir == str(tmp_path / "my-models")
+    assert config.training.defaults.model_dump() == dataclasses.asdict(TrainParams())  # no defaults: the command's

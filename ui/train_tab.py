@@ -15,14 +15,14 @@ import gradio as gr
 import pandas as pd
 
 from pipelines.classification import trained_models
-from pipelines.classification.train_job import TrainingRunner, TrainUpdate, check_data
+from pipelines.classification.train_job import TrainingRunner, TrainUpdate, check_data, duration
 from pipelines.classification.training import TrainParams
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import check_params, from_defaults
 from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, output_path, show_errors
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering
-# (and the training steps aside between its steps while they compute).
+# (and the training pauses, layer by layer, while they compute).
 CONCURRENCY_ID = "training"
 # Under the base model, in this order; the rest of TrainParams under "More settings".
 PARAMETERS = ["epochs", "learning_rate", "batch_size", "max_length", "validation_fraction", "seed", "patience"]
@@ -32,13 +32,6 @@ UPDATE_EVERY_S = 0.5
 VALIDATION_SERIES = (("loss", "validation loss"), ("accuracy", "accuracy"), ("spam_f1", "spam F1"))
 # Named in the plot's label: Gradio 6 clips the legend of a plot this high.
 VALIDATION_COLOURS = {"validation loss": "#e45756", "accuracy": "#4c78a8", "spam F1": "#54a24b"}
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "…"
-    seconds = round(seconds)
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def describe_data(data: dict) -> str:
@@ -75,13 +68,13 @@ def describe_status(update: TrainUpdate) -> str:
     state = update["state"]
     if state == "training" and update["max_steps"]:
         text = (f"**Training** · step {update['step']:,} / {update['max_steps']:,} · epoch {update['epoch']:.2f} of "
-                f"{update['epochs']:g} · {_duration(update['elapsed_s'])} so far · about {_duration(update['eta_s'])} left")
+                f"{update['epochs']:g} · {duration(update['elapsed_s'])} so far · about {duration(update['eta_s'])} left")
         return text + (f" · on {update['device']}" if update["device"] else "")
     if state == "done":
-        return f"**Done** in {_duration(update['elapsed_s'])}" + (" (stopped early: the best epoch so far is kept)" if update["stopped"] else "")
+        return f"**Done** in {duration(update['elapsed_s'])}" + (" (stopped early: the best epoch so far is kept)" if update["stopped"] else "")
     waiting = {"starting": "Starting (reading the file)…", "reading": "Reading the file…", "loading": "Loading the base model…",
                "tfidf": "Fitting the TF-IDF half…", "saving": "Saving the model…"}
-    return f"**{waiting.get(state, state)}** · {_duration(update['elapsed_s'])} so far"
+    return f"**{waiting.get(state, state)}** · {duration(update['elapsed_s'])} so far"
 
 
 def describe_result(update: TrainUpdate) -> str:
@@ -90,7 +83,7 @@ def describe_result(update: TrainUpdate) -> str:
     lines = [
         f"**Saved as `{update['model']}`**: it is now in the Classification tab's model list (and in /classify's). "
         f"{metrics.get('train_messages', 0):,} training messages · {metrics.get('epochs_run', 0):g} epoch(s) run, "
-        f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{_duration(metrics.get('train_seconds'))}**"
+        f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{duration(metrics.get('train_seconds'))}**"
         + (" · stopped early" if update["stopped"] else "") + "."
     ]
     if "spam_f1" in metrics:

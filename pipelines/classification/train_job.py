@@ -76,7 +76,10 @@ class _Either:
         return any(e.is_set() for e in self.events)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them: "42 s", "3 min 05 s" ("…" while unknown)."""
+    if seconds is None:
+        return "…"
     seconds = round(seconds)
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
@@ -174,7 +177,7 @@ class Progress:
     def finish(self, model: trained_models.TrainedModel) -> TrainUpdate:
         u = self.update
         u["state"], u["done"], u["model"], u["metrics"], u["eta_s"] = "done", True, model.name, model.metrics, 0.0
-        self.say(f"saved as {model.name!r} in {_duration(model.metrics.get('train_seconds', 0))}; "
+        self.say(f"saved as {model.name!r} in {duration(model.metrics.get('train_seconds', 0))}; "
                  "it is now in the Classification tab's model list")
         return self.current()
 
