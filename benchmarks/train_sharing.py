@@ -11,9 +11,9 @@ app's defaults. One server per row, each with its own `training:` settings in mo
   for WINDOW_S: the latency baseline;
 - `training alone`: the training with no requests: the training-speed baseline;
 - then the same client load during the training, for each way of sharing: `step_aside` (the
-  training waits before each linear layer, forward and backward, while a request computes; the
-  app's default), neither (both compete for every core), and `threads: 1` (training on one
-  thread, the other core left to requests);
+  training runs at the lowest CPU priority and waits before each linear layer, forward and
+  backward, while a request computes; the app's default), neither (both compete for every core
+  at the same priority), and `threads: 1` (training on one thread, the other core left to requests);
 - `training alone` again at the end: how much the shared machine's speed drifted meanwhile
   (training-time ratios are against the mean of the two).
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import re
 import threading
@@ -309,3 +310,12 @@ def test_relative_paths_of_the_training_section_are_the_config_files(tmp_path):
     assert config.training.base_models[0].source == str(tmp_path / "encoder")
     assert config.settings.trained_models_dir == str(tmp_path / "my-models")
     assert config.training.defaults.model_dump() == dataclasses.asdict(TrainParams())  # no defaults: the command's
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux's")
+def test_a_job_that_steps_aside_runs_at_the_lowest_priority_in_a_thread_of_its_own():
+    def priority(emit):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), threading.current_thread().name
+
+    assert list(background.stream(priority, "train-x", steps_aside=True))[-1] == ("result", (background.STEP_ASIDE_NICE, "train-x"))
+    assert list(background.stream(priority, "other"))[-1][1][0] == 0  # the pool's threads keep their priority

@@ -86,10 +86,10 @@ class TrainingConfig(Strict):
     max_minutes: float = Field(60.0, gt=0, description="The longest time_limit_minutes a training may ask for.")
     min_messages_per_class: int = Field(MIN_MESSAGES_PER_CLASS, ge=2, description="Fewer distinct ham or spam messages are refused.")
     # How a training shares the machine with requests (measured by benchmarks/train_sharing.py):
-    # stepping aside = waiting before each of its linear layers (forward and backward) while any
-    # request computes; threads = the torch threads it trains on (0: all), leaving the other cores
-    # to requests (measured worse for both on 2 cores: requests' threads then share the busy core).
-    step_aside: bool = Field(True, description="Pause training while other requests compute.")
+    # stepping aside = training at the lowest CPU priority and waiting before each of its linear
+    # layers (forward and backward) while a request computes; threads = the torch threads it
+    # trains on (0: all), leaving the other cores to requests (measured no better on 2 cores).
+    step_aside: bool = Field(True, description="Train at the lowest CPU priority, pausing while other requests compute.")
     threads: int = Field(0, ge=0, description="CPU threads a training uses; 0 = all of them.")
 
     @model_validator(mode="after")

@@ -12,10 +12,11 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
   every job, so that no idle pool slows the thread computing next (`openmp.py`).
 - A thread is renamed after the job it runs (e.g. `generate-GPT-Neo 1.3B`), so py-spy and
   `threading.enumerate()` tell what is running.
-- A long job that should not slow the others down (a training) runs with `steps_aside=True`
-  and calls `step_aside()` often (a training: before each linear layer, forward and backward):
-  it waits there while any other job runs, so a /classify during a training has the CPU's
-  cores to itself within a few milliseconds (benchmarks/train_sharing.py).
+- A long job that should not slow the others down (a training) runs with `steps_aside=True`:
+  in a thread of its own at the lowest CPU priority, and calling `step_aside()` often (a
+  training: before each linear layer, forward and backward), where it waits while any other
+  job runs; so a /classify during a training has the CPU's cores almost as if idle
+  (benchmarks/train_sharing.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ STOP_WAIT_S = 30.0
 # Between two of its steps a job that steps aside waits at most this long for the others: under
 # a steady stream of requests it still makes progress (a step every STEP_ASIDE_MAX_S at worst).
 STEP_ASIDE_MAX_S = 10.0
+# ... and it runs at this CPU priority (Linux nice, 19 the lowest): whenever a request's threads
+# (HTTP, the queue, the model) want a core, the scheduler gives it to them. Pausing alone left
+# /classify at 1.8x its idle latency during a training: most of a request's time is outside its
+# model job (benchmarks/train_sharing.py).
+STEP_ASIDE_NICE = 19
 
 _trimmer = IdleTrimmer()  # hands freed memory back to the OS once the jobs stop coming
 _pool: ThreadPoolExecutor | None = None
@@ -98,11 +104,32 @@ def _wait_for_others(max_wait_s: float, stop: threading.Event | None) -> float:
 
 def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool = False,
              stop: threading.Event | None = None) -> None:
+    if not steps_aside:
+        _run_job_here(work, events, label, steps_aside, stop)
+        return
+    # A thread of its own, at the lowest CPU priority (its OpenMP workers inherit it): the priority
+    # goes with the thread, since an unprivileged process cannot raise it again for the next job.
+    own = threading.Thread(target=_run_job_here, args=(work, events, label, steps_aside, stop), name=label, daemon=True)
+    own.start()
+    own.join()
+
+
+def _lower_this_threads_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STEP_ASIDE_NICE)  # Linux: this thread only
+    except (AttributeError, OSError):  # not Linux, or not allowed: the pauses before each layer remain
+        pass
+
+
+def _run_job_here(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool,
+                  stop: threading.Event | None) -> None:
     thread = threading.current_thread()
     thread.name, _on_worker.active, _on_worker.steps_aside, _on_worker.stop = label, True, steps_aside, stop
     rss_before = rss_mb()
     _trimmer.job_started()
-    if not steps_aside:
+    if steps_aside:
+        _lower_this_threads_priority()
+    else:
         _count_others(+1)
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
