@@ -19,11 +19,12 @@ import gradio as gr
 
 # First of the pipelines: on ZeroGPU `spaces` must patch torch before any model is loaded.
 from pipelines.core import zerogpu
+from pipelines.classification import trained_models
 from pipelines.core.config import AppConfig, load_config
 from pipelines.core.errors import ConfigError
 from pipelines.core.registry import ModelRegistry
 from pipelines.tasks import TASKS
-from ui import status_panel
+from ui import status_panel, train_tab
 
 TITLE = "ML Studio — classify and generate"
 
@@ -56,10 +57,13 @@ def import_matplotlib_if_installed() -> None:
 def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Blocks:
     import_matplotlib_if_installed()
     registry = registry or ModelRegistry(config)
+    if config.training.enabled:
+        trained_models.register_all(config)  # models trained here before: offered again, like models.yaml entries
     with gr.Blocks(title=TITLE, delete_cache=OUTPUT_CACHE_LIFETIME_S) as demo:
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")
         with gr.Tabs():
             build_task_tabs(config, registry)
+            train_tab.build(config, registry)  # fine-tune a classifier (models.yaml `training:`)
         status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)

@@ -182,7 +182,7 @@ def build_image_pipeline(out: Path) -> Path:
 def tiny_config(paths: dict[str, Path]) -> dict:
     """models.yaml for the tiny models, with small sizes so every request takes well under a second."""
     return {
-        "settings": {"memory_budget_mb": 2000, "idle_unload_minutes": 30},
+        "settings": {"memory_budget_mb": 2000, "idle_unload_minutes": 30, "trained_models_dir": "trained-models"},
         "classification": [
             {"name": "Tiny BERT spam (random weights)", "source": str(paths["classification"]),
              "description": "Random weights: verdicts are meaningless, the plumbing is real."},
@@ -199,6 +199,12 @@ def tiny_config(paths: dict[str, Path]) -> dict:
              "limits": {"min_steps": 1, "max_steps": 20, "min_size": 32, "max_size": 256, "max_images": 4},
              "schedulers": ["Euler (trailing)", "Euler a (trailing)", "DPM++ 2M Karras", "DDIM"]},
         ],
+        # the Train tab fine-tunes the tiny BERT (its head is replaced), with validation curves
+        "training": {
+            "base_models": [{"name": "Tiny BERT (random weights)", "source": str(paths["classification"]),
+                             "description": "Random weights: trains in seconds; what it learns is real."}],
+            "defaults": {"validation_fraction": 0.15},
+        },
     }
 
 

@@ -34,6 +34,7 @@ def registry(tiny_config):
 # description, and the README's "Python client" section has an example for each.
 PUBLIC_ENDPOINTS = frozenset({
     "/classify", "/explain", "/classify_batch", "/similar", "/embed", "/generate_text", "/next_tokens", "/generate_image",
+    "/train_classifier",
 })
 
 

@@ -52,6 +52,8 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     for index in (0, 1):
         with Image.open(tmp_path / f"lighthouse-{index}.png") as image:
             assert image.format == "PNG"
+    assert re.search(r"^trained labelled · .* validation spam F1 \d", out, re.M)  # /train_classifier's final JSON
+    assert re.search(r"^(reading|loading) 0 / None$", out, re.M) and re.search(r"^done (\d+) / \1$", out, re.M)  # streamed progress
     assert "place in queue:" in out
     assert re.search(r"^\d+ dimensions, similarity -?\d\.\d+$", out, re.M)  # /embed
     assert re.search(r"^\[\(\d, '(ham|spam)', -?\d\.\d+\), \(\d, '(ham|spam)', -?\d\.\d+\)\]$", out, re.M)  # /similar

@@ -174,10 +174,11 @@ def build(config, registry) -> None:
     def show_model(model_name: str):
         return describe_model(config.entry(TASK, model_name))
 
-    with gr.Tab("Classification", id="classification"):
+    with gr.Tab("Classification", id="classification") as tab:
         gr.Markdown("Spam detection with a fine-tuned transformer: paste a message or upload a file, get ham or spam.")
         with gr.Row():
-            model = model_dropdown(names)
+            # custom values: models trained in the Train tab are accepted by name (unknown names get the registry's message)
+            model = model_dropdown(names, allow_custom_value=True)
             threshold = controls(ClassificationParams, ["threshold"], default, default.defaults)["threshold"]
         model_info = gr.Markdown(describe_model(default))
         with gr.Tabs():
@@ -231,3 +232,6 @@ def build(config, registry) -> None:
             show_model, model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,
             api_description="Internal: the selected model's description.",
         )
+        # Models trained in the Train tab join the list: on page load and whenever this tab is opened.
+        for trigger in (None, [tab.select]):
+            gr.on(trigger, lambda: gr.update(choices=config.names(TASK)), None, model, api_visibility="private", queue=False)

@@ -128,8 +128,8 @@ def _prune_outputs() -> None:
 
 
 # -- models -------------------------------------------------------------------------------------
-def model_dropdown(names: list[str], label: str = "Model") -> gr.Dropdown:
-    return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True)
+def model_dropdown(names: list[str], label: str = "Model", **kwargs) -> gr.Dropdown:
+    return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
 
 
 def describe_model(entry) -> str:
@@ -138,6 +138,13 @@ def describe_model(entry) -> str:
         source = f"{entry.remote_model or 'default model'} on {entry.url} ({entry.backend})"
     text = f"**{entry.name}** — `{source}`"
     return text + (f"<br>{entry.description}" if entry.description else "")
+
+
+def confusion_markdown(matrix: list[list[int]]) -> str:
+    """A confusion matrix (rows: true ham, true spam) as a Markdown table."""
+    (tn, fp), (fn, tp) = matrix
+    return ("| | predicted ham | predicted spam |\n|---|---|---|\n"
+            f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |")
 
 
 def details_json(label: str = "Details (the JSON result API clients receive)") -> gr.JSON:
@@ -191,8 +198,8 @@ def controls(params_cls, names: list[str], entry, defaults) -> dict[str, gr.comp
     for name in names:
         info, settings = infos[name], control_settings(params_cls, name, entry, defaults)
         common = dict(label=info.label, info=info.info or None)
-        if info.widget == "number":
-            made[name] = gr.Number(value=settings["value"], precision=0, **common)
+        if info.widget == "number":  # whole numbers for integers (a seed), any for floats (a learning rate)
+            made[name] = gr.Number(value=settings["value"], precision=0 if types[name] is int else None, **common)
         elif info.widget == "image":
             made[name] = _image_input(**common)
         elif info.widget == "dropdown":

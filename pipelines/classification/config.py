@@ -1,16 +1,19 @@
-"""A `classification:` entry of models.yaml."""
+"""A `classification:` entry of models.yaml, and the `training:` section (what the Train tab fine-tunes)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from pipelines.classification.contract import ClassificationParams
+from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
+from pipelines.classification.training import TrainParams
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
-from pipelines.core.params import defaults_schema
+from pipelines.core.errors import InputError
+from pipelines.core.params import Range, default_ranges, defaults_schema
 
 ClassificationDefaults = defaults_schema(ClassificationParams, "ClassificationDefaults")
 # Written by training.py next to a model it trains: its decision threshold and, for a blended
@@ -58,3 +61,60 @@ class ClassificationEntry(ModelEntry):
             if threshold is not None:
                 object.__setattr__(self, "defaults", ClassificationDefaults(threshold=threshold))  # entries are frozen
         return self
+
+
+# -- the `training:` section: what the Train tab and /train_classifier may fine-tune ---------------
+TrainDefaults = defaults_schema(TrainParams, "TrainDefaults")
+
+
+class BaseModel(Strict):
+    """An encoder the Train tab offers to fine-tune (always local weights: a Hub id or a folder)."""
+
+    name: str = Field(min_length=1, description="Shown in the Train tab's base-model dropdown and used by API clients.")
+    source: str = Field(min_length=1, description="Hugging Face repo id or local directory of an encoder (BERT, MiniLM, ...).")
+    description: str = ""
+    # what registry.explain_load_failure reads to say why a base cannot be loaded
+    backend: ClassVar[str] = "local"
+    url: ClassVar[None] = None
+
+
+class TrainingConfig(Strict):
+    base_models: list[BaseModel] = Field(default_factory=list, description="The first is the default; none: no Train tab.")
+    # Only what differs from TrainParams' defaults (the CLI's), e.g. a validation share for the curves.
+    defaults: TrainDefaults = TrainDefaults()
+    # A training holds the machine (one at a time): bound what one request may ask for.
+    max_minutes: float = Field(60.0, gt=0, description="The longest time_limit_minutes a training may ask for.")
+    min_messages_per_class: int = Field(MIN_MESSAGES_PER_CLASS, ge=2, description="Fewer distinct ham or spam messages are refused.")
+    # How a training shares the machine with requests (measured by benchmarks/train_sharing.py):
+    # stepping aside = training at the lowest CPU priority and waiting before each of its linear
+    # layers (forward and backward) while a request computes; threads = the torch threads it
+    # trains on (0: all), leaving the other cores to requests (measured no better on 2 cores).
+    step_aside: bool = Field(True, description="Train at the lowest CPU priority, pausing while other requests compute.")
+    threads: int = Field(0, ge=0, description="CPU threads a training uses; 0 = all of them.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [b.name for b in self.base_models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise FieldProblem("base_models", f"duplicate base model name(s) {duplicates}")
+        if self.defaults.time_limit_minutes > self.max_minutes:
+            raise FieldProblem("defaults", f"time_limit_minutes {self.defaults.time_limit_minutes:g} is above max_minutes {self.max_minutes:g}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_models)
+
+    def base(self, name: str) -> BaseModel:
+        for base in self.base_models:
+            if base.name == name:
+                return base
+        raise InputError("base_model", f"unknown base model {name!r}; choose one of {', '.join(repr(b.name) for b in self.base_models)}")
+
+    def ranges(self) -> dict[str, Range]:
+        """TrainParams' ranges, the time limit narrowed to max_minutes (the tab's controls use these too)."""
+        return {"time_limit_minutes": default_ranges(TrainParams)["time_limit_minutes"].within(high=self.max_minutes)}
+
+    def choices(self) -> dict[str, list[str]]:
+        return {}

@@ -198,3 +198,58 @@ def classification_metrics(labels: list[int], predictions: list[int]) -> dict:
         "confusion_matrix": confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
         "support": {"ham": int(sum(1 for y in labels if y == 0)), "spam": int(sum(1 for y in labels if y == 1))},
     }
+
+
+# -- checks before training -----------------------------------------------------------------------
+# Fewer distinct messages of a class than this and a model neither learns it nor can be measured
+# on it (a 15% validation share of 10 messages holds one or two of them). models.yaml
+# `training: min_messages_per_class` and the CLI's --min-messages-per-class change it.
+MIN_MESSAGES_PER_CLASS = 10
+
+
+def check_cell_sizes(texts: list[str], max_cell_chars: int | None) -> None:
+    """Refuse a file with a message longer than settings.max_file_cell_chars (before any work)."""
+    if max_cell_chars is None:
+        return
+    for row, text in enumerate(texts, start=1):
+        if len(text) > max_cell_chars:
+            raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
+                             f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
+
+
+def check_training_data(table: MessageTable, min_per_class: int = MIN_MESSAGES_PER_CLASS) -> dict:
+    """Refuse a file that training cannot learn from, naming what is wrong; returns its counts:
+    messages, ham, spam, and distinct texts of each class."""
+    if table.label_column is None:
+        raise InputError("label_column", f"the file has no label column: name one of {list(LABEL_COLUMN_NAMES)} "
+                         f"(values ham/spam or 0/1), or choose it; its columns are {list(table.frame.columns)}")
+    texts, labels = table.texts, table.labels
+    for row, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise InputError("file", f"row {row} has no text in column {table.text_column!r}; fill it in or remove the row")
+    distinct: dict[int, set[str]] = {0: set(), 1: set()}
+    for text, label in zip(texts, labels):
+        distinct[label].add(normalise(text))
+    if not distinct[0] or not distinct[1]:
+        only = "ham" if distinct[0] else "spam"
+        raise InputError("file", f"every message is labelled {only!r}; training needs both ham and spam messages")
+    for label, name in ((0, "ham"), (1, "spam")):
+        if len(distinct[label]) < min_per_class:
+            raise InputError("file", f"has {len(distinct[label])} distinct {name} message(s); training needs at least "
+                             f"{min_per_class} of each class (min_messages_per_class)")
+    return {"messages": len(texts), "ham": labels.count(0), "spam": labels.count(1),
+            "distinct_ham": len(distinct[0]), "distinct_spam": len(distinct[1])}
+
+
+def validation_split(texts: list[str], labels: list[int], validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Row indices (train, validation) as training uses them: all rows and none without a
+    validation share, else `split_by_unique_text`; a share too small to hold both classes is
+    refused naming `validation_fraction`."""
+    if validation_fraction <= 0:
+        return list(range(len(texts))), []
+    try:
+        return split_by_unique_text(texts, labels, validation_fraction, seed)
+    except ValueError as err:  # sklearn: too few texts on one side to stratify
+        distinct = len({normalise(t) for t in texts})
+        raise InputError("validation_fraction", f"{validation_fraction:g} of {distinct:,} distinct messages cannot hold "
+                         f"both classes on each side ({err}); choose a larger share, or 0 for no validation") from None

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, TypedDict
 
 from pipelines.classification.contract import CLASSES, Classifier, check_threshold
-from pipelines.classification.data import classification_metrics, read_messages
+from pipelines.classification.data import check_cell_sizes, classification_metrics, read_messages
 from pipelines.core.errors import InputError
 
 
@@ -32,11 +32,7 @@ def rows_with_text(table, max_cell_chars: int | None = None) -> list[int]:
     """The indices of the rows that have text; a message over `max_cell_chars`, or a file
     without any text, is refused naming the row or the column."""
     texts = table.texts
-    if max_cell_chars is not None:
-        for row, text in enumerate(texts, start=1):
-            if len(text) > max_cell_chars:
-                raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
-                                 f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
+    check_cell_sizes(texts, max_cell_chars)
     filled = [i for i, text in enumerate(texts) if text.strip()]
     if not filled:
         raise InputError("file", f"column {table.text_column!r} has no text in any row")

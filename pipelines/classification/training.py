@@ -26,9 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
+
+from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
+from pipelines.core.errors import InputError
+from pipelines.core.params import Range, check_params, field_types, param, param_infos
 
 # Defaults, chosen for SMS-length text on a 2-core CPU by `python -m benchmarks.spam --cv`:
 MAX_LENGTH = 128  # tokens per message; 99.8% of the SMS collection is shorter (MiniLM tokenizer)
@@ -54,49 +58,114 @@ RECIPE_CV_ESTIMATE: dict = {
 }
 
 ID2LABEL = {0: "ham", 1: "spam"}
+LOG_POINTS_PER_EPOCH = 20  # training-loss points logged per epoch (the Train tab's curve)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The hyper-parameters of one training run (the CLI's flags, the notebook's and the benchmark's)."""
+    """The hyper-parameters of one training run (the notebook's and the benchmark's), each declared
+    once with its range and a plain-words explanation: the CLI's flags, the Train tab's controls,
+    the /train_classifier API's parameters and the `training: defaults:` schema of models.yaml
+    are all made from these declarations (and TrainParams' below), with the constants above as
+    defaults."""
 
-    epochs: float = EPOCHS
-    learning_rate: float = LEARNING_RATE
-    batch_size: int = BATCH_SIZE
-    max_length: int = MAX_LENGTH
-    weight_decay: float = WEIGHT_DECAY
-    transformer_weight: float = TRANSFORMER_WEIGHT
-    threshold: float = THRESHOLD
-    seed: int = SEED
+    epochs: float = param(
+        EPOCHS, "Epochs",
+        "One epoch = one pass over every training message. More epochs learn more, but too many memorise "
+        "the training messages: validation loss then rises while training loss keeps falling.",
+        range=Range(0.0, 100.0, low_open=True, step=0.5),
+    )
+    learning_rate: float = param(
+        LEARNING_RATE, "Learning rate",
+        "How big each weight update is. Too high and the loss jumps around or the model forgets what it "
+        "knew; too low and it barely learns. Small encoders fine-tune well around 1e-4 to 5e-5.",
+        range=Range(0.0, 0.1, low_open=True), widget="number",
+    )
+    batch_size: int = param(
+        BATCH_SIZE, "Batch size",
+        "Messages looked at together for one weight update (one step). Larger batches: smoother, fewer "
+        "updates per epoch, more memory.",
+        range=Range(1, 512, integer=True),
+    )
+    max_length: int = param(
+        MAX_LENGTH, "Max length (tokens)",
+        "Messages are cut to this many tokens (word pieces). Longer reads more of long messages but trains "
+        "slower; almost every SMS fits in 128.",
+        range=Range(8, 512, integer=True, step=8),
+    )
+    weight_decay: float = param(
+        WEIGHT_DECAY, "Weight decay",
+        "Pulls every weight slightly towards zero at each step: a mild brake against memorising the training messages.",
+        range=Range(0.0, 1.0, step=0.01),
+    )
+    transformer_weight: float = param(
+        TRANSFORMER_WEIGHT, "Transformer share",
+        "How much the fine-tuned transformer counts in the final spam score; the rest comes from a fast "
+        "word-and-letter-count model (TF-IDF) trained on the same messages. 1 = the transformer alone.",
+        range=Range(0.0, 1.0, step=0.05),
+    )
+    threshold: float = param(
+        THRESHOLD, "Spam threshold",
+        "A message is spam when its final spam score is at least this; saved with the model as its default.",
+        range=Range(0.0, 1.0, step=0.01),
+    )
+    seed: int = param(
+        SEED, "Seed",
+        "Fixes every random choice (the split, the new head, the batch order): the same seed, data and "
+        "settings train the same model again.",
+        range=Range(0, 2**32 - 1, integer=True), widget="number",
+    )
+
+
+@dataclass(frozen=True)
+class TrainParams(Recipe):
+    """A whole training run's parameters: the recipe, and how it is validated and bounded."""
+
+    validation_fraction: float = param(
+        VALIDATION_FRACTION, "Validation share",
+        "Share of the distinct messages kept aside, never trained on, to measure how the model does on "
+        "messages it has not seen (the validation curves and metrics). 0 trains on everything.",
+        range=Range(0.0, 0.5, step=0.05),
+    )
+    patience: int = param(
+        PATIENCE, "Early-stopping patience",
+        "With a validation share: stop after this many epochs without a better validation spam F1, and "
+        "keep the best epoch.",
+        range=Range(1, 20, integer=True),
+    )
+    time_limit_minutes: float = param(
+        TIME_LIMIT_MINUTES, "Time limit (minutes)",
+        "Training stops after this long and keeps the best epoch so far.",
+        range=Range(0.0, 24 * 60.0, low_open=True, step=0.5),
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: the files, and one flag per TrainParams field (its default, its help, its checks)."""
     p = argparse.ArgumentParser(prog="python -m pipelines.train_classifier", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CSV, TSV or TXT file with a label and a text column")
     p.add_argument("--base-model", required=True, help="Hub id or local directory of the encoder to fine-tune")
     p.add_argument("--output", required=True, help="directory to write the model, tokenizer and metrics.json")
     p.add_argument("--text-column", default=None, help="column with the message text (default: text/message/sms...)")
     p.add_argument("--label-column", default=None, help="column with ham/spam or 0/1 (default: label/class/...)")
-    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help=f"tokens kept per message (default {MAX_LENGTH})")
-    p.add_argument("--epochs", type=float, default=EPOCHS, help=f"passes over the data (default {EPOCHS})")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"(default {BATCH_SIZE})")
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help=f"(default {LEARNING_RATE})")
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help=f"(default {WEIGHT_DECAY})")
-    p.add_argument("--transformer-weight", type=float, default=TRANSFORMER_WEIGHT,
-                   help=f"share of the transformer in the blended spam score; 1 = no TF-IDF (default {TRANSFORMER_WEIGHT})")
-    p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"spam score at or above which a message is spam (default {THRESHOLD})")
-    p.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION,
-                   help=f"share of unique texts held out for metrics and early stopping (default {VALIDATION_FRACTION}: train on all)")
-    p.add_argument("--patience", type=int, default=PATIENCE, help=f"early-stopping patience in epochs, with a validation split (default {PATIENCE})")
-    p.add_argument("--seed", type=int, default=SEED, help=f"(default {SEED})")
-    p.add_argument("--time-limit-minutes", type=float, default=TIME_LIMIT_MINUTES,
-                   help=f"stop training past this wall time (default {TIME_LIMIT_MINUTES})")
+    types = field_types(TrainParams)
+    for f in fields(TrainParams):
+        info = param_infos(TrainParams)[f.name]
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.name], default=f.default,
+                       help=f"{info.info} In {info.range.describe()} (default {f.default:g})")
+    p.add_argument("--min-messages-per-class", type=int, default=MIN_MESSAGES_PER_CLASS,
+                   help=f"refuse a file with fewer distinct ham or spam messages than this (default {MIN_MESSAGES_PER_CLASS})")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is available")
     args = p.parse_args(argv)
-    if not 0.0 <= args.validation_fraction < 1.0:
-        p.error("--validation-fraction must be at least 0 and below 1")
-    if not 0.0 <= args.transformer_weight <= 1.0 or not 0.0 <= args.threshold <= 1.0:
-        p.error("--transformer-weight and --threshold must be between 0 and 1")
+    try:
+        vars(args).update(asdict(check_params(params_of(args))))
+    except InputError as err:
+        p.error(f"--{err.field.replace('_', '-')}{str(err).removeprefix(err.field)}")
     return args
+
+
+def params_of(args: argparse.Namespace) -> TrainParams:
+    return TrainParams(**{f.name: getattr(args, f.name) for f in fields(TrainParams)})
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
@@ -120,31 +189,93 @@ def compute_metrics(eval_prediction) -> dict:
     return {k: metrics[k] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")}
 
 
-def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: threading.Event | None):
+def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: threading.Event | None,
+               on_event: Callable[[dict], None] | None):
     from transformers import TrainerCallback
 
+    from pipelines.core import background
+
+    def emit(**event) -> None:
+        if on_event is not None:
+            on_event(event)
+
     class Control(TrainerCallback):
-        """Ends training once the wall-time budget is spent or `stop` is set; reports each epoch."""
+        """Ends training once the wall-time budget is spent or `stop` is set, keeping the best epoch
+        so far; steps aside between steps while the app answers other requests; reports progress."""
+
+        halted = False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            emit(event="training", max_steps=state.max_steps, epochs=args.num_train_epochs, device=str(args.device))
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            background.step_aside()  # in the app: /classify and the other tabs go first (no-op elsewhere)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.perf_counter() - started > limit_s or (stop is not None and stop.is_set()):
+            emit(event="step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4))
+            timed_out = time.perf_counter() - started > limit_s
+            if timed_out or (stop is not None and stop.is_set()):
                 print(f"stopping after {time.perf_counter() - started:.0f} s", file=sys.stderr)
-                control.should_training_stop = True
+                control.should_training_stop = self.halted = True
+                emit(event="halted", reason="time limit" if timed_out else "stop", step=state.global_step,
+                     epoch=round(state.epoch or 0, 4))
 
         def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            if self.halted and abs((state.epoch or 0) - round(state.epoch or 0)) > 1e-9:
+                # Stopped mid-epoch: no evaluation or checkpoint of the partial epoch, so that the best
+                # complete epoch is what training ends with (and stopping takes seconds, not an evaluation).
+                control.should_evaluate = control.should_save = False
             if on_epoch is not None:
                 on_epoch(round(state.epoch or 0, 2), model)
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            where = dict(step=state.global_step, epoch=round(logs.get("epoch", state.epoch or 0), 4))
+            if "loss" in logs:
+                emit(event="train_loss", loss=logs["loss"], learning_rate=logs.get("learning_rate"), **where)
+            if "eval_loss" in logs:
+                emit(event="validation", loss=logs["eval_loss"], **where,
+                     **{k: logs[f"eval_{k}"] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1") if f"eval_{k}" in logs})
+
     return [Control()]
+
+
+def _step_aside_within_steps(model) -> list:
+    """Hooks that step aside (see on_step_begin) before each linear layer of the forward pass and
+    of the backward pass too: a request arriving mid-step then shares the CPU with one matrix
+    product of the training, not with the rest of its step (a MiniLM step is over a second on 2
+    cores). Without other requests it costs a lock check per layer. Returns the hooks' handles."""
+    import torch
+
+    from pipelines.core import background
+
+    def before_backward(grad):
+        background.step_aside()
+
+    def before(module, args):
+        background.step_aside()
+
+    def after(module, args, output):
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(before_backward)
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    return handles
 
 
 def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Recipe, *,
               eval_texts: list[str] | None = None, eval_labels: list[int] | None = None, patience: int = PATIENCE,
               on_epoch: Callable | None = None, stop: threading.Event | None = None,
-              time_limit_s: float = TIME_LIMIT_MINUTES * 60):
-    """The transformer half: `base_model` with a fresh 2-class head, trained on `texts`. With an
-    evaluation split, stops early when its spam F1 stops improving and keeps the best epoch.
-    `on_epoch(epoch, model)` is called after each epoch. Returns (model, tokenizer, trainer)."""
+              time_limit_s: float = TIME_LIMIT_MINUTES * 60, on_event: Callable[[dict], None] | None = None,
+              cpu: bool = False):
+    """The transformer half: `base_model` with a fresh 2-class head, trained on `texts` (on a GPU
+    when there is one, unless `cpu`). With an evaluation split, stops early when its spam F1 stops
+    improving and keeps the best epoch. `on_epoch(epoch, model)` is called after each epoch;
+    `on_event(dict)` with progress (steps, training loss, validation metrics). Returns (model,
+    tokenizer, trainer)."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback,
@@ -153,6 +284,8 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
 
     started = time.perf_counter()
     set_seed(recipe.seed)
+    if on_event is not None:
+        on_event({"event": "loading", "base_model": str(base_model)})
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_model, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
@@ -168,10 +301,12 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
         save_only_model=True, save_total_limit=1, load_best_model_at_end=evaluating,
         metric_for_best_model="spam_f1" if evaluating else None, greater_is_better=True,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding, less compute
-        logging_strategy="epoch", report_to="none", seed=recipe.seed, data_seed=recipe.seed,
-        use_cpu=not torch.cuda.is_available(),
+        # the training loss LOG_POINTS_PER_EPOCH times an epoch (a ratio of all steps): curves, not dots
+        logging_strategy="steps", logging_steps=min(0.5, 1 / (LOG_POINTS_PER_EPOCH * recipe.epochs)),
+        report_to="none", seed=recipe.seed, data_seed=recipe.seed,
+        use_cpu=cpu or not torch.cuda.is_available(),
     )
-    callbacks = _callbacks(time_limit_s, started, on_epoch, stop)
+    callbacks = _callbacks(time_limit_s, started, on_epoch, stop, on_event)
     if evaluating:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
     trainer = Trainer(
@@ -180,9 +315,12 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics if evaluating else None, callbacks=callbacks,
     )
+    hooks = _step_aside_within_steps(trainer.model)
     try:
         trainer.train()
     finally:
+        for hook in hooks:
+            hook.remove()
         shutil.rmtree(checkpoints, ignore_errors=True)
     return trainer.model.eval(), tokenizer, trainer
 
@@ -210,38 +348,47 @@ def blend(transformer: list[float], tfidf: list[float] | None, transformer_weigh
     return [transformer_weight * t + (1 - transformer_weight) * f for t, f in zip(transformer, tfidf)]
 
 
-def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: threading.Event | None = None) -> dict:
-    """The whole recipe, as the CLI runs it; returns what metrics.json holds."""
+def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: threading.Event | None = None,
+          on_event: Callable[[dict], None] | None = None) -> dict:
+    """The whole recipe, as the CLI, the Train tab and /train_classifier run it; returns what
+    metrics.json holds. `stop` ends training early, keeping the best epoch so far; `on_event`
+    receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
+    halted, tfidf, saving)."""
     from pipelines.classification.config import SERVING_FILE
-    from pipelines.classification.data import classification_metrics, read_messages, split_by_unique_text
+    from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
     from pipelines.classification.tfidf import TfidfScorer
+
+    def emit(**event) -> None:
+        if on_event is not None:
+            on_event(event)
 
     started = time.perf_counter()
     recipe = recipe_of(args)
 
-    # 1. Read the data; hold out a validation split only when asked (by unique text: copies of a
-    # message never straddle it).
+    # 1. Read and check the data; hold out a validation split only when asked (by unique text:
+    # copies of a message never straddle it).
     table = read_messages(args.data, text_column=args.text_column, label_column=args.label_column)
-    labels = table.labels
-    if labels is None:
-        raise SystemExit(f"error: {args.data} has no label column; name it with --label-column")
-    texts = table.texts
-    if args.validation_fraction > 0:
-        train_ids, val_ids = split_by_unique_text(texts, labels, args.validation_fraction, args.seed)
-    else:
-        train_ids, val_ids = list(range(len(texts))), []
+    check_training_data(table, getattr(args, "min_messages_per_class", MIN_MESSAGES_PER_CLASS))
+    texts, labels = table.texts, table.labels
+    train_ids, val_ids = validation_split(texts, labels, args.validation_fraction, args.seed)
     train_texts, train_labels = [texts[i] for i in train_ids], [labels[i] for i in train_ids]
     val_texts, val_labels = [texts[i] for i in val_ids], [labels[i] for i in val_ids]
     print(f"{len(texts)} messages: {len(train_ids)} to train on ({sum(train_labels)} spam), {len(val_ids)} held out")
+    emit(event="data", messages=len(texts), train_messages=len(train_ids), train_spam=sum(train_labels),
+         validation_messages=len(val_ids), validation_spam=sum(val_labels))
 
     # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
     model, tokenizer, trainer = fine_tune(
         args.base_model, train_texts, train_labels, recipe, eval_texts=val_texts or None, eval_labels=val_labels or None,
         patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=args.time_limit_minutes * 60,
+        on_event=on_event, cpu=getattr(args, "cpu", False),
     )
+    if recipe.transformer_weight < 1.0:
+        emit(event="tfidf")
     tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed) if recipe.transformer_weight < 1.0 else None
 
     # 4. Save what the app serves, and the metrics.
+    emit(event="saving")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
@@ -253,37 +400,43 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
         serving["blend"] = {"transformer_weight": recipe.transformer_weight, "tfidf": "tfidf.json", "tfidf_params": tfidf.params}
     (output / SERVING_FILE).write_text(json.dumps(serving, indent=2), encoding="utf-8")
 
+    history = trainer.state.log_history
     metrics: dict = {
         "cross_validated_estimate": RECIPE_CV_ESTIMATE | {
             "what": "the recipe's spam F1 over 5 folds grouped by text (python -m benchmarks.spam --cv 5), not this model's own score",
         },
         "data": str(args.data), "base_model": str(args.base_model), "train_messages": len(train_ids),
         "recipe": asdict(recipe), "epochs_run": round(trainer.state.epoch or 0, 2),
-        "train_loss_history": [{"epoch": round(h["epoch"], 2), "loss": round(h["loss"], 4)} for h in trainer.state.log_history if "loss" in h],
+        "best_epoch": round(trainer.state.epoch or 0, 2),  # without a validation split: the last
+        "stopped_early": bool(stop is not None and stop.is_set()),
+        "train_loss_history": [{"step": h["step"], "epoch": round(h["epoch"], 2), "loss": round(h["loss"], 4)}
+                               for h in history if "loss" in h],
     }
     if val_ids:
         blended = blend(transformer_spam_probabilities(model, tokenizer, val_texts, recipe.max_length),
                         tfidf.spam_probabilities(val_texts).tolist() if tfidf is not None else None, recipe.transformer_weight)
         metrics |= classification_metrics(val_labels, [int(p >= recipe.threshold) for p in blended])
+        evaluated = [h for h in history if "eval_spam_f1" in h]
+        kept = [h for h in evaluated if h["step"] == trainer.state.best_global_step]
         metrics |= {"split": "validation", "validation_messages": len(val_ids), "validation_fraction": args.validation_fraction,
                     "seed": args.seed, "eval_history": [
                         {"epoch": round(h["epoch"], 2), "spam_f1": round(h["eval_spam_f1"], 4), "loss": round(h["eval_loss"], 4)}
-                        for h in trainer.state.log_history if "eval_spam_f1" in h]}
+                        for h in evaluated]}
+        if kept:  # the epoch whose weights load_best_model_at_end restored
+            metrics["best_epoch"] = round(kept[0]["epoch"], 2)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.core.errors import InputError
-
     args = parse_args(argv)
     try:
         metrics = train(args)
     except InputError as err:
         print(f"error: {args.data}: {err}", file=sys.stderr)
         return 2
-    shown = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "confusion_matrix", "epochs_run", "train_seconds")
+    shown = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "confusion_matrix", "epochs_run", "best_epoch", "train_seconds")
     print(json.dumps({k: metrics[k] for k in shown if k in metrics}))
     print(f"wrote {args.output}; serve it by adding to models.yaml under classification:\n"
           f"  - name: My spam model\n    source: {Path(args.output).resolve()}")

@@ -10,17 +10,21 @@ task's schema.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
+from pipelines.classification.config import TrainingConfig
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
 from pipelines.core.errors import ConfigError, UnknownModelError
 from pipelines.tasks import TASKS
 
 # The config used when MODELS_CONFIG is not set: the one next to app.py.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "models.yaml"
+DEFAULT_TRAINED_MODELS_DIR = "trained-models"
+_adding = threading.Lock()  # models added while the app runs (trained in it): one at a time
 
 
 class Settings(Strict):
@@ -47,10 +51,16 @@ class Settings(Strict):
     # the 20,000-row limit of messages of 1,000 characters.
     max_upload_mb: float = Field(20.0, gt=0, le=10_000, description="Largest file an upload may be, in MB.")
     max_file_cell_chars: int = Field(5_000, ge=10, description="Longest message in an uploaded file, in characters.")
+    # Where the Train tab saves the models it makes (relative: to the models file's folder). Each is
+    # a complete model folder, found again at start-up and added to the classification models.
+    trained_models_dir: str = Field(DEFAULT_TRAINED_MODELS_DIR, min_length=1, description="Folder of the models trained in the app.")
 
 
 class _AppConfig(Strict):
     settings: Settings = Settings()
+    # What the Train tab may fine-tune, and its defaults (classification's own section: the task
+    # table lists what the app serves, training makes more of it).
+    training: TrainingConfig = TrainingConfig()
 
     @model_validator(mode="after")
     def _names_unique_per_task(self):
@@ -76,6 +86,14 @@ class _AppConfig(Strict):
     def default_name(self, task: str) -> str:
         """The first entry of each task is its default."""
         return self.entries(task)[0].name
+
+    def add_entry(self, task: str, entry: ModelEntry) -> None:
+        """Offer one more model while the app runs (one trained in it): the tabs' dropdowns, the
+        API and the registry find it by name from now on. The name must be new."""
+        with _adding:
+            if entry.name in self.names(task):
+                raise ValueError(f"{task}: there is already a model called {entry.name!r}")
+            getattr(self, task).append(entry)  # the section's list; the config itself stays frozen
 
 
 # One list of entries per task of the table, each validated by that task's schema.
@@ -113,13 +131,21 @@ def parse_config(raw: object, path: str | Path = "<memory>") -> AppConfig:
 
 
 def resolve_local_sources(config_dict: dict, base_dir: Path) -> dict:
-    """Make relative local paths (`./x`, `../x`) relative to the config file, not the cwd."""
-    for task in TASKS:
-        for entry in config_dict.get(task) or []:
+    """Make relative local paths (`./x`, `../x`) relative to the config file, not the cwd; so is
+    the trained models' folder (given or default)."""
+    training = config_dict.get("training")
+    base_models = training.get("base_models") if isinstance(training, dict) else None
+    for entries in [*(config_dict.get(task) for task in TASKS), base_models]:
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("source"), str):
                 src = entry["source"]
                 if src.startswith(("./", "../")):
                     entry["source"] = str((base_dir / src).resolve())
+    settings = config_dict.get("settings")
+    if settings is None or isinstance(settings, dict):
+        folder = (settings or {}).get("trained_models_dir", DEFAULT_TRAINED_MODELS_DIR)
+        if isinstance(folder, str) and folder and not Path(folder).expanduser().is_absolute():
+            config_dict["settings"] = (settings or {}) | {"trained_models_dir": str((base_dir / folder).resolve())}
     return config_dict
 
 

@@ -1,0 +1,233 @@
+"""Train: fine-tune a spam classifier on your own labelled messages, watch it learn, use it at once.
+
+The same training as `python -m pipelines.train_classifier` (pipelines/classification/
+training.py, run for the app by train_job.py). The handler streams the run's progress: the
+loss and validation curves grow, a status line gives steps, epoch and time left, the log gets
+a line per epoch. Stop keeps the best epoch so far; a cancelled API job (or a closed page)
+abandons the run and saves nothing. The new model joins the Classification tab's list at once.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import gradio as gr
+import pandas as pd
+
+from pipelines.classification import trained_models
+from pipelines.classification.train_job import TrainingRunner, TrainUpdate, check_data, duration
+from pipelines.classification.training import TrainParams
+from pipelines.core.errors import UserFacingError
+from pipelines.core.params import check_params, from_defaults
+from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, output_path, show_errors
+
+# Trainings take their own queue group, one at a time: the other tabs' groups keep answering
+# (and the training pauses, layer by layer, while they compute).
+CONCURRENCY_ID = "training"
+# Under the base model, in this order; the rest of TrainParams under "More settings".
+PARAMETERS = ["epochs", "learning_rate", "batch_size", "max_length", "validation_fraction", "seed", "patience"]
+MORE = ["weight_decay", "transformer_weight", "threshold", "time_limit_minutes"]
+# How often (seconds) the page gets an update while training: the curves grow twice a second.
+UPDATE_EVERY_S = 0.5
+VALIDATION_SERIES = (("loss", "validation loss"), ("accuracy", "accuracy"), ("spam_f1", "spam F1"))
+# Named in the plot's label: Gradio 6 clips the legend of a plot this high.
+VALIDATION_COLOURS = {"validation loss": "#e45756", "accuracy": "#4c78a8", "spam F1": "#54a24b"}
+
+
+def describe_data(data: dict) -> str:
+    lines = [
+        f"**{data['messages']:,} messages** in `{data['file']}` (text column `{data['text_column']}`, label column "
+        f"`{data['label_column']}`): **{data['ham']:,} ham** and **{data['spam']:,} spam** "
+        f"({data['distinct_ham'] + data['distinct_spam']:,} distinct texts)."
+    ]
+    if data["validation_messages"]:
+        lines.append(
+            f"Validation split ({data['validation_fraction']:.0%} of the distinct texts, seed {data['seed']}; copies of a "
+            f"message stay on one side): **{data['train_messages']:,} to train on**, **{data['validation_messages']:,} held "
+            f"out** ({data['validation_spam']:,} spam) to measure the model on messages it never saw."
+        )
+    else:
+        lines.append(f"No validation share: all {data['messages']:,} messages are trained on (no validation curves or metrics).")
+    return "\n\n".join(lines)
+
+
+def loss_frame(update: TrainUpdate) -> pd.DataFrame | None:
+    """The training loss per logging step (None until the first one: an empty plot)."""
+    rows = [(p["epoch"], p["loss"]) for p in update["train_loss"]]
+    return pd.DataFrame(rows, columns=["epoch", "training loss"], dtype=float) if rows else None
+
+
+def validation_frame(update: TrainUpdate) -> pd.DataFrame | None:
+    """Validation loss, accuracy and spam F1 per epoch (None until the first epoch ends). Every
+    frame holds all three series: the plot fixes its colours from the first frame it draws."""
+    rows = [(v["epoch"], v.get(key, float("nan")), name) for v in update["validation"] for key, name in VALIDATION_SERIES]
+    return pd.DataFrame(rows, columns=["epoch", "value", "measure"]).astype({"epoch": float, "value": float}) if rows else None
+
+
+def describe_status(update: TrainUpdate) -> str:
+    state = update["state"]
+    if state == "training" and update["max_steps"]:
+        text = (f"**Training** · step {update['step']:,} / {update['max_steps']:,} · epoch {update['epoch']:.2f} of "
+                f"{update['epochs']:g} · {duration(update['elapsed_s'])} so far · about {duration(update['eta_s'])} left")
+        return text + (f" · on {update['device']}" if update["device"] else "")
+    if state == "done":
+        return f"**Done** in {duration(update['elapsed_s'])}" + (" (stopped early: the best epoch so far is kept)" if update["stopped"] else "")
+    waiting = {"starting": "Starting (reading the file)…", "reading": "Reading the file…", "loading": "Loading the base model…",
+               "tfidf": "Fitting the TF-IDF half…", "saving": "Saving the model…"}
+    return f"**{waiting.get(state, state)}** · {duration(update['elapsed_s'])} so far"
+
+
+def describe_result(update: TrainUpdate) -> str:
+    metrics = update["metrics"] or {}
+    recipe = metrics.get("recipe", {})
+    lines = [
+        f"**Saved as `{update['model']}`**: it is now in the Classification tab's model list (and in /classify's). "
+        f"{metrics.get('train_messages', 0):,} training messages · {metrics.get('epochs_run', 0):g} epoch(s) run, "
+        f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{duration(metrics.get('train_seconds'))}**"
+        + (" · stopped early" if update["stopped"] else "") + "."
+    ]
+    if "spam_f1" in metrics:
+        lines += [
+            f"**Validation** ({metrics['validation_messages']:,} messages it never trained on; final spam score = "
+            f"{recipe.get('transformer_weight', 1):g} × transformer + the rest × TF-IDF, spam at {recipe.get('threshold', 0.5):g}): "
+            f"accuracy **{metrics['accuracy']:.4f}** · spam precision {metrics['spam_precision']:.4f} · recall "
+            f"{metrics['spam_recall']:.4f} · **spam F1 {metrics['spam_f1']:.4f}**",
+            confusion_markdown(metrics["confusion_matrix"]),
+        ]
+    else:
+        lines.append("No validation share, so no validation metrics: every message was trained on.")
+    return "\n\n".join(lines)
+
+
+def build(config, registry) -> None:
+    section = config.training
+    if not section.enabled:  # no `training: base_models:` in models.yaml: no Train tab
+        return
+    runner = TrainingRunner(config)
+    stops = StopFlags()
+    bases = [b.name for b in section.base_models]
+    folder = trained_models.folder_of(config)
+
+    @show_errors
+    def train_classifier(file: str | None, base_model: str, save_as: str, text_column: str, label_column: str,
+                         request: gr.Request = None, progress=gr.Progress(), **params):
+        """Fine-tune a classifier on a labelled file; streams progress, then saves and serves the model."""
+        params = from_defaults(TrainParams, section.defaults, **params)
+        stop = stops.begin(request)
+        shown = (0.0, None, -1)  # when the page last got an update, in which state, with how many epochs measured
+        try:
+            # Closing this generator (a cancelled API job, a page closed) closes run(): the training
+            # is abandoned at its next step and nothing is saved; Stop (the flag) keeps the best epoch.
+            with closing(runner.run(file, base_model, save_as, text_column, label_column, params, stop)) as updates:
+                for update in updates:
+                    if update["max_steps"]:
+                        progress((update["step"], update["max_steps"]), desc=f"epoch {update['epoch']:.2f}", unit="steps")
+                    now, state, epochs = update["elapsed_s"], update["state"], len(update["validation"])
+                    if update["done"] or now - shown[0] >= UPDATE_EVERY_S or (state, epochs) != shown[1:]:
+                        shown = (now, state, epochs)
+                        result = describe_result(update) if update["done"] else ""
+                        yield describe_status(update), loss_frame(update), validation_frame(update), "\n".join(update["log"]), result, update
+        finally:
+            stops.end(request, stop)
+
+    def stop_training(request: gr.Request):
+        stops.stop(request)
+
+    def preview(file: str | None, text_column: str, label_column: str, validation_fraction: float, seed: int):
+        if not file:
+            return "Upload a file to see its first rows, its class counts and the validation split.", gr.update(visible=False)
+        try:
+            checked = check_params(from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
+                                   section.ranges())
+            data = check_data(config, file, (text_column or "").strip(), (label_column or "").strip(),
+                              checked.validation_fraction, checked.seed)
+        except UserFacingError as err:
+            return f"**This file cannot be trained on** — {err}", gr.update(visible=False)
+        return describe_data(data), gr.update(value=pd.DataFrame(data["preview"]), visible=True)
+
+    def trained_list(selected: str | None = None):
+        models = trained_models.find(folder)
+        names = [m.name for m in models]
+        chosen = selected if selected in names else (names[-1] if names else None)
+        frame = pd.DataFrame(trained_models.table_rows(models), columns=trained_models.TABLE_HEADERS)
+        return frame, gr.update(choices=names, value=chosen), snippet_of(chosen)
+
+    def snippet_of(name: str | None) -> str:
+        model = next((m for m in trained_models.find(folder) if m.name == name), None)
+        return trained_models.yaml_snippet(model) if model else ""
+
+    def after_training(update: dict | None):
+        return trained_list((update or {}).get("model"))
+
+    @show_errors
+    def zip_chosen(name: str | None):
+        model = next((m for m in trained_models.find(folder) if m.name == name), None)
+        if model is None:
+            raise gr.Error("Choose a trained model first.", print_exception=False)
+        return str(trained_models.zip_model(model, output_path(f"{trained_models.slug(name)}.zip")))
+
+    with gr.Tab("Train", id="train"):
+        gr.Markdown("Fine-tune your own spam classifier on labelled messages and watch it learn; "
+                    "when it is done it joins the Classification tab's models.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                gr.Markdown("### 1. Data")
+                upload = gr.File(label="Labelled messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath",
+                                 elem_id="train-file")
+                with gr.Row():
+                    text_column = gr.Textbox("", label="Text column", placeholder="blank: text, message, sms…")
+                    label_column = gr.Textbox("", label="Label column", placeholder="blank: label, class… (ham/spam or 0/1)")
+                data_summary = gr.Markdown("Upload a file to see its first rows, its class counts and the validation split.")
+                data_preview = gr.Dataframe(label="First rows", interactive=False, wrap=True, visible=False)
+            with gr.Column(scale=1):
+                gr.Markdown("### 2. Base model and hyper-parameters")
+                base_model = gr.Dropdown(bases, value=bases[0], label="Base model",
+                                         info="A pre-trained encoder that already reads English; training adds a ham/spam head and adjusts it.")
+                save_as = gr.Textbox("", label="Save as", placeholder="blank: file · base model · date and time")
+                parameters = controls(TrainParams, PARAMETERS, section, section.defaults)
+                with gr.Accordion("More settings", open=False):
+                    parameters |= controls(TrainParams, MORE, section, section.defaults)
+                with gr.Row():
+                    train = gr.Button("Train", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+        with gr.Column(elem_id="train-results"):  # the README's screenshot
+            gr.Markdown("### 3. Training")
+            status = gr.Markdown("Not started: choose a file and press Train.", label="Status")
+            with gr.Row():
+                loss_plot = gr.LinePlot(None, x="epoch", y="training loss", label="Training loss per step (lower is better)",
+                                        height=340, elem_id="train-loss-plot")
+                # Points: a line needs two epochs. Validation loss rising while training loss falls = memorising.
+                metrics_plot = gr.ScatterPlot(None, x="epoch", y="value", color="measure", color_map=VALIDATION_COLOURS,
+                                              label="Validation per epoch, the transformer alone: red loss, blue accuracy, green spam F1",
+                                              height=340, elem_id="train-metrics-plot")
+            log = gr.Textbox(label="Log", lines=6, max_lines=10, interactive=False, autoscroll=True)
+            gr.Markdown("### 4. Result")
+            result = gr.Markdown(label="Result")
+            details = details_json()
+        with gr.Accordion("Trained models", open=True):
+            table = gr.Dataframe(headers=trained_models.TABLE_HEADERS, label="Saved in this app (newest first)", interactive=False, wrap=True)
+            with gr.Row():
+                chosen = gr.Dropdown([], label="Trained model", info="Download it, or serve it elsewhere with the snippet below.")
+                zip_button = gr.Button("Download as zip")
+            download = gr.File(label="Model folder (.zip)", interactive=False)
+            snippet = gr.Code(language="yaml", label="models.yaml snippet (unzip the folder and point `source` at it)", interactive=False)
+
+        event = train.click(
+            train_classifier, inputs=[upload, base_model, save_as, text_column, label_column],
+            inputs_kwargs=in_declaration_order(TrainParams, parameters),
+            outputs=[status, loss_plot, metrics_plot, log, result, details], show_progress_on=[status],
+            api_name="train_classifier", concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+            api_description="Fine-tune a spam classifier on a labelled .csv/.tsv/.txt file (the training command's "
+            "recipe and defaults; models.yaml `training:` sets the app's): streams (status, loss plot, metrics plot, log, "
+            "result markdown, progress JSON with state, step, max_steps, epoch, eta_s, train_loss, validation, log); the "
+            "last update has done, model (its name, for /classify) and metrics. Cancelling the job saves nothing.",
+        )
+        event.then(after_training, details, [table, chosen, snippet], api_visibility="private", queue=False)
+        stop.click(stop_training, None, None, api_visibility="private", queue=False)
+        gr.on([upload.change, text_column.blur, label_column.blur, parameters["validation_fraction"].release,
+               parameters["seed"].blur],
+              preview, [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
+              [data_summary, data_preview], api_visibility="private", queue=False)
+        chosen.input(snippet_of, chosen, snippet, api_visibility="private", queue=False)
+        zip_button.click(zip_chosen, chosen, download, api_visibility="private", concurrency_id="trained_model_files")
+        gr.on(None, trained_list, None, [table, chosen, snippet], api_visibility="private", queue=False)  # on page load
