@@ -31,7 +31,7 @@ def registry(tiny_config):
 
 
 # The app's public API, in one place: view_api() must list exactly these, each with a
-# description, and the README's "Python client" section has an example for each.
+# description, and the README's "Python client" section or docs/api.md has an example for each.
 PUBLIC_ENDPOINTS = frozenset({
     "/classify", "/explain", "/classify_batch", "/similar", "/embed", "/generate_text", "/next_tokens", "/generate_image",
     "/train_classifier",

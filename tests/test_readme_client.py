@@ -1,5 +1,6 @@
-"""The README's "Python client" examples, exactly as written, against the app launched with the
-tiny models (only the URL is substituted)."""
+"""The Python client examples of the README ("Python client") and of docs/api.md, which continues
+it, exactly as written, as one script against the app launched with the tiny models (only the URL
+is substituted)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,32 @@ from pathlib import Path
 
 from PIL import Image
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README, API_GUIDE = ROOT / "README.md", ROOT / "docs" / "api.md"
 SECTION = "## Python client"
 README_URL = "http://127.0.0.1:7860/"  # the URL the examples use
 RUN_S = 300  # bound on running all examples; only reached if something hangs
 
 
-def client_examples() -> list[str]:
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def readme_examples() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index(SECTION + "\n")
     end = text.find("\n## ", start + len(SECTION))
-    section = text[start : end if end != -1 else len(text)]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return python_blocks(text[start : end if end != -1 else len(text)])
+
+
+def client_examples() -> list[str]:
+    """The README's examples, then docs/api.md's: one script."""
+    return readme_examples() + python_blocks(API_GUIDE.read_text(encoding="utf-8"))
+
+
+def test_readme_shows_the_client_reading_json_results():
+    code = "\n".join(readme_examples())
+    assert 'result["label"]' in code and "for text, stats, update in job" in code and "update['tokens_per_s']" in code
 
 
 def test_readme_has_an_example_per_endpoint(public_endpoints):
