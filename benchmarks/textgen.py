@@ -265,16 +265,32 @@ def speedup_options(speedup: str) -> dict:
     return {"quantize": speedup}
 
 
-def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) -> None:
-    """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
+def text_generator(entry, layers: int, openvino_cache: Path):
+    """The 1.3B model as the app's loader makes it for `entry` (LocalTextGenerator.from_entry or
+    OpenVINOTextGenerator.from_entry), minus reading weights: the same speed-ups, applied the same way."""
     from transformers import GenerationConfig
 
+    from pipelines.core.devices import choose_placement
+    from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
+    from pipelines.text.speedups import apply_cpu_speedups, describe_speedups
+
+    tokenizer = build_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    if entry.cpu_speedups.engine == "openvino":
+        weights = entry.cpu_speedups.weights
+        generation_config = GenerationConfig(eos_token_id=EOS_ID, pad_token_id=EOS_ID, suppress_tokens=[EOS_ID])
+        return OpenVINOTextGenerator(entry, openvino_model(weights, layers, openvino_cache), tokenizer,
+                                     generation_config, f"cpu/openvino {weights}")
+    placement = choose_placement("text", entry.device, entry.dtype)
+    model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
+    return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
+
+
+def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) -> None:
+    """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
     from app import build_app, enable_queue
     from pipelines.core.config import parse_config
-    from pipelines.text.speedups import apply_cpu_speedups, describe_speedups
-    from pipelines.core.devices import choose_placement
     from pipelines.core.registry import ModelRegistry, default_loaders
-    from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 
     unused = {"source": "not-loaded"}
     config = parse_config({
@@ -286,17 +302,7 @@ def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) 
     })
 
     def load_text(entry):
-        # LocalTextGenerator.from_entry minus from_pretrained: the same speed-ups, applied the same way
-        tokenizer = build_tokenizer()
-        tokenizer.pad_token = tokenizer.eos_token
-        if entry.cpu_speedups.engine == "openvino":
-            weights = entry.cpu_speedups.weights
-            generation_config = GenerationConfig(eos_token_id=EOS_ID, pad_token_id=EOS_ID, suppress_tokens=[EOS_ID])
-            return OpenVINOTextGenerator(entry, openvino_model(weights, layers, openvino_cache), tokenizer,
-                                         generation_config, f"cpu/openvino {weights}")
-        placement = choose_placement("text", entry.device, entry.dtype)
-        model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
-        return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
+        return text_generator(entry, layers, openvino_cache)
 
     registry = ModelRegistry(config, loaders=default_loaders() | {"text": load_text})
     name = config.default_name("text")

@@ -3,10 +3,11 @@
     flock /tmp/ml-heavy.lock python -m benchmarks.token_view --out /tmp/token_view.json
 
 GPT-Neo 1.3B at full size from its config with random weights, EOS suppressed (every run makes
-exactly `--new-tokens` tokens), built and sped up as the app's default CPU entry is (models.yaml:
-`quantize: int8_dynamic`), with the helpers of `benchmarks.textgen`. Two places are measured:
+exactly `--new-tokens` tokens), built and sped up as the app's default CPU entry is (the first
+text entry of models.yaml with a CPU speed-up: OpenVINO with int4 weights), with the helpers of
+`benchmarks.textgen`. Two places are measured:
 
-- pipeline: `LocalTextGenerator.stream` in this process; the rate is the one the app reports,
+- pipeline: the generator's `stream` in this process; the rate is the one the app reports,
   the final update's `tokens_per_s` (tokens after the first over the time since the first);
 - app: the app's `/generate_text` in its own process (`benchmarks.textgen --serve-app`), streamed
   with gradio_client, timed on the client from the token counts of the JSON updates as they
@@ -38,24 +39,19 @@ DEFAULT_NEW_TOKENS = 64  # the default max_new_tokens of the app's GPT-Neo entri
 DEFAULT_REPEATS = 8
 
 
-def local_generator(layers: int, quantize: str, new_tokens: int):
-    """The 1.3B model as `LocalTextGenerator.from_entry` makes it, minus reading weights from disk."""
+def local_generator(layers: int, speedup: str, new_tokens: int, openvino_cache: Path):
+    """The 1.3B model as the app's loader makes it under `speedup` (its models.yaml default), minus reading weights."""
     from pipelines.core.config import parse_config
-    from pipelines.core.devices import choose_placement
-    from pipelines.text.pipeline import LocalTextGenerator
-    from pipelines.text.speedups import apply_cpu_speedups, describe_speedups
 
     entry = parse_config({
         "classification": [{"name": "unused", "source": "unused"}], "image": [{"name": "unused", "source": "unused"}],
         "text": [{"name": "GPT-Neo 1.3B (random weights)", "source": "benchmark:in-memory",
                   "defaults": dict(textgen.SAMPLING, max_new_tokens=new_tokens, seed=textgen.SEED),
-                  "cpu_speedups": {"quantize": quantize}}],
+                  "cpu_speedups": textgen.speedup_options(speedup)}],
     }).text[0]
-    model = apply_cpu_speedups(textgen.build_model(layers), quantize=quantize)
-    tokenizer = textgen.build_tokenizer()
-    tokenizer.pad_token = tokenizer.eos_token
+    generator = textgen.text_generator(entry, layers, openvino_cache)
     textgen.release_freed_memory()
-    return LocalTextGenerator(entry, model, tokenizer, choose_placement("text", "auto", "auto"), describe_speedups(quantize))
+    return generator
 
 
 def time_pipeline(generator, new_tokens: int, token_probabilities: bool) -> dict:
@@ -93,12 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"rounds; each variant's best counts (default {DEFAULT_REPEATS})")
     parser.add_argument("--layers", type=int, default=textgen.GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try it quickly (default 24)")
     parser.add_argument("--no-app", action="store_true", help="measure the pipeline only")
+    parser.add_argument("--openvino-cache", help="where OpenVINO exports are kept (default: the app's cache folder)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    from pipelines.text.openvino_engine import default_cache_dir
+
     quantize = textgen.app_speedup()
-    textgen.enough_memory_for(args.layers)
-    generator = local_generator(args.layers, quantize, args.new_tokens)
+    openvino_cache = args.openvino_cache or str(default_cache_dir())
+    textgen.enough_memory_for(args.layers, quantize, openvino_cache)
+    generator = local_generator(args.layers, quantize, args.new_tokens, Path(openvino_cache))
     # Building and quantizing ran in this thread: its idle OpenMP pool would slow the worker
     # thread that generates (pipelines/core/openmp.py), as it would in the app.
     release_openmp_pool()
@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     app = None
     try:
         if not args.no_app:
-            textgen.enough_memory_for(args.layers)
-            app = textgen.Worker(["--serve-app", quantize, "--layers", str(args.layers), "--new-tokens", str(args.new_tokens)], "URL ")
+            textgen.enough_memory_for(args.layers, quantize, openvino_cache)
+            app = textgen.Worker(["--serve-app", quantize, "--layers", str(args.layers), "--new-tokens", str(args.new_tokens),
+                                  "--openvino-cache", openvino_cache], "URL ")
             url, app_name = app.ready.split(" ", 1)
             from benchmarks.app_client import app_client
 
