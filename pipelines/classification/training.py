@@ -189,15 +189,18 @@ def compute_metrics(eval_prediction) -> dict:
     return {k: metrics[k] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")}
 
 
+def _emitter(on_event: Callable[[dict], None] | None) -> Callable[..., None]:
+    """emit(**event): hands the event to `on_event` as a dict; does nothing without a listener."""
+    return (lambda **event: on_event(event)) if on_event is not None else (lambda **event: None)
+
+
 def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: threading.Event | None,
                on_event: Callable[[dict], None] | None):
     from transformers import TrainerCallback
 
     from pipelines.core import background
 
-    def emit(**event) -> None:
-        if on_event is not None:
-            on_event(event)
+    emit = _emitter(on_event)
 
     class Control(TrainerCallback):
         """Ends training once the wall-time budget is spent or `stop` is set, keeping the best epoch
@@ -358,9 +361,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
     from pipelines.classification.tfidf import TfidfScorer
 
-    def emit(**event) -> None:
-        if on_event is not None:
-            on_event(event)
+    emit = _emitter(on_event)
 
     started = time.perf_counter()
     recipe = recipe_of(args)
