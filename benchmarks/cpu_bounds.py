@@ -17,6 +17,10 @@ Parts (`--parts`, default all):
 - gelu: the same int8 model with GPT-Neo's gelu_new and with the fused GELU (alternating runs).
 - png: milliseconds to write the sd-turbo benchmark image as PNG at zlib level 6 (Pillow's
   default), at the app's level, and with the app's level and strategy (`app`), and the file sizes.
+- sampling: milliseconds to choose one token from GPT-Neo's 50,257 scores with the text entries'
+  sampling defaults (repetition penalty, temperature, top-k, top-p, a seeded draw): transformers'
+  whole processor chain then a draw over the vocabulary, against the app's loop
+  (pipelines/text/sampling.py), which runs top-p and the draw on the top-k scores only.
 Each timing is the best of `--repeats`. `--layers` shrinks GPT-Neo to try the script quickly.
 """
 
@@ -33,7 +37,7 @@ from pathlib import Path
 
 from benchmarks.textgen import GPT_NEO_1_3B, PROMPT, build_model, build_tokenizer, convert, time_generation
 
-PARTS = ("bandwidth", "linear", "openmp", "gelu", "png")
+PARTS = ("bandwidth", "linear", "openmp", "gelu", "png", "sampling")
 HIDDEN, VOCAB = GPT_NEO_1_3B["hidden_size"], GPT_NEO_1_3B["vocab_size"]
 
 
@@ -190,6 +194,34 @@ def png(repeats: int) -> dict:
     return rows
 
 
+def sampling(repeats: int) -> dict:
+    import torch
+    from transformers import GenerationConfig
+
+    from pipelines.text import sampling as loop
+    from pipelines.text.contract import TextParams
+
+    defaults = TextParams()
+    config = GenerationConfig(do_sample=True, temperature=defaults.temperature, top_k=defaults.top_k,
+                              top_p=defaults.top_p, repetition_penalty=defaults.repetition_penalty)
+    processors = loop.logits_processors(config)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, VOCAB, (1, 96), generator=generator)  # a prompt and some tokens so far
+    logits = torch.randn(VOCAB, generator=generator) * 3
+
+    def whole_chain():
+        with loop._one_thread():
+            probs = torch.softmax(processors(ids, logits.unsqueeze(0))[0], dim=-1)
+            torch.multinomial(probs, 1, generator=generator)
+
+    def app_loop():
+        loop.next_token(processors, ids, logits, True, generator)
+
+    rows = {"whole_chain_ms": best_time(lambda: [whole_chain() for _ in range(100)], repeats) * 10,
+            "app_loop_ms": best_time(lambda: [app_loop() for _ in range(100)], repeats) * 10}
+    return {k: round(v, 3) for k, v in rows.items()} | {"speedup": round(rows["whole_chain_ms"] / rows["app_loop_ms"], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_bounds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the JSON results here")
@@ -212,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             results[part] = openmp(args.layers, args.repeats, args.new_tokens)
         elif part == "gelu":
             results[part] = gelu(args.layers, args.repeats, args.new_tokens)
+        elif part == "sampling":
+            results[part] = sampling(args.repeats)
         else:
             results[part] = png(args.repeats)
         print(f"{part}: {json.dumps(results[part])}", flush=True)

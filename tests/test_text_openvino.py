@@ -109,7 +109,8 @@ def test_app_level_greedy_text_is_the_same_as_pytorch(generators):
 @pytest.mark.parametrize("weights", ["int8", "int4"])
 def test_compressed_formats_generate_with_smaller_weights(generators, weights):
     result = generators[weights].generate("Once upon a time", generators[weights].default_params(max_new_tokens=8, seed=2))
-    assert result["new_tokens"] == 8 and result["text"] and generators[weights].placement == f"cpu/openvino {weights}"
+    # 8 tokens unless the tiny random model draws its end-of-text token first
+    assert 1 <= result["new_tokens"] <= 8 and result["text"] and generators[weights].placement == f"cpu/openvino {weights}"
     assert generators[weights].memory_mb < 0.5 * generators["float32"].memory_mb
 
 

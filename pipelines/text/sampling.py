@@ -11,6 +11,10 @@ every processor: what a per-token probability display shows).
 The processors run on one thread: on [1, 50257] scores torch would split each operation over
 both cores, and with the engine's own threads (or anything else) busy, each such parallel region
 waits for a core; top-p took 60 ms per token on two busy threads against 5 ms on one.
+
+With top-k on, top-p and the draw run on the k best scores only, not the whole vocabulary: the
+same distribution (top-k leaves at most k tokens; ties at the k-th score take the full path), at
+a fraction of the cost (`python -m benchmarks.cpu_bounds --parts sampling`).
 """
 
 from __future__ import annotations
@@ -64,10 +68,40 @@ def _one_thread():
 def next_token(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor, do_sample: bool,
                generator: torch.Generator) -> Step:
     with _one_thread():
+        top_k_at = _top_k_position(processors) if do_sample else None
+        if top_k_at is not None:
+            step = _sample_among_top_k(processors, top_k_at, ids, logits, generator)
+            if step is not None:
+                return step
         scores = processors(ids, logits.unsqueeze(0))[0]
         probs = torch.softmax(scores, dim=-1)
         token = int(torch.multinomial(probs, 1, generator=generator)) if do_sample else int(torch.argmax(scores))
     return Step(token, probs)
+
+
+def _top_k_position(processors: LogitsProcessorList) -> int | None:
+    """Where top-k is in the chain, if only top-p may follow it (what makes the shortcut exact)."""
+    for i, processor in enumerate(processors):
+        if isinstance(processor, TopKLogitsWarper):
+            rest = processors[i + 1 :]
+            return i if all(isinstance(r, TopPLogitsWarper) for r in rest) else None
+    return None
+
+
+def _sample_among_top_k(processors: LogitsProcessorList, top_k_at: int, ids: torch.Tensor, logits: torch.Tensor,
+                        generator: torch.Generator) -> Step | None:
+    """The chain's distribution and draw, with what follows top-k computed on the k best scores:
+    top-p then sorts k values instead of the vocabulary. None when scores tie at the k-th place
+    (top-k keeps every tied token) or fewer than k are finite: the caller takes the full path."""
+    scores = LogitsProcessorList(processors[:top_k_at])(ids, logits.unsqueeze(0))[0]
+    k = min(processors[top_k_at].top_k, scores.numel())
+    best, indices = torch.topk(scores, k)
+    if not torch.isfinite(best[-1]) or int((scores >= best[-1]).sum()) != k:
+        return None
+    kept = LogitsProcessorList(processors[top_k_at + 1 :])(ids, best.unsqueeze(0))[0]
+    kept_probs = torch.softmax(kept, dim=-1)
+    token = int(indices[torch.multinomial(kept_probs, 1, generator=generator)])
+    return Step(token, torch.zeros_like(scores).index_copy_(0, indices, kept_probs))
 
 
 def decode_tokens(step: Callable[[list[int]], torch.Tensor], prompt_ids: list[int], config: GenerationConfig,
