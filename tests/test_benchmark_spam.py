@@ -33,7 +33,8 @@ def test_cross_validation_scores_every_row_on_every_fold(cv_result):
     assert cv_result["seeds"] == [42, 43]
     assert {"baseline: TF-IDF + linear SVM", "TF-IDF + logistic regression @0.5",
             "transformer alone, seed 42, 1 epochs @0.5", "transformer alone, mean of 2 seeds, 1 epochs @0.5",
-            "blend chosen on the other folds (nested)"} <= set(rows)
+            "blend chosen on the other folds (nested)",
+            "classical half: TF-IDF + frozen embeddings, logistic regression @0.5"} <= set(rows)
     for name, row in rows.items():
         assert len(row["folds"]) == 3, name
         assert 0.0 <= row["mean"] <= 1.0, name

@@ -1,4 +1,4 @@
-"""Fine-tune a Hugging Face encoder for ham/spam classification, blended with TF-IDF.
+"""Fine-tune a Hugging Face encoder for ham/spam classification, blended with a classical half.
 
     python -m pipelines.train_classifier --data train.tsv --base-model BASE --output DIR
 
@@ -6,12 +6,14 @@ BASE is a Hub id or a local model directory (BERT, DistilBERT, MiniLM, RoBERTa, 
 chosen by cross-validation (`python -m benchmarks.spam --cv`, figures in benchmarks/README.md):
 
 1. fine-tune BASE with a fresh 2-class head on every message of the file for EPOCHS epochs;
-2. fit a TF-IDF (word and character n-grams) + logistic-regression scorer on the same messages;
-3. score a message by TRANSFORMER_WEIGHT x the transformer's P(spam) + the rest x TF-IDF's, and
-   call it spam at THRESHOLD.
+2. fit the classical half on the same messages: TF-IDF (word and character n-grams) and BASE's
+   own sentence embeddings, frozen (not fine-tuned), into a logistic regression (tfidf.py);
+3. score a message by TRANSFORMER_WEIGHT x the transformer's P(spam) + the rest x the classical
+   half's, and call it spam at THRESHOLD.
 
 DIR gets what the app serves as a local `source`: the transformer (`from_pretrained(DIR)` loads
-it, id2label {0: "ham", 1: "spam"}), its tokenizer, `tfidf.json`, `ml_studio.json` (the blend
+it, id2label {0: "ham", 1: "spam"}), its tokenizer, `tfidf.json` and `sentence_encoder/` (the
+classical half: its coefficients, and BASE as it was before fine-tuning), `ml_studio.json` (the blend
 weight and the threshold, which the app applies by default) and `metrics.json` (the recipe's
 cross-validated estimate, clearly labelled as such; with --validation-fraction, also the scores
 on a held-out split, by unique text, which then also stops training early). Everything is seeded.
@@ -41,13 +43,14 @@ BATCH_SIZE = 32  # messages per optimisation step
 LEARNING_RATE = 1e-4  # small encoders (MiniLM, 6 layers x 384) fine-tune best around 1e-4
 WARMUP_RATIO = 0.1  # share of the steps spent ramping the learning rate up from 0
 WEIGHT_DECAY = 0.01  # AdamW decoupled weight decay: mild regularisation
-TRANSFORMER_WEIGHT = 0.5  # share of the transformer in the blended P(spam); 1 = no TF-IDF
+TRANSFORMER_WEIGHT = 0.3  # share of the fine-tuned transformer in the blended P(spam); 1 = no classical half
+EMBEDDING_WEIGHT = 1.0  # scale of the frozen sentence embedding beside the TF-IDF features (0: TF-IDF alone)
 THRESHOLD = 0.5  # blended P(spam) at or above which a message is spam
 VALIDATION_FRACTION = 0.0  # share of the unique texts held out for metrics and early stopping (0: train on all)
 PATIENCE = 2  # with a validation split: epochs without a better validation spam F1 before stopping
 SEED = 42  # one seed for the split, the head initialisation and the batch order
 # Stop training past this wall time, keeping the model so far: leaves room under a 20-minute
-# budget for loading, the TF-IDF half and saving on a busy shared CPU.
+# budget for loading, the classical half and saving on a busy shared CPU.
 TIME_LIMIT_MINUTES = 15.0
 # What `python -m benchmarks.spam --cv 5` measured for this recipe (spam F1 over 5 folds grouped
 # by text, on the SMS collection's training split, MiniLM base): metrics.json carries it, labelled.
@@ -101,7 +104,8 @@ class Recipe:
     transformer_weight: float = param(
         TRANSFORMER_WEIGHT, "Transformer share",
         "How much the fine-tuned transformer counts in the final spam score; the rest comes from a fast "
-        "word-and-letter-count model (TF-IDF) trained on the same messages. 1 = the transformer alone.",
+        "word-and-letter-count model (TF-IDF) with the base model's own, untuned sentence embeddings, trained on "
+        "the same messages. 1 = the transformer alone.",
         range=Range(0.0, 1.0, step=0.05),
     )
     threshold: float = param(
@@ -378,7 +382,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     emit(event="data", messages=len(texts), train_messages=len(train_ids), train_spam=sum(train_labels),
          validation_messages=len(val_ids), validation_spam=sum(val_labels))
 
-    # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
+    # 2. The transformer half, and 3. the classical half, on the same messages.
     model, tokenizer, trainer = fine_tune(
         args.base_model, train_texts, train_labels, recipe, eval_texts=val_texts or None, eval_labels=val_labels or None,
         patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=args.time_limit_minutes * 60,
@@ -386,7 +390,12 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     )
     if recipe.transformer_weight < 1.0:
         emit(event="tfidf")
-    tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed) if recipe.transformer_weight < 1.0 else None
+    tfidf = None
+    if recipe.transformer_weight < 1.0:
+        from pipelines.classification.tfidf import SentenceEncoder
+
+        encoder = SentenceEncoder.from_pretrained(args.base_model) if EMBEDDING_WEIGHT > 0 else None
+        tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed, encoder=encoder, embedding_weight=EMBEDDING_WEIGHT)
 
     # 4. Save what the app serves, and the metrics.
     emit(event="saving")
