@@ -10,9 +10,8 @@ straddle two folds) and stratified by label. In each fold, on the other K-1 fold
 - the baseline, TF-IDF (word 1-2-grams + character 2-5-grams) into a linear SVM whose C and
   class weights are tuned by an inner grouped CV (what people would otherwise use);
 - the recipe's two halves (`pipelines.classification.training`): the transformer fine-tuned for
-  up to --max-epochs epochs, once per seed (--seeds; its P(spam) on the held-out fold recorded
-  after each epoch), and the classical half, TF-IDF and the base encoder's frozen sentence
-  embeddings into a logistic regression (also without the embeddings, for comparison).
+  up to --max-epochs epochs (its P(spam) on the held-out fold recorded after each epoch) and the
+  TF-IDF + logistic-regression scorer.
 Then spam F1 on each held-out fold, mean and standard deviation over the folds, for the
 baseline, each half alone, and blends: the recipe's own constants (training.py), and a blend
 whose epochs, weight and threshold are chosen on the other folds' predictions only (nested, so
@@ -77,7 +76,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
     per seed (its P(spam) on the fold after each epoch)."""
     from transformers import AutoTokenizer
 
-    from pipelines.classification.tfidf import SentenceEncoder, TfidfScorer
+    from pipelines.classification.tfidf import TfidfScorer
 
     held = set(test)
     train_ids = [i for i in range(len(texts)) if i not in held]
@@ -85,9 +84,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
     test_texts = [texts[i] for i in test]
     started = time.perf_counter()
     baseline, baseline_params = tfidf_svm_baseline(train_texts, train_labels, recipe.seed)
-    tfidf_alone = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
-    encoder = SentenceEncoder.from_pretrained(base_model) if training.EMBEDDING_WEIGHT > 0 else None
-    tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed, encoder=encoder, embedding_weight=training.EMBEDDING_WEIGHT)
+    tfidf = TfidfScorer.fit(train_texts, train_labels, recipe.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     by_seed: dict[str, dict[str, list[float]]] = {}
     weights = []  # each seed's final weights, for the weight-averaged ("soup") model
@@ -111,7 +108,6 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
         "test": test, "labels": [labels[i] for i in test],
         "baseline_predictions": baseline.predict(test_texts).tolist(), "baseline_params": baseline_params,
         "tfidf": tfidf.spam_probabilities(test_texts).tolist(), "tfidf_params": tfidf.params,
-        "tfidf_alone": tfidf_alone.spam_probabilities(test_texts).tolist(),
         "transformer_by_seed": by_seed, "transformer_soup": soup, "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -154,8 +150,7 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
     weight, threshold = recipe.transformer_weight, recipe.threshold
     rows = {
         "baseline: TF-IDF + linear SVM": per_fold(lambda f: classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"]),
-        "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf_alone"], 0.5)),
-        "classical half: TF-IDF + frozen embeddings, logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
+        "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
     }
     for e in folds[0]["transformer_by_seed"][first[0]]:
         rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5))

@@ -4,7 +4,6 @@ import json
 import random
 
 import pytest
-import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipelines.classification.pipeline import LocalClassifier
@@ -89,9 +88,8 @@ def test_bad_data_is_reported_not_raised(tmp_path, capsys):
 
 
 def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(dataset, tmp_path):
-    """Trained on every message (no split), blended with the classical half (TF-IDF and the base
-    encoder's frozen embeddings); the folder carries the blend and the threshold, and the app
-    applies both without a word in models.yaml."""
+    """Trained on every message (no split), blended with TF-IDF; the folder carries the blend and
+    the threshold, and the app applies both without a word in models.yaml."""
     import numpy as np
 
     from pipelines.classification.config import SERVING_FILE
@@ -113,19 +111,11 @@ def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(datase
                           "text": [{"name": "t", "source": "t"}], "image": [{"name": "i", "source": "i"}]}).classification[0]
     assert entry.defaults.threshold == 0.35  # the model's own threshold is the default
     served = LocalClassifier.from_entry(entry)
-    assert "+TF-IDF+embeddings (60%)" in served.placement
-    classical = TfidfScorer.load(out)
-    hidden = classical.encoder.model.config.hidden_size
-    assert classical.embedding_weight == 1.0 and (out / "sentence_encoder" / "config.json").exists()
-    assert classical.coef.shape == (sum(len(v.vocabulary_) for _, v in classical.features.transformer_list) + hidden,)
-    # the frozen encoder is the base before fine-tuning, not the fine-tuned one
-    base_weights = AutoModelForSequenceClassification.from_pretrained(base).bert.embeddings.word_embeddings.weight
-    assert torch.equal(classical.encoder.model.embeddings.word_embeddings.weight, base_weights)
-    assert not torch.equal(served.model.bert.embeddings.word_embeddings.weight, base_weights)
+    assert "+TF-IDF (60%)" in served.placement
     texts = ["WIN a free prize now, call 0800", "see you at lunch tomorrow"]
     results = served(texts)
     transformer = transformer_spam_probabilities(served.model, served.tokenizer, texts, served.max_length)
-    tfidf = classical.spam_probabilities(texts)
+    tfidf = TfidfScorer.load(out).spam_probabilities(texts)
     expected = 0.4 * np.asarray(transformer) + 0.6 * tfidf
     assert [r["scores"]["spam"] for r in results] == pytest.approx(expected.tolist(), abs=1e-5)
     assert [r["label"] for r in results] == ["spam" if p >= 0.35 else "ham" for p in expected]

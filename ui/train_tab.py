@@ -73,7 +73,7 @@ def describe_status(update: TrainUpdate) -> str:
     if state == "done":
         return f"**Done** in {duration(update['elapsed_s'])}" + (" (stopped early: the best epoch so far is kept)" if update["stopped"] else "")
     waiting = {"starting": "Starting (reading the file)…", "reading": "Reading the file…", "loading": "Loading the base model…",
-               "tfidf": "Fitting the classical half (TF-IDF and sentence embeddings)…", "saving": "Saving the model…"}
+               "tfidf": "Fitting the TF-IDF half…", "saving": "Saving the model…"}
     return f"**{waiting.get(state, state)}** · {duration(update['elapsed_s'])} so far"
 
 
@@ -89,7 +89,7 @@ def describe_result(update: TrainUpdate) -> str:
     if "spam_f1" in metrics:
         lines += [
             f"**Validation** ({metrics['validation_messages']:,} messages it never trained on; final spam score = "
-            f"{recipe.get('transformer_weight', 1):g} × transformer + the rest × the classical half (TF-IDF + frozen embeddings), spam at {recipe.get('threshold', 0.5):g}): "
+            f"{recipe.get('transformer_weight', 1):g} × transformer + the rest × TF-IDF, spam at {recipe.get('threshold', 0.5):g}): "
             f"accuracy **{metrics['accuracy']:.4f}** · spam precision {metrics['spam_precision']:.4f} · recall "
             f"{metrics['spam_recall']:.4f} · **spam F1 {metrics['spam_f1']:.4f}**",
             confusion_markdown(metrics["confusion_matrix"]),

@@ -17,7 +17,7 @@ from pipelines.core.params import Range, default_ranges, defaults_schema
 
 ClassificationDefaults = defaults_schema(ClassificationParams, "ClassificationDefaults")
 # Written by training.py next to a model it trains: its decision threshold and, for a blended
-# model, its classical half (TF-IDF and frozen embeddings) and its weight (see pipeline.py).
+# model, the TF-IDF half and its weight (see pipeline.py).
 SERVING_FILE = "ml_studio.json"
 
 

@@ -82,18 +82,17 @@ class LocalClassifier(Classifier):
         max_length = min(entry.max_length, model_limit, tokenizer.model_max_length or model_limit)
         classifier = cls(entry, model, tokenizer, class_names, placement, max_length)
         blend = serving_info(entry.source).get("blend") if entry.backend == "local" else None
-        if blend:  # trained here as transformer + classical half (training.py): P(spam) is their weighted mean
+        if blend:  # trained here as transformer + TF-IDF (training.py): P(spam) is their weighted mean
             from pipelines.classification.tfidf import TfidfScorer
 
             classifier.tfidf = TfidfScorer.load(entry.source)
             classifier.transformer_weight = float(blend["transformer_weight"])
-            embeddings = "+embeddings" if classifier.tfidf.encoder is not None else ""
-            classifier.placement += f" +TF-IDF{embeddings} ({1 - classifier.transformer_weight:.0%})"
+            classifier.placement += f" +TF-IDF ({1 - classifier.transformer_weight:.0%})"
         return classifier
 
     @property
     def memory_mb(self) -> float:
-        return module_size_mb(self.model) + (self.tfidf.memory_mb if self.tfidf is not None else 0.0)
+        return module_size_mb(self.model)
 
     # -- preprocess -> forward -> postprocess ----------------------------------------------
     def tokenize(self, texts: list[str]) -> tuple[list[dict], list[bool]]:
@@ -123,7 +122,7 @@ class LocalClassifier(Classifier):
     @torch.inference_mode()
     def forward(self, inputs: dict, texts: list[str]) -> torch.Tensor:
         """Class probabilities (in the model's class order) of a batch; a blended model mixes the
-        transformer's P(spam) with its classical half's."""
+        transformer's P(spam) with its TF-IDF half's."""
         probs = self.model(**inputs).logits.float().softmax(dim=-1).cpu()
         if self.tfidf is not None:
             spam_id, ham_id = self.class_names.index("spam"), self.class_names.index("ham")

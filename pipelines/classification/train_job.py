@@ -155,7 +155,7 @@ class Progress:
                      f" at step {event['step']} (epoch {event['epoch']:.2f}): keeping the best epoch so far")
         elif kind == "tfidf":
             u["state"] = "tfidf"
-            self.say("fitting the classical half (TF-IDF and the base model's frozen sentence embeddings) on the same messages")
+            self.say("fitting the TF-IDF half on the same messages")
         elif kind == "saving":
             u["state"] = "saving"
             self.say("saving the model")

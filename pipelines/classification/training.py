@@ -1,4 +1,4 @@
-"""Fine-tune a Hugging Face encoder for ham/spam classification, blended with a classical half.
+"""Fine-tune a Hugging Face encoder for ham/spam classification, blended with TF-IDF.
 
     python -m pipelines.train_classifier --data train.tsv --base-model BASE --output DIR
 
@@ -6,14 +6,12 @@ BASE is a Hub id or a local model directory (BERT, DistilBERT, MiniLM, RoBERTa, 
 chosen by cross-validation (`python -m benchmarks.spam --cv`, figures in benchmarks/README.md):
 
 1. fine-tune BASE with a fresh 2-class head on every message of the file for EPOCHS epochs;
-2. fit the classical half on the same messages: TF-IDF (word and character n-grams) and BASE's
-   own sentence embeddings, frozen (not fine-tuned), into a logistic regression (tfidf.py);
-3. score a message by TRANSFORMER_WEIGHT x the transformer's P(spam) + the rest x the classical
-   half's, and call it spam at THRESHOLD.
+2. fit a TF-IDF (word and character n-grams) + logistic-regression scorer on the same messages;
+3. score a message by TRANSFORMER_WEIGHT x the transformer's P(spam) + the rest x TF-IDF's, and
+   call it spam at THRESHOLD.
 
 DIR gets what the app serves as a local `source`: the transformer (`from_pretrained(DIR)` loads
-it, id2label {0: "ham", 1: "spam"}), its tokenizer, `tfidf.json` and `sentence_encoder/` (the
-classical half: its coefficients, and BASE as it was before fine-tuning), `ml_studio.json` (the blend
+it, id2label {0: "ham", 1: "spam"}), its tokenizer, `tfidf.json`, `ml_studio.json` (the blend
 weight and the threshold, which the app applies by default) and `metrics.json` (the recipe's
 cross-validated estimate, clearly labelled as such; with --validation-fraction, also the scores
 on a held-out split, by unique text, which then also stops training early). Everything is seeded.
@@ -43,21 +41,23 @@ BATCH_SIZE = 32  # messages per optimisation step
 LEARNING_RATE = 1e-4  # small encoders (MiniLM, 6 layers x 384) fine-tune best around 1e-4
 WARMUP_RATIO = 0.1  # share of the steps spent ramping the learning rate up from 0
 WEIGHT_DECAY = 0.01  # AdamW decoupled weight decay: mild regularisation
-TRANSFORMER_WEIGHT = 0.3  # share of the fine-tuned transformer in the blended P(spam); 1 = no classical half
-EMBEDDING_WEIGHT = 1.0  # scale of the frozen sentence embedding beside the TF-IDF features (0: TF-IDF alone)
+TRANSFORMER_WEIGHT = 0.3  # share of the transformer in the blended P(spam); 1 = no TF-IDF
 THRESHOLD = 0.5  # blended P(spam) at or above which a message is spam
 VALIDATION_FRACTION = 0.0  # share of the unique texts held out for metrics and early stopping (0: train on all)
 PATIENCE = 2  # with a validation split: epochs without a better validation spam F1 before stopping
 SEED = 42  # one seed for the split, the head initialisation and the batch order
 # Stop training past this wall time, keeping the model so far: leaves room under a 20-minute
-# budget for loading, the classical half and saving on a busy shared CPU.
+# budget for loading, the TF-IDF half and saving on a busy shared CPU.
 TIME_LIMIT_MINUTES = 15.0
-# What `python -m benchmarks.spam --cv 5` measured for this recipe (spam F1 over 5 folds grouped
-# by text, on the SMS collection's training split, MiniLM base): metrics.json carries it, labelled.
-# It ties the TF-IDF + linear SVM baseline; benchmarks/README.md has every row.
+# What `python -m benchmarks.spam --cv 5 --fold-seed 7` and `--fold-seed 11` measured for this
+# recipe (spam F1 over 2 x 5 folds grouped by text, on the SMS collection's training split, MiniLM
+# base; partitions not used to choose the recipe): metrics.json carries it, labelled. Above the
+# TF-IDF + linear SVM baseline on average, not by more than the spread; benchmarks/README.md has every row.
 RECIPE_CV_ESTIMATE: dict = {
-    "spam_f1_mean": 0.9717, "spam_f1_std": 0.0139, "folds": [0.9829, 0.9658, 0.9697, 0.9874, 0.9528],
-    "baseline_tfidf_svm_mean": 0.9708, "baseline_tfidf_svm_std": 0.0132,
+    "spam_f1_mean": 0.9736, "spam_f1_std": 0.0073,
+    "folds": [0.9697, 0.9741, 0.975, 0.9744, 0.9872, 0.9831, 0.9614, 0.9702, 0.971, 0.97],
+    "baseline_tfidf_svm_mean": 0.9708, "baseline_tfidf_svm_std": 0.0133,
+    "minus_baseline_mean": 0.0028, "minus_baseline_std": 0.0109,
 }
 
 ID2LABEL = {0: "ham", 1: "spam"}
@@ -104,8 +104,7 @@ class Recipe:
     transformer_weight: float = param(
         TRANSFORMER_WEIGHT, "Transformer share",
         "How much the fine-tuned transformer counts in the final spam score; the rest comes from a fast "
-        "word-and-letter-count model (TF-IDF) with the base model's own, untuned sentence embeddings, trained on "
-        "the same messages. 1 = the transformer alone.",
+        "word-and-letter-count model (TF-IDF) trained on the same messages. 1 = the transformer alone.",
         range=Range(0.0, 1.0, step=0.05),
     )
     threshold: float = param(
@@ -382,7 +381,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     emit(event="data", messages=len(texts), train_messages=len(train_ids), train_spam=sum(train_labels),
          validation_messages=len(val_ids), validation_spam=sum(val_labels))
 
-    # 2. The transformer half, and 3. the classical half, on the same messages.
+    # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
     model, tokenizer, trainer = fine_tune(
         args.base_model, train_texts, train_labels, recipe, eval_texts=val_texts or None, eval_labels=val_labels or None,
         patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=args.time_limit_minutes * 60,
@@ -390,12 +389,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     )
     if recipe.transformer_weight < 1.0:
         emit(event="tfidf")
-    tfidf = None
-    if recipe.transformer_weight < 1.0:
-        from pipelines.classification.tfidf import SentenceEncoder
-
-        encoder = SentenceEncoder.from_pretrained(args.base_model) if EMBEDDING_WEIGHT > 0 else None
-        tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed, encoder=encoder, embedding_weight=EMBEDDING_WEIGHT)
+    tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed) if recipe.transformer_weight < 1.0 else None
 
     # 4. Save what the app serves, and the metrics.
     emit(event="saving")
@@ -413,7 +407,8 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     history = trainer.state.log_history
     metrics: dict = {
         "cross_validated_estimate": RECIPE_CV_ESTIMATE | {
-            "what": "the recipe's spam F1 over 5 folds grouped by text (python -m benchmarks.spam --cv 5), not this model's own score",
+            "what": "the recipe's spam F1 over 2 x 5 folds grouped by text (python -m benchmarks.spam --cv 5 --fold-seed 7, "
+                    "then 11), not this model's own score",
         },
         "data": str(args.data), "base_model": str(args.base_model), "train_messages": len(train_ids),
         "recipe": asdict(recipe), "epochs_run": round(trainer.state.epoch or 0, 2),
