@@ -135,7 +135,10 @@ def best_blend(folds: list[dict]) -> tuple[str, float, float]:
 def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
     """Each row's spam F1 per fold, mean and std, and its paired difference from the baseline's
     (same folds, so the fold-to-fold difficulty cancels out)."""
-    baseline = [classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"] for f in folds]
+    def baseline_f1(fold) -> float:
+        return classification_metrics(fold["labels"], fold["baseline_predictions"])["spam_f1"]
+
+    baseline = [baseline_f1(f) for f in folds]
 
     def per_fold(score_of) -> dict:
         values = [score_of(fold) for fold in folds]
@@ -146,24 +149,25 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
 
     seeds = list(folds[0]["transformer_by_seed"])
     first = seeds[:1]
+    recorded_epochs = list(folds[0]["transformer_by_seed"][first[0]])
     epochs = str(int(recipe.epochs))
     weight, threshold = recipe.transformer_weight, recipe.threshold
     rows = {
-        "baseline: TF-IDF + linear SVM": per_fold(lambda f: classification_metrics(f["labels"], f["baseline_predictions"])["spam_f1"]),
+        "baseline: TF-IDF + linear SVM": per_fold(baseline_f1),
         "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
     }
-    for e in folds[0]["transformer_by_seed"][first[0]]:
+    for e in recorded_epochs:
         rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5))
         if len(seeds) > 1:
             rows[f"transformer alone, mean of {len(seeds)} seeds, {e} epochs @0.5"] = per_fold(
                 lambda f, e=e: f1(f["labels"], transformer(f, e), 0.5))
-    if epochs in folds[0]["transformer_by_seed"][first[0]]:
+    if epochs in recorded_epochs:
         rows[f"recipe blend, seed {first[0]}: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
             lambda f: f1(f["labels"], training.blend(transformer(f, epochs, first), f["tfidf"], weight), threshold))
         if len(seeds) > 1:
             rows[f"recipe blend, mean of {len(seeds)} seeds: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
                 lambda f: f1(f["labels"], training.blend(transformer(f, epochs), f["tfidf"], weight), threshold))
-    if folds[0].get("transformer_soup") and epochs == max(folds[0]["transformer_by_seed"][first[0]], key=int):
+    if folds[0].get("transformer_soup") and epochs == max(recorded_epochs, key=int):
         rows[f"transformer alone, weights of {len(seeds)} seeds averaged, {epochs} epochs @0.5"] = per_fold(
             lambda f: f1(f["labels"], f["transformer_soup"], 0.5))
         rows[f"recipe blend, weights of {len(seeds)} seeds averaged"] = per_fold(
