@@ -47,3 +47,12 @@ def test_folds_never_share_a_text_and_cover_the_file(cv_result):
         assert set(fold["transformer_by_seed"]) == {"42", "43"}
         assert len(fold["transformer_by_seed"]["42"]["1"]) == len(fold["test"])
         assert len(fold["transformer_soup"]) == len(fold["test"])  # the weight-averaged model scored too
+
+
+def test_the_either_right_ceiling_misses_only_what_both_models_miss():
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    first = [1, 1, 0, 0, 0, 0, 1, 1]  # misses messages 2, 3, 6, 7
+    second = [1, 0, 1, 0, 0, 1, 0, 1]  # misses 1, 3, 5, 7; both miss 3 (a spam) and 7 (a ham)
+    # the oracle: 3 spam found, 1 missed, 1 false alarm -> precision 3/4, recall 3/4
+    assert spam.either_right_f1(labels, first, second) == pytest.approx(0.75)
+    assert spam.either_right_f1(labels, first, first) == pytest.approx(spam.f1(labels, first, 0.5))
