@@ -114,7 +114,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
 
 def either_right_f1(labels: list[int], first: list[int], second: list[int]) -> float:
     """Spam F1 of an oracle that is right wherever `first` or `second` predicts right, so misses only
-    what both miss: the most any combination of the two models could score on these labels."""
+    what both miss: the most that picking one of the two verdicts per message could score."""
     oracle = [y if y in (a, b) else 1 - y for y, a, b in zip(labels, first, second)]
     return classification_metrics(labels, oracle)["spam_f1"]
 
