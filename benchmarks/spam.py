@@ -169,8 +169,8 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
             rows[f"transformer alone, mean of {len(seeds)} seeds, {e} epochs @0.5"] = per_fold(
                 lambda f, e=e: f1(f["labels"], transformer(f, e), 0.5))
     if epochs in recorded_epochs:
-        def recipe_scores(f) -> list[float]:
-            return training.blend(transformer(f, epochs, first), f["tfidf"], weight)
+        def recipe_scores(f, seeds=first) -> list[float]:
+            return training.blend(transformer(f, epochs, seeds), f["tfidf"], weight)
 
         rows[f"recipe blend, seed {first[0]}: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
             lambda f: f1(f["labels"], recipe_scores(f), threshold))
@@ -180,7 +180,7 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
             lambda f: either_right_f1(f["labels"], [int(s >= threshold) for s in recipe_scores(f)], f["baseline_predictions"]))
         if len(seeds) > 1:
             rows[f"recipe blend, mean of {len(seeds)} seeds: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
-                lambda f: f1(f["labels"], training.blend(transformer(f, epochs), f["tfidf"], weight), threshold))
+                lambda f: f1(f["labels"], recipe_scores(f, seeds=None), threshold))  # None: every seed
     if folds[0].get("transformer_soup") and epochs == max(recorded_epochs, key=int):
         rows[f"transformer alone, weights of {len(seeds)} seeds averaged, {epochs} epochs @0.5"] = per_fold(
             lambda f: f1(f["labels"], f["transformer_soup"], 0.5))
