@@ -1,6 +1,7 @@
 """The launched app, driven through gradio_client on its public endpoints."""
 
 import pytest
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
@@ -11,6 +12,31 @@ def test_only_public_endpoints_are_listed_with_descriptions(client, public_endpo
     for name, endpoint in endpoints.items():
         assert len(endpoint["description"]) > 20, f"{name} has no api_description"
         assert all(p["label"] for p in endpoint["parameters"]) and endpoint["returns"], name
+
+
+# What each endpoint cannot do without; every other parameter has a default, so that
+# `client.predict(main_input, api_name=...)` works the way the README's examples call it.
+REQUIRED_INPUTS = {
+    "/classify": ["message"], "/explain": ["message"], "/classify_batch": ["file"], "/similar": ["message", "file"],
+    "/embed": ["messages"], "/generate_text": ["prompt"], "/next_tokens": ["prompt"], "/generate_image": ["prompt"],
+    "/train_classifier": ["file"],
+}
+
+
+def test_only_the_main_inputs_are_required(client, public_endpoints):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(REQUIRED_INPUTS) == public_endpoints
+    for name, endpoint in endpoints.items():
+        required = [p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]]
+        assert required == REQUIRED_INPUTS[name], name
+
+
+def test_classify_batch_with_the_file_alone(client, tmp_path):
+    path = tmp_path / "messages.tsv"
+    path.write_text("label\ttext\nspam\tWIN a FREE prize, call now\nham\tsee you at dinner\n", encoding="utf-8")
+    _csv, table, summary, details = client.predict(handle_file(str(path)), api_name="/classify_batch")
+    assert len(table["data"]) == 2 and details["counts"]["ham"] + details["counts"]["spam"] == 2
+    assert "2 row(s)" in summary.replace(",", "")
 
 
 def test_classify(client, names):

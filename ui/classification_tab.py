@@ -202,7 +202,7 @@ def build(config, registry) -> None:
                 with gr.Row():
                     upload = gr.File(label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath")
                     with gr.Column():
-                        text_column = gr.Textbox(label="Text column (blank: text, message, sms… or the only column)")
+                        text_column = gr.Textbox("", label="Text column (blank: text, message, sms… or the only column)")  # "": API clients may omit it
                         batch_button = gr.Button("Classify file", variant="primary")
                         download = gr.File(label="Results (CSV: your columns + label, spam_score)", interactive=False)
                 summary = gr.Markdown(label="Summary")
