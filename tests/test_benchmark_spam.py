@@ -56,3 +56,27 @@ def test_the_either_right_ceiling_misses_only_what_both_models_miss():
     # the oracle: 3 spam found, 1 missed, 1 false alarm -> precision 3/4, recall 3/4
     assert spam.either_right_f1(labels, first, second) == pytest.approx(0.75)
     assert spam.either_right_f1(labels, first, first) == pytest.approx(spam.f1(labels, first, 0.5))
+
+
+def test_nearest_training_message_is_found_outside_the_held_out_part():
+    from benchmarks.spam_misses import nearest_in_training
+
+    texts = ["win a free prize now", "see you at lunch", "win a free prize today", "pick up some milk"]
+    similarity, neighbour = nearest_in_training(texts, [2, 3])
+    assert neighbour[0] == 0 and neighbour[1] in {0, 1}  # the prize template's copy; never another held-out message
+    assert similarity[0] > 0.6 > similarity[1]
+
+
+def test_shared_misses_are_listed_from_a_saved_cv_run(cv_result, tmp_path, capsys):
+    from benchmarks import spam_misses
+
+    saved = tmp_path / "cv.json"
+    saved.write_text(json.dumps(cv_result), encoding="utf-8")
+    with pytest.raises(SystemExit):  # the tiny run recorded 1 epoch, not the recipe's 3
+        spam_misses.main(["--data", cv_result["data"], "--cv-result", str(saved)])
+    assert "--epochs 3: the --cv run recorded epochs 1 to 1 only" in capsys.readouterr().err
+    assert spam_misses.main(["--data", cv_result["data"], "--cv-result", str(saved), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    held_out = sum(len(fold["test"]) for fold in cv_result["folds"])
+    assert out.startswith("missed by both: ") and "held-out messages with a near-copy in training" in out
+    assert int(out.split("near-copy in training (cosine >= 0.6): ")[1].split(",")[0]) <= held_out
