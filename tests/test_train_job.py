@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -155,7 +156,8 @@ def test_a_training_streams_progress_then_publishes_a_served_model(config, data,
     assert last["metrics"]["validation_messages"] == 12 and last["metrics"]["best_epoch"] in (1.0, 2.0)
     [model] = trained_models.find(trained_models.folder_of(config))
     assert model.name == "Mine" and model.metrics == last["metrics"] and "Mine" in config.names("classification")
-    assert "source: " + str(model.folder) in trained_models.yaml_snippet(model)
+    snippet = trained_models.yaml_snippet(model)
+    assert "source: ./Mine\n" in snippet and str(model.folder.parent) not in snippet  # no path of this server
     import zipfile
 
     with zipfile.ZipFile(trained_models.zip_model(model, model.folder.parent / "mine.zip")) as archive:
@@ -319,3 +321,188 @@ def test_a_job_that_steps_aside_runs_at_the_lowest_priority_in_a_thread_of_its_o
 
     assert list(background.stream(priority, "train-x", steps_aside=True))[-1] == ("result", (background.STEP_ASIDE_NICE, "train-x"))
     assert list(background.stream(priority, "other"))[-1][1][0] == 0  # the pool's threads keep their priority
+
+
+# -- what a visitor may do to the others (issue 28) -------------------------------------------------------
+@pytest.mark.parametrize("save_as,message", [
+    ("a\ud800", r"save_as: contains a lone surrogate \(U\+D800\); send valid Unicode text"),
+    ("BERT\u200b spam", r"save_as: contains an invisible or control character \(U\+200B\)"),
+    ("Tiny BERT spam (r\u0430ndom weights)", r"save_as: 'Tiny BERT spam \(r\u0430ndom weights\)' looks the same as the existing "
+                                              r"classification model 'Tiny BERT spam \(random weights\)'"),
+    ("tiny  bert SPAM (random weights)", r"looks the same as the existing classification model 'Tiny BERT spam"),
+    ("x" * 101, r"save_as: is 101 characters; the limit is 100"),
+])
+def test_model_names_are_refused_before_any_work_naming_why(config, data, save_as, message):
+    with pytest.raises(InputError, match=message):
+        next(TrainingRunner(config).run(str(data), None, save_as, None, None, params(config)))
+    assert not trained_models.folder_of(config).exists() or not list(trained_models.folder_of(config).iterdir())
+
+
+def test_names_are_normalised_and_markup_is_kept_as_text(config, data):
+    last, _ = run_to_end(TrainingRunner(config), data, params(config, epochs=1, **FAST), save_as="Ｍｙ   <b>model</b>")
+    assert last["model"] == "My <b>model</b>" and "My <b>model</b>" in config.names("classification")
+
+
+def test_a_model_that_cannot_be_served_is_never_published(config, data, monkeypatch):
+    def refuse(task, entry, owner=None):
+        raise ValueError("refused")
+
+    monkeypatch.setattr(type(config), "add_entry", lambda self, *a, **k: refuse(*a, **k))
+    with pytest.raises(ValueError, match="refused"):
+        run_to_end(TrainingRunner(config), data, params(config, epochs=1, **FAST), save_as="Never listed")
+    assert not list(trained_models.folder_of(config).iterdir())  # nothing the next start-up would find
+
+
+def test_start_up_skips_unreadable_trained_models_with_a_log_line(tiny_config_path, tmp_path, data, caplog):
+    folder = tmp_path / "trained"
+    first = fresh_config(tiny_config_path, folder)
+    run_to_end(TrainingRunner(first), data, params(first, epochs=1, **FAST), save_as="Good")
+    for broken, info in (("surrogate", '{"name": "a\\ud800"}'), ("no-weights", '{"name": "No weights"}'), ("not-json", "{")):
+        shutil.copytree(folder / "Good", folder / broken)
+        (folder / broken / trained_models.INFO_FILE).write_text(info, encoding="utf-8")
+    (folder / "no-weights" / "config.json").unlink()
+    shutil.copytree(folder / "Good", folder / "bad-serving")
+    (folder / "bad-serving" / trained_models.INFO_FILE).write_text('{"name": "Bad serving"}', encoding="utf-8")
+    (folder / "bad-serving" / "ml_studio.json").write_text("{", encoding="utf-8")
+
+    from app import build_app
+
+    restarted = fresh_config(tiny_config_path, folder)
+    with caplog.at_level("WARNING"):
+        build_app(restarted)
+    names = restarted.names("classification")
+    assert "Good" in names and not {"Bad serving", "No weights"} & set(names) and not any("\ud800" in n for n in names)
+    for skipped in ("surrogate", "not-json", "bad-serving", "no-weights"):
+        assert any(skipped in record.getMessage() and "skipping trained model folder" in record.getMessage()
+                   for record in caplog.records), skipped
+
+
+def per_session_config(tiny_config_path, folder: Path, **settings):
+    config = fresh_config(tiny_config_path, folder)
+    return config.model_copy(update={"settings": config.settings.model_copy(update={"trained_models": "per_session", **settings})})
+
+
+def test_per_session_models_are_listed_to_their_owner_only_under_an_unguessable_name(tiny_config_path, tmp_path, data):
+    config = per_session_config(tiny_config_path, tmp_path / "trained")
+    alice, bob = trained_models.owner_of(config, "alice-session"), trained_models.owner_of(config, "bob-session")
+    last, _ = run_to_end_as(config, data, alice, "Mine")
+    name = last["model"]
+    assert re.fullmatch(r"Mine #[a-z2-7]{8}", name)
+    assert name in config.names("classification", alice) and name not in config.names("classification", bob)
+    assert name not in config.names("classification")  # the listing everyone gets
+    assert config.entry("classification", name).name == name  # its exact name reaches it (what /classify batches need)
+    with pytest.raises(InputError, match=r"unknown classification model 'Mine'") as refused:
+        config.entry("classification", "Mine", bob)
+    assert name not in str(refused.value)
+    assert [m.name for m in trained_models.visible(config, alice)] == [name] and not trained_models.visible(config, bob)
+    info = json.loads((trained_models.visible(config, alice)[0].folder / trained_models.INFO_FILE).read_text())
+    assert info["owner"] == alice and "alice-session" not in json.dumps(info)  # the session id itself is never stored
+    metrics = trained_models.visible(config, alice)[0].metrics
+    assert metrics["data"] == data.name  # no server path in what the owner downloads
+
+
+def run_to_end_as(config, data, owner, save_as, **overrides):
+    updates = list(TrainingRunner(config).run(str(data), None, save_as, None, None,
+                                              params(config, epochs=1, **FAST | overrides), owner=owner))
+    return updates[-1], updates
+
+
+def test_per_session_caps_remove_the_oldest_models_and_a_restart_removes_them_all(tiny_config_path, tmp_path, data):
+    folder = tmp_path / "trained"
+    config = per_session_config(tiny_config_path, folder, trained_models_per_session=2, trained_models_max=3)
+    alice, bob = (trained_models.owner_of(config, s) for s in ("alice", "bob"))
+    first = run_to_end_as(config, data, alice, "one")[0]["model"]
+    run_to_end_as(config, data, alice, "two")
+    last, updates = run_to_end_as(config, data, alice, "three")
+    assert first not in config.names("classification", alice) and len(trained_models.visible(config, alice)) == 2
+    assert any("removed your oldest model" in line for line in last["log"])
+    run_to_end_as(config, data, bob, "bob's")
+    run_to_end_as(config, data, bob, "bob's second")  # 5 > trained_models_max: the oldest of anyone goes
+    assert len(trained_models.find(folder)) == 3 and len(trained_models.visible(config, alice)) == 1
+
+    from app import build_app
+
+    restarted = per_session_config(tiny_config_path, folder)
+    build_app(restarted)
+    assert not trained_models.find(folder) and restarted.names("classification") == config.names("classification")
+
+
+def test_shared_models_over_the_total_cap_refuse_a_new_training(tiny_config_path, tmp_path, data):
+    config = fresh_config(tiny_config_path, tmp_path / "trained")
+    config = config.model_copy(update={"settings": config.settings.model_copy(update={"trained_models_max": 1})})
+    run_to_end(TrainingRunner(config), data, params(config, epochs=1, **FAST), save_as="only")
+    with pytest.raises(InputError, match=r"save_as: the app already keeps the most trained models it may: 1 models"):
+        next(TrainingRunner(config).run(str(data), None, "another", None, None, params(config, epochs=1, **FAST)))
+
+
+# -- every stage within the time limit, Stop and cancel (issue 28) -------------------------------------
+def test_the_tfidf_search_one_fit_at_a_time_chooses_what_grid_search_chooses():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+
+    from pipelines.classification import tfidf
+    from pipelines.classification.data import normalise
+
+    rng = random.Random(3)
+    texts = [rng.choice(SPAM + HAM).format(i) + rng.choice(["", " now", " later", " pls"]) for i in range(120)]
+    labels = [int(any(t.startswith(s.split("{")[0]) for s in SPAM)) for t in texts]
+    scorer = tfidf.TfidfScorer.fit(texts, labels, seed=5)
+    features = tfidf._features().fit(texts)
+    search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": tfidf.C_GRID, "class_weight": tfidf.CLASS_WEIGHTS}, scoring="f1",
+                          cv=StratifiedGroupKFold(n_splits=tfidf.CV_FOLDS, shuffle=True, random_state=5))
+    search.fit(features.transform(texts), labels, groups=[normalise(t) for t in texts])
+    assert (scorer.params["C"], scorer.params["class_weight"]) == (search.best_params_["C"], search.best_params_["class_weight"])
+    assert scorer.params["cv_spam_f1"] == round(search.best_score_, 4) and scorer.params["settings_searched"] == 10
+
+
+def test_a_search_told_to_stop_keeps_the_best_setting_so_far():
+    from pipelines.classification import tfidf
+
+    texts = [t.format(i) for i in range(30) for t in (SPAM[0], HAM[0])]
+    labels = [1, 0] * 30
+    asked = []
+    scorer = tfidf.TfidfScorer.fit(texts, labels, keep_going=lambda: asked.append(1) or len(asked) <= 7)
+    assert scorer.params["settings_searched"] == 1 and scorer.params["C"] == tfidf.C_GRID[0]  # 5 fits, then 2 of the next
+    stopped_at_once = tfidf.TfidfScorer.fit(texts, labels, keep_going=lambda: False)
+    assert stopped_at_once.params["settings_searched"] == 0 and stopped_at_once.params["cv_spam_f1"] is None
+    assert (stopped_at_once.params["C"], stopped_at_once.params["class_weight"]) == tuple(tfidf.FALLBACK.values())
+    assert stopped_at_once.spam_probabilities(["WIN a free prize now, call 99"]).shape == (1,)
+
+
+def slow_fits(monkeypatch, seconds: float = 0.2):
+    """Every logistic-regression fit of the TF-IDF search takes `seconds` more: a long search."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression.fit
+
+    def slow_fit(self, *args, **kwargs):
+        time.sleep(seconds)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", slow_fit)
+
+
+def test_the_time_limit_holds_over_the_tfidf_search(config, data, monkeypatch):
+    slow_fits(monkeypatch)  # the whole search: 50 fits, 10 s
+    p = params(config, epochs=1, **FAST | {"transformer_weight": 0.5, "time_limit_minutes": 0.05})  # 3 s in all
+    started = time.monotonic()
+    last, _ = run_to_end(TrainingRunner(config), data, p)
+    assert time.monotonic() - started < 3 + 5  # the limit, plus at most a fit, the final fit and saving
+    assert last["done"] and last["stopped"] and any("time limit reached during the TF-IDF search" in line for line in last["log"])
+    blend = json.loads((trained_models.find(trained_models.folder_of(config))[0].folder / "ml_studio.json").read_text())["blend"]
+    assert blend["tfidf_params"]["settings_searched"] < blend["tfidf_params"]["settings_in_grid"]
+
+
+def test_cancelling_during_the_tfidf_search_ends_it_at_its_next_fit(config, data, monkeypatch):
+    slow_fits(monkeypatch)
+    updates = TrainingRunner(config).run(str(data), None, "cancelled", None, None,
+                                         params(config, epochs=1, **FAST | {"transformer_weight": 0.5}))
+    for update in updates:
+        if update["state"] == "tfidf":
+            break
+    time.sleep(0.5)  # into the search
+    closed = time.monotonic()
+    updates.close()
+    assert time.monotonic() - closed < 3  # one fit, not the 10 s search
+    assert not any(t.name.startswith("train-") for t in threading.enumerate())
+    assert not list(trained_models.folder_of(config).iterdir()) and "cancelled" not in config.names("classification")

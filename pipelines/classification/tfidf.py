@@ -1,7 +1,9 @@
 """A TF-IDF + logistic-regression spam scorer, the classical half of the blended classifier.
 
 Word 1-2-grams and character 2-5-grams (within word boundaries), sublinear TF, then a logistic
-regression whose C and class weights are chosen by cross-validation grouped by text. Saved as
+regression whose C and class weights are chosen by cross-validation grouped by text (the grid
+is searched one fit at a time, so that a training's Stop, cancel and time limit end it between
+two fits, keeping the best settings found so far). Saved as
 JSON (vocabularies, IDF weights, coefficients), not as a pickle: loading a model folder never
 runs code from it.
 """
@@ -10,10 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 C_GRID = [1.0, 3.0, 10.0, 30.0, 100.0]  # inverse regularisation strengths tried by cross-validation
+CLASS_WEIGHTS = [None, "balanced"]
+# Used when the search is stopped before it scored any setting: the middle of the grid.
+FALLBACK = {"C": 10.0, "class_weight": "balanced"}
 CV_FOLDS = 5
 FILE_NAME = "tfidf.json"
 VECTORIZERS = {
@@ -36,23 +42,41 @@ class TfidfScorer:
         self.features, self.coef, self.intercept, self.params = features, coef, intercept, params
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[int], seed: int = 42) -> "TfidfScorer":
-        """Vocabulary from `texts` (it uses no labels), then C and class weights by grouped CV."""
+    def fit(cls, texts: list[str], labels: list[int], seed: int = 42,
+            keep_going: Callable[[], bool] | None = None) -> "TfidfScorer":
+        """Vocabulary from `texts` (it uses no labels), then C and class weights by grouped CV.
+        `keep_going()` is asked before each of the search's fits: once it says False the search
+        ends with the best setting scored so far (FALLBACK if none)."""
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+        from sklearn.metrics import f1_score
+        from sklearn.model_selection import StratifiedGroupKFold
 
         from pipelines.classification.data import normalise
 
+        keep_going = keep_going or (lambda: True)
         features = _features().fit(texts)
-        search = GridSearchCV(
-            LogisticRegression(max_iter=2000), {"C": C_GRID, "class_weight": [None, "balanced"]}, scoring="f1",
-            cv=StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed),
-        )
-        search.fit(features.transform(texts), labels, groups=[normalise(t) for t in texts])
-        best = search.best_estimator_
+        x, y = features.transform(texts), np.asarray(labels)
+        folds = list(StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
+                     .split(x, y, groups=[normalise(t) for t in texts]))
+        scores: dict[tuple, float] = {}  # (C, class_weight) -> mean spam F1 over the folds, as GridSearchCV
+        for c in C_GRID:
+            for class_weight in CLASS_WEIGHTS:
+                fold_scores = []
+                for train_rows, test_rows in folds:
+                    if not keep_going():
+                        break
+                    fitted = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x[train_rows], y[train_rows])
+                    fold_scores.append(f1_score(y[test_rows], fitted.predict(x[test_rows])))
+                if len(fold_scores) < len(folds):
+                    break
+                scores[(c, class_weight)] = float(np.mean(fold_scores))
+            if len(scores) < len(CLASS_WEIGHTS) * (C_GRID.index(c) + 1):
+                break
+        (c, class_weight), cv_f1 = max(scores.items(), key=lambda kv: kv[1]) if scores else (tuple(FALLBACK.values()), None)
+        best = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
         return cls(features, best.coef_[0].astype(np.float32), float(best.intercept_[0]),
-                   {"C": search.best_params_["C"], "class_weight": search.best_params_["class_weight"],
-                    "cv_spam_f1": round(float(search.best_score_), 4)})
+                   {"C": c, "class_weight": class_weight, "cv_spam_f1": None if cv_f1 is None else round(cv_f1, 4),
+                    "settings_searched": len(scores), "settings_in_grid": len(C_GRID) * len(CLASS_WEIGHTS)})
 
     def spam_probabilities(self, texts: list[str]) -> np.ndarray:
         logits = self.features.transform(texts) @ self.coef + self.intercept

@@ -151,8 +151,11 @@ class Progress:
                      + (" (best so far)" if best else ""))
         elif kind == "halted":
             u["stopped"] = True
-            self.say(("time limit reached" if event["reason"] == "time limit" else "stopped") +
-                     f" at step {event['step']} (epoch {event['epoch']:.2f}): keeping the best epoch so far")
+            why = "time limit reached" if event["reason"] == "time limit" else "stopped"
+            if event.get("stage") == "tfidf":
+                self.say(f"{why} during the TF-IDF search: keeping the best setting found so far")
+            else:
+                self.say(f"{why} at step {event['step']} (epoch {event['epoch']:.2f}): keeping the best epoch so far")
         elif kind == "tfidf":
             u["state"] = "tfidf"
             self.say("fitting the TF-IDF half on the same messages")
@@ -206,32 +209,39 @@ class TrainingRunner:
         self.config = config
         self._one_at_a_time = threading.Lock()
 
-    def new_name(self, save_as: str | None, base_name: str, file: str) -> str:
-        names = self.config.names(trained_models.TASK)
-        name = " ".join((save_as or "").split())
-        if name:
-            if len(name) > trained_models.NAME_CHARS:
-                raise InputError("save_as", f"is {len(name)} characters; the limit is {trained_models.NAME_CHARS}")
-            if name in names:
-                raise InputError("save_as", f"there is already a classification model called {name!r}; choose another name")
-            return name
-        name = f"{Path(file).stem} · {base_name} · {trained_models.now()}"
-        candidate, n = name, 1
-        while candidate in names:
-            n += 1
-            candidate = f"{name} ({n})"
-        return candidate
+    def new_name(self, save_as: str | None, base_name: str, file: str, owner: str | None = None) -> str:
+        """The model's name: `save_as` checked (trained_models.check_name) against the names
+        `owner` can see, or one made of the file, base model and time; a per-session model's
+        gets its private suffix."""
+        names = self.config.names(trained_models.TASK, owner)
+        if save_as and save_as.strip():
+            name = trained_models.check_name(save_as, names)
+        else:
+            stem = trained_models.normalise_name(Path(file).stem)
+            stem = stem if stem.isprintable() and not any(0xD800 <= ord(c) <= 0xDFFF for c in stem) else "data"
+            name = f"{stem[:40]} · {base_name} · {trained_models.now()}"
+            candidate, n = name, 1
+            while any(trained_models.skeleton(candidate) == trained_models.skeleton(other) for other in names):
+                n += 1
+                candidate = f"{name} ({n})"
+            name = candidate
+        return trained_models.private_name(name) if owner is not None else name
 
     def run(self, file: str | None, base_model: str | None, save_as: str | None, text_column: str | None,
-            label_column: str | None, params: TrainParams, stop: threading.Event | None = None) -> Iterator[TrainUpdate]:
+            label_column: str | None, params: TrainParams, stop: threading.Event | None = None,
+            owner: str | None = None) -> Iterator[TrainUpdate]:
         """Check everything, train, publish: TrainUpdates as it goes, the last one `done`. Every
-        check fails before any model loads; a stream closed early abandons the training."""
+        check fails before any model loads; a stream closed early abandons the training. `owner`:
+        the session the model will belong to (trained_models.owner_of; None: everyone's)."""
         section = self.config.training
         params = check_params(params, section.ranges())
         base = section.base(base_model or section.base_models[0].name)
         data = check_data(self.config, file, text_column, label_column, params.validation_fraction, params.seed)
-        name = self.new_name(save_as, base.name, file)
+        name = self.new_name(save_as, base.name, file, owner)
         progress = Progress(params, base.name)
+        trained_models.make_room(self.config, owner, on_removed=lambda m: progress.say(
+            f"removed your oldest model {m.name!r} to stay within settings.trained_models_per_session"
+            if m.owner == owner else "removed the oldest model of another session to stay within the app's caps"))
         abort = threading.Event()  # set by closing the stream below: nobody waits for this training
         folder = trained_models.folder_of(self.config)
         partial = trained_models.new_partial(folder)
@@ -264,11 +274,17 @@ class TrainingRunner:
                             yield progress.current()
                 except Exception as err:  # noqa: BLE001 - explained below, or re-raised as it is
                     raise self._explain(err, base, progress.update["state"]) from None
-            model = trained_models.publish(partial, {
-                "name": name, "base_model": base.name, "base_source": base.source, "data": data["file"],
-                "created": trained_models.now(), "params": asdict(params),
-            })
-            self.config.add_entry(trained_models.TASK, trained_models.entry_for(model))
+            info = {"name": name, "base_model": base.name, "base_source": base.source, "data": data["file"],
+                    "created": trained_models.now(), "params": asdict(params)} | ({"owner": owner} if owner else {})
+            # Everything about the model is validated before it is published: a folder that
+            # cannot be served must never be left where the next start-up finds it.
+            trained_models.entry_for(trained_models.TrainedModel(name, partial, info, {}))
+            model = trained_models.publish(partial, info)
+            try:
+                self.config.add_entry(trained_models.TASK, trained_models.entry_for(model), owner=owner)
+            except BaseException:
+                shutil.rmtree(model.folder, ignore_errors=True)
+                raise
             published = True
             yield progress.finish(model)
         finally:

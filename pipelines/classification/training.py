@@ -338,8 +338,11 @@ def transformer_spam_probabilities(model, tokenizer, texts: list[str], max_lengt
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch: little padding
     probabilities = [0.0] * len(texts)
+    from pipelines.core import background
+
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
+            background.step_aside()  # in the app: other requests first, and an abandoned training ends here
             chunk = order[start : start + batch_size]
             inputs = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
             spam = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().softmax(dim=-1)[:, 1].tolist()
@@ -354,19 +357,41 @@ def blend(transformer: list[float], tfidf: list[float] | None, transformer_weigh
     return [transformer_weight * t + (1 - transformer_weight) * f for t, f in zip(transformer, tfidf)]
 
 
+def _keep_going(started: float, limit_s: float, stop: threading.Event | None, emit) -> Callable[[], bool]:
+    """Asked between the small pieces of work after the transformer (the TF-IDF search's fits, the
+    validation batches): steps aside for other requests (raising background.Abandoned once the
+    app's stream is closed) and says False once `stop` is set or the time limit has passed."""
+    from pipelines.core import background
+
+    said = []
+
+    def keep_going() -> bool:
+        background.step_aside()
+        timed_out = time.perf_counter() - started > limit_s
+        if (timed_out or (stop is not None and stop.is_set())) and not said:
+            said.append(True)
+            emit(event="halted", reason="time limit" if timed_out else "stop", step=None, epoch=None, stage="tfidf")
+        return not said
+
+    return keep_going
+
+
 def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: threading.Event | None = None,
           on_event: Callable[[dict], None] | None = None) -> dict:
     """The whole recipe, as the CLI, the Train tab and /train_classifier run it; returns what
     metrics.json holds. `stop` ends training early, keeping the best epoch so far; `on_event`
     receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
-    halted, tfidf, saving)."""
+    halted, tfidf, saving). The time limit counts from the start and holds for every stage:
+    past it the transformer stops at its next step and the TF-IDF search at its next fit."""
     from pipelines.classification.config import SERVING_FILE
     from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
     from pipelines.classification.tfidf import TfidfScorer
+    from pipelines.core import background
 
     emit = _emitter(on_event)
 
     started = time.perf_counter()
+    limit_s = args.time_limit_minutes * 60
     recipe = recipe_of(args)
 
     # 1. Read and check the data; hold out a validation split only when asked (by unique text:
@@ -384,14 +409,16 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
     model, tokenizer, trainer = fine_tune(
         args.base_model, train_texts, train_labels, recipe, eval_texts=val_texts or None, eval_labels=val_labels or None,
-        patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=args.time_limit_minutes * 60,
+        patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=max(0.0, limit_s - (time.perf_counter() - started)),
         on_event=on_event, cpu=getattr(args, "cpu", False),
     )
+    tfidf = None
     if recipe.transformer_weight < 1.0:
         emit(event="tfidf")
-    tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed) if recipe.transformer_weight < 1.0 else None
+        tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed, keep_going=_keep_going(started, limit_s, stop, emit))
 
     # 4. Save what the app serves, and the metrics.
+    background.step_aside()  # a training nobody waits for any more ends here, before writing anything
     emit(event="saving")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -410,7 +437,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
             "what": "the recipe's spam F1 over 2 x 5 folds grouped by text (python -m benchmarks.spam --cv 5 --fold-seed 7, "
                     "then 11), not this model's own score",
         },
-        "data": str(args.data), "base_model": str(args.base_model), "train_messages": len(train_ids),
+        "data": Path(args.data).name, "base_model": str(args.base_model), "train_messages": len(train_ids),
         "recipe": asdict(recipe), "epochs_run": round(trainer.state.epoch or 0, 2),
         "best_epoch": round(trainer.state.epoch or 0, 2),  # without a validation split: the last
         "stopped_early": bool(stop is not None and stop.is_set()),

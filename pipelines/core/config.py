@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, create_model, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, create_model, model_validator
 
 from pipelines.classification.config import TrainingConfig
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
@@ -54,6 +55,18 @@ class Settings(Strict):
     # Where the Train tab saves the models it makes (relative: to the models file's folder). Each is
     # a complete model folder, found again at start-up and added to the classification models.
     trained_models_dir: str = Field(DEFAULT_TRAINED_MODELS_DIR, min_length=1, description="Folder of the models trained in the app.")
+    # Who sees a model trained in the app. A public Space serves anonymous strangers: there
+    # (`auto` on a Space, where SPACE_ID is set) a visitor's models, their metrics and downloads
+    # stay with the browser session that trained them, under a name with an unguessable suffix,
+    # and last until the app restarts. A local run (`auto` elsewhere) lists them to everyone.
+    trained_models: Literal["auto", "shared", "per_session"] = Field(
+        "auto", description="shared: every visitor lists every trained model; per_session: only the session that trained it.")
+    # Caps on what trainings may leave on disk (a model is ~90 MB with MiniLM). Per session, the
+    # oldest of the visitor's models makes room for a new one; over the totals, the oldest
+    # per-session model of any visitor goes, and with shared models only, a new training is refused.
+    trained_models_per_session: int = Field(3, ge=1, description="Most trained models one session keeps (per_session).")
+    trained_models_max: int = Field(50, ge=1, description="Most trained models the app keeps in all.")
+    trained_models_max_mb: float = Field(5000.0, gt=0, description="Most disk, in MB, the trained models may take in all.")
 
 
 class _AppConfig(Strict):
@@ -61,39 +74,61 @@ class _AppConfig(Strict):
     # What the Train tab may fine-tune, and its defaults (classification's own section: the task
     # table lists what the app serves, training makes more of it).
     training: TrainingConfig = TrainingConfig()
+    # Models one session trained (settings.trained_models: per_session): owner -> task -> entries.
+    # Listed to their owner only; a request of anyone else reaches one only by its exact name.
+    _private: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_unique_per_task(self):
         for task in TASKS:
-            names = self.names(task)
+            names = [e.name for e in getattr(self, task)]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{task}: duplicate model name(s) {duplicates}")
         return self
 
-    def entries(self, task: str) -> list[ModelEntry]:
-        return list(getattr(self, task))
+    def entries(self, task: str, owner: str | None = None) -> list[ModelEntry]:
+        """The task's entries `owner` may list: models.yaml's and models trained in the app for
+        everyone, then `owner`'s own (None: the shared ones only)."""
+        own = self._private.get(owner, {}).get(task, []) if owner is not None else []
+        return list(getattr(self, task)) + list(own)
 
-    def names(self, task: str) -> list[str]:
-        return [e.name for e in self.entries(task)]
+    def names(self, task: str, owner: str | None = None) -> list[str]:
+        return [e.name for e in self.entries(task, owner)]
 
-    def entry(self, task: str, name: str) -> ModelEntry:
-        for e in self.entries(task):
+    def entry(self, task: str, name: str, owner: str | None = None) -> ModelEntry:
+        """The entry called `name`: a shared one, or a private one by its exact name (its suffix
+        makes it unguessable); an unknown name is refused listing only what `owner` may list."""
+        with _adding:
+            private = [e for by_task in self._private.values() for e in by_task.get(task, [])]
+        for e in [*getattr(self, task), *private]:
             if e.name == name:
                 return e
-        raise UnknownModelError(task, name, self.names(task))
+        raise UnknownModelError(task, name, self.names(task, owner))
 
     def default_name(self, task: str) -> str:
         """The first entry of each task is its default."""
         return self.entries(task)[0].name
 
-    def add_entry(self, task: str, entry: ModelEntry) -> None:
-        """Offer one more model while the app runs (one trained in it): the tabs' dropdowns, the
-        API and the registry find it by name from now on. The name must be new."""
+    def add_entry(self, task: str, entry: ModelEntry, owner: str | None = None) -> None:
+        """Offer one more model while the app runs (one trained in it): to everyone, or only to
+        `owner`'s listings. The tabs' dropdowns, the API and the registry find it by name from
+        now on. The name must be new."""
         with _adding:
-            if entry.name in self.names(task):
+            taken = [e.name for e in getattr(self, task)]
+            taken += [e.name for by_task in self._private.values() for e in by_task.get(task, [])]
+            if entry.name in taken:
                 raise ValueError(f"{task}: there is already a model called {entry.name!r}")
-            getattr(self, task).append(entry)  # the section's list; the config itself stays frozen
+            if owner is None:
+                getattr(self, task).append(entry)  # the section's list; the config itself stays frozen
+            else:
+                self._private.setdefault(owner, {}).setdefault(task, []).append(entry)
+
+    def remove_entry(self, task: str, name: str) -> None:
+        """Stop offering a model added while the app runs (a per-session model evicted)."""
+        with _adding:
+            for entries in [getattr(self, task), *(by_task.get(task, []) for by_task in self._private.values())]:
+                entries[:] = [e for e in entries if e.name != name]
 
 
 # One list of entries per task of the table, each validated by that task's schema.
