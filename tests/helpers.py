@@ -48,3 +48,36 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def fn_index_of(demo, function_name: str) -> int:
+    """The fn_index of the (first) event whose handler is called `function_name`, private ones too."""
+    found = [index for index, block_fn in demo.fns.items() if block_fn.name == function_name]
+    assert found, f"no event calls {function_name}"
+    return found[0]
+
+
+def call_event(url: str, fn_index: int, data: list, session_hash: str, timeout_s: float = 120) -> tuple[str, object]:
+    """Call any event, public or private, as a raw HTTP client of session `session_hash` can:
+    ("complete", outputs), ("error", message) or ("rejected", HTTP body)."""
+    import json
+
+    import httpx
+
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None}
+    response = httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=timeout_s)
+    if response.status_code == 200:
+        return "complete", response.json()["data"]
+    if "queue" not in response.text.lower():  # an unqueued event's error, or a refusal
+        detail = response.json().get("error") if response.headers.get("content-type", "").startswith("application/json") else None
+        return ("error", detail) if detail else ("rejected", response.text)
+    response = httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=timeout_s)  # a queued event
+    if response.status_code != 200:
+        return "rejected", response.text
+    with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}, timeout=timeout_s) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                output = message.get("output") or {}
+                return ("complete", output["data"]) if message.get("success") else ("error", output.get("error"))
+    return "rejected", "the stream ended without a result"

@@ -252,3 +252,86 @@ def test_killed_client_process_does_not_leave_a_generation_running(faulty_app):
         client.wait()
     assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), "the generation kept running after its client was killed"
     assert not registry.get("text", SLOW)._lock.locked()
+
+
+# -- one visitor cannot break the app or read another's models (issue 28) ----------------------------------
+TRAIN_FAST = dict(epochs=1, transformer_weight=1.0, batch_size=8, learning_rate=5e-3)
+
+
+def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(app_url, client, tiny_config_path, tiny_config, tmp_path):
+    """gradio_client cannot send a lone surrogate (httpx encodes JSON as UTF-8); raw HTTP can, as an escape."""
+    from app import build_app
+    from pipelines.classification import trained_models
+    from pipelines.core.config import load_config
+    from tests.test_train_job import write_messages
+
+    data = write_messages(tmp_path / "messages.tsv")
+    folder = trained_models.folder_of(tiny_config)
+    before = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    uploaded = httpx.post(f"{app_url}gradio_api/upload", files={"files": data.open("rb")}, timeout=30).json()[0]
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_classifier"]["parameters"]
+    values = {p["parameter_name"]: p["parameter_default"] for p in parameters} | TRAIN_FAST | {
+        "file": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "save_as": "b\udfff"}
+    body = json.dumps({"data": [values[p["parameter_name"]] for p in parameters]})  # "\udfff" travels as a JSON escape
+    event = httpx.post(f"{app_url}gradio_api/call/train_classifier", content=body, headers={"content-type": "application/json"},
+                       timeout=30).json()["event_id"]
+    answer = httpx.get(f"{app_url}gradio_api/call/train_classifier/{event}", timeout=60).text
+    assert "event: error" in answer and "save_as: contains a lone surrogate (U+DFFF)" in answer
+    assert httpx.get(app_url, timeout=30).status_code == 200  # pages still load
+    assert (sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []) == before  # nothing published
+    restarted = load_config(tiny_config_path)
+    build_app(restarted)  # the next start-up
+    assert restarted.names("classification")[0] == tiny_config.names("classification")[0]
+
+
+@pytest.fixture(scope="module")
+def per_session_app(tiny_config_path, tmp_path_factory):
+    """The tiny app as on a Space: trained models stay with the session that trained them."""
+    from pipelines.core.config import load_config
+    from tests.helpers import launch_local
+
+    config = load_config(tiny_config_path)
+    settings = config.settings.model_copy(update={"trained_models": "per_session",
+                                                  "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))})
+    config = config.model_copy(update={"settings": settings})
+    demo, url = launch_local(config)
+    yield demo, url, config
+    demo.close()
+
+
+def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_another(per_session_app, tmp_path):
+    from gradio_client import handle_file
+
+    from tests.helpers import call_event, fn_index_of
+    from tests.test_train_job import write_messages
+
+    demo, url, config = per_session_app
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+    data = write_messages(tmp_path / "messages.tsv")
+    *_, final = alice.predict(file=handle_file(str(data)), save_as="Alice's model", api_name="/train_classifier", **TRAIN_FAST)
+    name = final["model"]
+    assert re.fullmatch(r"Alice's model #[a-z2-7]{8}", name)
+
+    # Alice lists, uses and downloads it
+    label, _, _ = alice.predict(message="WIN a prize", model_name=name, api_name="/classify")
+    assert label["label"] in ("ham", "spam")
+    listing = fn_index_of(demo, "trained_list")
+    outcome, (table, chosen, snippet) = call_event(url, listing, [], alice.session_hash)
+    assert outcome == "complete" and [row[0] for row in table["data"]] == [name] and "source: ./" in snippet
+    zipping = fn_index_of(demo, "zip_chosen")
+    outcome, (archive,) = call_event(url, zipping, [name], alice.session_hash)
+    assert outcome == "complete" and archive["path"].endswith(".zip")
+
+    # Bob: not in his lists, not by its shown name, no download, and no trace of it in his errors
+    outcome, (table, chosen, snippet) = call_event(url, listing, [], bob.session_hash)
+    assert outcome == "complete" and not table["data"] and chosen.get("choices") == [] and not snippet
+    dropdown = fn_index_of(demo, "list_models")
+    outcome, (update,) = call_event(url, dropdown, [], bob.session_hash)
+    assert name not in json.dumps(update) and config.default_name("classification") in json.dumps(update)
+    with pytest.raises(AppError, match=r"unknown classification model \"Alice's model\"") as refused:
+        bob.predict(message="WIN a prize", model_name="Alice's model", api_name="/classify")
+    assert name not in str(refused.value)
+    outcome, message = call_event(url, zipping, [name], bob.session_hash)
+    assert outcome == "error" and ("Choose one of your trained models first" in message or "not in the list of choices" in message)
+    outcome, (update,) = call_event(url, dropdown, [], alice.session_hash)
+    assert name in json.dumps(update)

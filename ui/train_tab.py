@@ -106,7 +106,6 @@ def build(config, registry) -> None:
     runner = TrainingRunner(config)
     stops = StopFlags()
     bases = [b.name for b in section.base_models]
-    folder = trained_models.folder_of(config)
 
     @show_errors
     def train_classifier(file: str | None, base_model: str, save_as: str, text_column: str, label_column: str,
@@ -118,7 +117,8 @@ def build(config, registry) -> None:
         try:
             # Closing this generator (a cancelled API job, a page closed) closes run(): the training
             # is abandoned at its next step and nothing is saved; Stop (the flag) keeps the best epoch.
-            with closing(runner.run(file, base_model, save_as, text_column, label_column, params, stop)) as updates:
+            with closing(runner.run(file, base_model, save_as, text_column, label_column, params, stop,
+                                    owner=owner_of(request))) as updates:
                 for update in updates:
                     if update["max_steps"]:
                         progress((update["step"], update["max_steps"]), desc=f"epoch {update['epoch']:.2f}", unit="steps")
@@ -145,26 +145,33 @@ def build(config, registry) -> None:
             return f"**This file cannot be trained on** — {err}", gr.update(visible=False)
         return describe_data(data), gr.update(value=pd.DataFrame(data["preview"]), visible=True)
 
-    def trained_list(selected: str | None = None):
-        models = trained_models.find(folder)
+    def owner_of(request: gr.Request | None) -> str | None:
+        """Whose models a request may list and download (None: everyone's are shared)."""
+        return trained_models.owner_of(config, getattr(request, "session_hash", None))
+
+    def visible_model(name: str | None, request: gr.Request | None):
+        return next((m for m in trained_models.visible(config, owner_of(request)) if m.name == name), None)
+
+    def trained_list(request: gr.Request, selected: str | None = None):
+        models = trained_models.visible(config, owner_of(request))
         names = [m.name for m in models]
         chosen = selected if selected in names else (names[-1] if names else None)
         frame = pd.DataFrame(trained_models.table_rows(models), columns=trained_models.TABLE_HEADERS)
-        return frame, gr.update(choices=names, value=chosen), snippet_of(chosen)
+        return frame, gr.update(choices=names, value=chosen), snippet_of(chosen, request)
 
-    def snippet_of(name: str | None) -> str:
-        model = next((m for m in trained_models.find(folder) if m.name == name), None)
+    def snippet_of(name: str | None, request: gr.Request) -> str:
+        model = visible_model(name, request)
         return trained_models.yaml_snippet(model) if model else ""
 
-    def after_training(update: dict | None):
-        return trained_list((update or {}).get("model"))
+    def after_training(update: dict | None, request: gr.Request):
+        return trained_list(request, (update or {}).get("model") if isinstance(update, dict) else None)
 
     @show_errors
-    def zip_chosen(name: str | None):
-        model = next((m for m in trained_models.find(folder) if m.name == name), None)
+    def zip_chosen(name: str | None, request: gr.Request):
+        model = visible_model(name, request)
         if model is None:
-            raise gr.Error("Choose a trained model first.", print_exception=False)
-        return str(trained_models.zip_model(model, output_path(f"{trained_models.slug(name)}.zip")))
+            raise gr.Error("Choose one of your trained models first.", print_exception=False)
+        return str(trained_models.zip_model(model, output_path(f"{trained_models.slug(model.name)}.zip")))
 
     with gr.Tab("Train", id="train"):
         gr.Markdown("Fine-tune your own spam classifier on labelled messages and watch it learn; "
@@ -210,7 +217,7 @@ def build(config, registry) -> None:
                 chosen = gr.Dropdown([], label="Trained model", info="Download it, or serve it elsewhere with the snippet below.")
                 zip_button = gr.Button("Download as zip")
             download = gr.File(label="Model folder (.zip)", interactive=False)
-            snippet = gr.Code(language="yaml", label="models.yaml snippet (unzip the folder and point `source` at it)", interactive=False)
+            snippet = gr.Code(language="yaml", label="models.yaml snippet (unzip the folder next to that models.yaml)", interactive=False)
 
         event = train.click(
             train_classifier, inputs=[upload, base_model, save_as, text_column, label_column],
