@@ -321,6 +321,13 @@ def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_ano
     zipping = fn_index_of(demo, "zip_chosen")
     outcome, (archive,) = call_event(url, zipping, [name], alice.session_hash)
     assert outcome == "complete" and archive["path"].endswith(".zip")
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(httpx.get(archive["url"], timeout=30).content)) as unzipped:
+        saved = {n: unzipped.read(n).decode() for n in unzipped.namelist() if n.endswith(".json")}
+    base_folder = config.training.base_models[0].source
+    assert saved and not any(base_folder in text or str(data.parent) in text or "/tmp/" in text for text in saved.values())
 
     # Bob: not in his lists, not by its shown name, no download, and no trace of it in his errors
     outcome, (table, chosen, snippet) = call_event(url, listing, [], bob.session_hash)

@@ -34,6 +34,7 @@ from pipelines.classification.data import check_cell_sizes, check_training_data,
 from pipelines.classification.training import TrainParams, train
 from pipelines.core import background
 from pipelines.core.errors import InputError, ModelLoadError, UserFacingError
+from pipelines.core.hub import public_source
 from pipelines.core.params import check_params
 from pipelines.core.zerogpu import zero_gpu_active
 
@@ -274,7 +275,7 @@ class TrainingRunner:
                             yield progress.current()
                 except Exception as err:  # noqa: BLE001 - explained below, or re-raised as it is
                     raise self._explain(err, base, progress.update["state"]) from None
-            info = {"name": name, "base_model": base.name, "base_source": base.source, "data": data["file"],
+            info = {"name": name, "base_model": base.name, "base_source": public_source(base.source), "data": data["file"],
                     "created": trained_models.now(), "params": asdict(params)} | ({"owner": owner} if owner else {})
             # Everything about the model is validated before it is published: a folder that
             # cannot be served must never be left where the next start-up finds it.

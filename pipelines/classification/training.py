@@ -202,6 +202,7 @@ def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: 
     from transformers import TrainerCallback
 
     from pipelines.core import background
+    from pipelines.core.hub import public_source
 
     emit = _emitter(on_event)
 
@@ -387,6 +388,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
     from pipelines.classification.tfidf import TfidfScorer
     from pipelines.core import background
+    from pipelines.core.hub import public_source
 
     emit = _emitter(on_event)
 
@@ -437,7 +439,7 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
             "what": "the recipe's spam F1 over 2 x 5 folds grouped by text (python -m benchmarks.spam --cv 5 --fold-seed 7, "
                     "then 11), not this model's own score",
         },
-        "data": Path(args.data).name, "base_model": str(args.base_model), "train_messages": len(train_ids),
+        "data": Path(args.data).name, "base_model": public_source(str(args.base_model)), "train_messages": len(train_ids),
         "recipe": asdict(recipe), "epochs_run": round(trainer.state.epoch or 0, 2),
         "best_epoch": round(trainer.state.epoch or 0, 2),  # without a validation split: the last
         "stopped_early": bool(stop is not None and stop.is_set()),

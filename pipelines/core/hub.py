@@ -25,6 +25,12 @@ def is_local_source(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().is_dir()
 
 
+def public_source(source: str) -> str:
+    """A source as a client may see it: a Hub id as it is, a local folder by its name only (a
+    path of this server is nobody else's business)."""
+    return Path(source).expanduser().name if is_local_source(source) else source
+
+
 def hub_is_reachable() -> bool:
     global _last_probe
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
