@@ -186,7 +186,7 @@ def test_a_base_that_cannot_load_says_why_and_leaves_nothing(tiny_config_path, t
     section = config.training.model_copy(update={"base_models": [config.training.base_models[0].model_copy(update={
         "name": "Broken base", "source": str(broken)})]})
     config = config.model_copy(update={"training": section})
-    with pytest.raises(ModelLoadError, match="Cannot load base model 'Broken base': the local path .* is missing or does not hold a complete model"):
+    with pytest.raises(ModelLoadError, match="Cannot load base model 'Broken base': the local folder 'broken-base' .* is missing or does not hold a complete model"):
         run_to_end(TrainingRunner(config), data, params(config, **FAST))
     assert not list((tmp_path / "trained").iterdir())  # not even a hidden half-written folder
     assert len(config.names("classification")) == 1

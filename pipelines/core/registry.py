@@ -43,7 +43,7 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
     """A short diagnosis and the action that fixes it, for the most common failures."""
     text = f"{type(err).__name__}: {err}".strip()
     first_line = text.splitlines()[0][:300]
-    from pipelines.core.hub import hub_is_reachable, is_local_source
+    from pipelines.core.hub import hub_is_reachable, is_local_source, public_source
 
     if entry.backend != "local":
         return (
@@ -54,7 +54,8 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
         return f"out of memory ({first_line}). Close other models, pick a smaller model, or use a machine with more memory."
     if is_local_source(entry.source):
         return (
-            f"the local path '{entry.source}' is missing or does not hold a complete model ({first_line}). "
+            f"the local folder '{public_source(entry.source)}' (its full path is in the server log) is missing or does not "
+            f"hold a complete model ({first_line.replace(str(entry.source), public_source(entry.source))}). "
             "Check `source` in models.yaml, or rebuild it (e.g. `python -m pipelines.tiny DIR`)."
         )
     if not hub_is_reachable():
