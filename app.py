@@ -24,7 +24,7 @@ from pipelines.core.config import AppConfig, load_config
 from pipelines.core.errors import ConfigError
 from pipelines.core.registry import ModelRegistry
 from pipelines.tasks import TASKS
-from ui import status_panel, train_tab
+from ui import status_panel, train_tab, uploads
 
 TITLE = "ML Studio — classify and generate"
 
@@ -67,6 +67,7 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
         status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
+    uploads.refuse_non_files(demo)  # an input naming a folder of the upload folder would stop its clean-up
     return demo
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -377,3 +380,274 @@ def test_csv_with_100000_rows_is_classified_or_refused_with_the_limit(client, ap
         assert re.search(r"100[,.]?000|rows|messages|limit|at most", str(err), re.I), str(err)
     else:
         assert output_rows(result) == 100_000
+
+
+# -- file reads (issue 28) ---------------------------------------------------------------------
+# Only uploads (and the app's own results) are read or served. A raw client can name any path in
+# any file input (Gradio checks that it is an upload only when the value carries FileData's
+# `meta`) and in any event, public or private. ui/uploads.py is the check.
+REPO = Path(__file__).resolve().parents[1]
+FILE_META = {"_type": "gradio.FileData"}
+
+
+def not_an_upload(field: str) -> str:
+    from ui.uploads import NOT_AN_UPLOAD
+
+    return f"{field}: {NOT_AN_UPLOAD}"
+
+
+def assert_refused(answer, field: str) -> None:
+    """Refused by our check (ui/uploads.py), or by Gradio's own: a path outside the upload folder
+    with FileData's meta, a File input's value without it or of another file type."""
+    from ui.uploads import NOT_AN_UPLOAD
+
+    allowed = (f"^{re.escape(not_an_upload(field))}$", f"^That {re.escape(NOT_AN_UPLOAD)}$",
+               "^Cannot move .* not uploaded by a user", "The 'meta' field must be", "^Invalid file type")
+    assert isinstance(answer, str) and any(re.search(pattern, answer) for pattern in allowed), answer
+
+
+def secret_files() -> dict[str, bytes]:
+    """Files of the server that no request may return: the app's code and config, git's, the system's."""
+    candidates = [REPO / "app.py", REPO / "models.yaml", REPO / ".git" / "HEAD", REPO / ".git" / "config", Path("/etc/hostname")]
+    return {str(path): path.read_bytes() for path in candidates if path.is_file()}
+
+
+def hostile_paths() -> list[str]:
+    return ["app.py", str(REPO / "models.yaml"), "../" * 12 + "etc/hostname", str(REPO / ".git" / "HEAD")]
+
+
+def file_payloads(path: str) -> list:
+    """What a raw client may send for a file, an image or a gallery: a bare path, FileData without
+    and with its meta, gallery items."""
+    return [path, {"path": path}, {"path": path, "meta": FILE_META}, [{"image": {"path": path}, "caption": None}],
+            [{"image": {"path": path, "meta": FILE_META}, "caption": None}]]
+
+
+def assert_no_secret_in(app_url: str, answer) -> None:
+    """Neither the answer nor any file it names (a /file= URL or a server path) holds a secret file's content."""
+    text = json.dumps(answer, default=str)
+    secrets = secret_files()
+    for name, content in secrets.items():
+        start = content.decode("utf-8", "replace").strip()[:200]
+        assert len(start) < 8 or start not in text, f"{name}'s content in the answer: {text[:300]}"
+    named = set(re.findall(r'"(?:path|url)": "([^"]+)"', text)) | set(re.findall(r"/gradio_api/file=[^\"\s]+", text))
+    for item in named:
+        if item.startswith("http"):
+            url = item
+        elif item.startswith("/gradio_api/"):
+            url = app_url.rstrip("/") + item
+        else:
+            url = f"{app_url}gradio_api/file={item}"
+        response = httpx.get(url, timeout=30)
+        assert response.status_code != 200 or response.content not in secrets.values(), f"{url} serves a secret file"
+
+
+def raw_call_as_is(app_url: str, endpoint: str, data: list) -> tuple[str, object]:
+    """Gradio's plain HTTP API with `data` sent as it is (nothing uploaded first): ("complete",
+    outputs), ("error", message) or ("rejected", HTTP body)."""
+    base = f"{app_url}gradio_api/call{endpoint}"
+    response = httpx.post(base, json={"data": data}, timeout=30)
+    if response.status_code != 200:
+        return "rejected", response.text
+    event, payload = None, None
+    with httpx.stream("GET", f"{base}/{response.json()['event_id']}", timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                payload = json.loads(line.removeprefix("data:"))
+    return event, ((payload or {}).get("error") if event == "error" else payload)
+
+
+def endpoint_data(api, names, endpoint: str, **overrides) -> list:
+    """The data list of a plain HTTP call: `call_args`, then `overrides` (a file field's raw value too)."""
+    args = call_args(api, names, endpoint) | overrides
+    return [args[p["parameter_name"]] for p in api[endpoint]["parameters"]]
+
+
+@pytest.fixture(scope="module")
+def dependencies(app_url) -> dict[int, dict]:
+    """The app's events as /config lists them to any client, by fn_index."""
+    return {d["id"]: d for d in httpx.get(f"{app_url}config", timeout=30).json()["dependencies"]}
+
+
+def fn_index_named(dependencies, api_name: str) -> int:
+    return next(index for index, d in dependencies.items() if d.get("api_name") == api_name)
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex[:11]
+
+
+@pytest.fixture
+def not_uploads():
+    """Things inside Gradio's upload folder that no one uploaded: symlinks out of it (to app.py),
+    FIFOs (a read would block), a directory."""
+    import shutil
+
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / f"issue28-{new_session()}"
+    folder.mkdir(parents=True)
+    for suffix in (".png", ".csv"):
+        (folder / f"link{suffix}").symlink_to(REPO / "app.py")
+        os.mkfifo(folder / f"pipe{suffix}")
+        (folder / f"folder{suffix}").mkdir()
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_use_as_input_returns_only_this_sessions_own_image(app_url, dependencies):
+    """The issue's repro: use_as_input sent a gallery of app.py. Its inputs are server-side state
+    (the session's last result, the selected index), so what a client sends is ignored: nothing to
+    use before the session has generated an image, then that image, whatever the client sends."""
+    from gradio_client import Client
+
+    from tests.helpers import call_event
+
+    use = fn_index_named(dependencies, "use_as_input")
+    assert dependencies[use]["api_visibility"] == "private" and not dependencies[use]["queue"]
+    outcome, answer = call_event(app_url, use, [[{"image": {"path": "app.py"}, "caption": None}], None], new_session())
+    assert_no_secret_in(app_url, answer)  # the issue's repro (it gave app.py's URL)
+    for path in hostile_paths():
+        for payload in file_payloads(path):
+            outcome, answer = call_event(app_url, use, [payload, 0], new_session(), timeout_s=30)
+            assert_no_secret_in(app_url, answer)
+            assert (outcome, answer) == ("error", "There is no image to use yet: generate one first."), (payload, answer)
+    alice = Client(app_url, verbose=False)
+    alice.predict(prompt="a cat", seed=3, api_name="/generate_image")
+    for path in hostile_paths():
+        outcome, answer = call_event(app_url, use, [[{"image": {"path": path}, "caption": None}], 5], alice.session_hash, timeout_s=30)
+        assert outcome == "complete", answer
+        url = answer[0]["url"]
+        image = httpx.get(url if url.startswith("http") else app_url.rstrip("/") + url, timeout=30)
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")  # alice's own image
+        assert_no_secret_in(app_url, answer)
+
+
+@pytest.mark.parametrize("where", ["/dev/zero", "/proc/self/fd/1", "/etc/hostname", "app.py", "/tmp", "missing.png",
+                                   "symlink out", "fifo", "folder"])
+def test_init_image_not_uploaded_gets_one_error_and_nothing_is_read(app_url, client, api, names, not_uploads, where):
+    """Devices, a pipe, the app's files, a directory, a symlink out of the upload folder, a FIFO in
+    it: one `init_image: ...` error, the same whether the path exists or not, before anything is
+    opened (through raw HTTP without FileData's meta, and gradio_client)."""
+    path = {"symlink out": not_uploads / "link.png", "fifo": not_uploads / "pipe.png",
+            "folder": not_uploads / "folder.png"}.get(where, where)
+    data = endpoint_data(api, names, "/generate_image", init_image={"path": str(path)}, strength=0.0)
+    assert raw_call_as_is(app_url, "/generate_image", data) == ("error", not_an_upload("init_image"))
+    with pytest.raises(AppError, match=rf"^{re.escape(not_an_upload('init_image'))}$"):
+        client.predict(prompt="a cat", model_name=names["image"], init_image={"path": str(path)}, strength=0.0,
+                       api_name="/generate_image")
+
+
+@pytest.mark.parametrize("endpoint", ["/generate_image", "/classify_batch", "/similar", "/train_classifier"])
+def test_no_public_file_input_reads_what_was_not_uploaded(app_url, api, names, not_uploads, endpoint):
+    """Every public file input, given the app's files, git's, the system's, a symlink out of the upload
+    folder or a FIFO in it, with and without FileData's meta: refused (by our check, or Gradio's for a
+    path outside the upload folder), and no answer holds or links to their content."""
+    field = next(p["parameter_name"] for p in api[endpoint]["parameters"] if p["component"] in ("File", "Image"))
+    suffix = ".png" if endpoint == "/generate_image" else ".csv"
+    for path in hostile_paths() + [str(not_uploads / f"link{suffix}"), str(not_uploads / f"pipe{suffix}")]:
+        for payload in ({"path": path}, {"path": path, "meta": FILE_META}):
+            # strength 0 would give an image back as it is; one epoch, were a training to start
+            overrides = {"strength": 0.0} if endpoint == "/generate_image" else {"epochs": 1} if endpoint == "/train_classifier" else {}
+            outcome, answer = raw_call_as_is(app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload}, **overrides))
+            assert outcome == "error", (endpoint, payload, outcome, str(answer)[:300])
+            assert_refused(answer, field)
+            assert_no_secret_in(app_url, answer)
+
+
+def test_no_private_event_reads_or_returns_a_path_a_client_sends(app_url, dependencies, not_uploads):
+    """Every private event that has a server function, every input given each hostile file payload:
+    no answer holds a secret file's content or links to one. (The Embedding map takes the Batch
+    file's upload in the browser: that event has no server function to call.)"""
+    from tests.helpers import call_event
+
+    private = {i: d for i, d in dependencies.items() if d.get("api_visibility") == "private" and d["inputs"] and d["backend_fn"]}
+    assert {"use_as_input", "preview", "zip_chosen", "snippet_of"} <= {d["api_name"] for d in private.values()}
+    for index, dependency in private.items():
+        if dependency["api_name"].startswith("next_tokens"):  # a text generation: no file input
+            continue
+        for path in hostile_paths()[:3] + [str(not_uploads / "link.csv")]:
+            for payload in file_payloads(path):
+                _outcome, answer = call_event(app_url, index, [payload] * len(dependency["inputs"]), new_session(), timeout_s=30)
+                assert_no_secret_in(app_url, answer)
+
+
+def test_train_preview_of_what_was_not_uploaded_is_refused(app_url, dependencies, not_uploads):
+    from tests.helpers import call_event
+
+    preview = fn_index_named(dependencies, "preview")
+    for path in ("app.py", str(not_uploads / "link.csv"), str(not_uploads / "pipe.csv"), str(not_uploads / "folder.csv")):
+        payload = {"path": path, "meta": FILE_META}
+        outcome, answer = call_event(app_url, preview, [payload, "", "", 0.15, 42], new_session(), timeout_s=30)
+        assert outcome == "error" or not_an_upload("file") in answer[0], (path, answer)
+        assert_no_secret_in(app_url, answer)
+
+
+def test_another_sessions_upload_cannot_be_found(app_url, client, api, names, tmp_path):
+    """An upload lives at <upload folder>/<sha256 of the server's secret seed and its bytes>/<name>:
+    a client that knows a file's content (say, a public data set) still cannot compute its path,
+    and naming the upload folder, a folder in it or a pattern instead of a file is refused like any
+    other path. (Whoever is given an upload's path can read it, as Gradio's /file= route allows.)"""
+    import hashlib
+
+    from gradio.utils import get_upload_folder
+
+    content = b"message\nWIN a free prize now, session A's own text\n"
+    (tmp_path / "alice.csv").write_bytes(content)
+    with open(tmp_path / "alice.csv", "rb") as f:
+        uploaded = Path(httpx.post(f"{app_url}gradio_api/upload", files={"files": f}, timeout=30).json()[0])
+    folder = uploaded.parent
+    assert len(folder.name) == 64 and folder.name != hashlib.sha256(content).hexdigest()
+    for guess in (get_upload_folder(), str(folder), str(folder / "*"), f"{folder}/", f"{folder}/../{folder.name}"):
+        for endpoint, field in (("/classify_batch", "file"), ("/generate_image", "init_image")):
+            for payload in ({"path": guess}, {"path": guess, "meta": FILE_META}):
+                outcome, answer = raw_call_as_is(app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload}))
+                assert outcome == "error", (guess, payload, answer)
+                assert_refused(answer, field)
+                assert content.decode() not in json.dumps(answer)
+
+
+def test_a_folder_named_as_a_file_is_refused_before_gradio_keeps_it(app_url, api, names, dependencies, not_uploads):
+    """Gradio notes every input file already in its cache for deletion; a folder there (the upload
+    folder itself) would end its scheduled clean-up at the first try. Refused in any input, public
+    or private, a JSON value's included."""
+    from gradio.utils import get_upload_folder
+
+    from tests.helpers import call_event
+    from ui.uploads import NOT_AN_UPLOAD
+
+    refused = ("error", f"That {NOT_AN_UPLOAD}")
+    for folder in (get_upload_folder(), str(not_uploads / "folder.csv"), str(not_uploads / "pipe.csv")):
+        payload = {"path": folder, "meta": FILE_META}
+        for endpoint, field in (("/classify_batch", "file"), ("/generate_image", "init_image")):
+            assert raw_call_as_is(app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload})) == refused
+        after_training = fn_index_named(dependencies, "after_training")  # its input is a JSON value
+        assert call_event(app_url, after_training, [{"model": payload}], new_session(), timeout_s=30) == refused
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder", "over the limit"])
+def test_the_pipelines_read_regular_files_only_and_within_their_limit(tmp_path, kind):
+    """Called directly (the notebook, the command line), the readers stat the path before opening
+    it and read no more than their limit: a device, a FIFO or a folder is refused, never read."""
+    from pipelines.classification.data import read_messages
+    from pipelines.core.errors import InputError
+    from pipelines.image.init_image import load_init_image
+
+    readers = {".png": ("init_image", "limits.max_init_image_mb", lambda path: load_init_image(path, 64, 64, "crop", 10**6, 2**20)),
+               ".csv": ("file", "settings.max_upload_mb", lambda path: read_messages(path, max_bytes=2**20))}
+    for suffix, (field, setting, read) in readers.items():
+        path = tmp_path / f"input{suffix}"
+        if kind == "/dev/zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+        else:
+            with open(path, "wb") as f:
+                f.truncate(3 * 2**19)  # 1.5 MB
+        reason = rf"is 1\.5 MB; the limit is 1\.0 MB \({re.escape(setting)}\)" if kind == "over the limit" else "is not a regular file"
+        with pytest.raises(InputError, match=rf"^{field}: 'input{re.escape(suffix)}' {reason}$"):
+            read(path)

@@ -13,6 +13,7 @@ from pipelines.core.limits import check_text_size
 from pipelines.core.zerogpu import on_gpu
 from ui import embedding_map
 from ui.common import controls, describe_model, details_json, error_message, model_dropdown, output_path, show_errors
+from ui.uploads import upload_limit, uploaded_file
 
 TASK = "classification"
 EXAMPLES = [
@@ -153,6 +154,7 @@ def build(config, registry) -> None:
         """
         from pipelines.classification.files import classify_file  # pandas: imported on first use
 
+        file = uploaded_file(file, "file", upload_limit(settings))  # never a path the client merely names
         if not file:
             raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of messages")
         classifier = registry.get(TASK, model_name)
@@ -164,7 +166,7 @@ def build(config, registry) -> None:
         result = classify_file(
             classifier, file, threshold, text_column=(text_column or "").strip() or None,
             max_rows=settings.classification_max_file_rows, max_cell_chars=settings.max_file_cell_chars,
-            max_bytes=int(settings.max_upload_mb * 2**20), on_progress=report,
+            max_bytes=upload_limit(settings), on_progress=report,
         )
         out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
         frame = result.pop("frame")

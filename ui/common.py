@@ -20,6 +20,7 @@ import gradio as gr
 
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import declared_choices, default_ranges, field_types, param_infos
+from ui.uploads import uploaded_file
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,21 @@ def _slider(**kwargs) -> gr.Slider:
     return slider
 
 
-def _image_input(**kwargs) -> gr.Image:
+def _image_input(field: str, max_bytes: int, **kwargs) -> gr.Image:
     """An image upload (file, clipboard, webcam) that hands the handler the uploaded file's path
     unopened: the model's own loader checks its size before decoding it (a decompression bomb),
-    and names the field in its messages; Gradio's preprocessing would open it first."""
+    and names the field in its messages; Gradio's preprocessing would open it first. Only a
+    regular file of the upload folder, of at most `max_bytes`, gets through (`ui.uploads`):
+    Gradio does not check an image's path itself when a client leaves out its FileData `meta`."""
+    def checked_path(payload) -> str | None:
+        try:
+            return uploaded_file(payload, field, max_bytes)
+        except UserFacingError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
     info = kwargs.pop("info", None)
     image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], **kwargs)
-    image.preprocess = lambda payload: None if payload is None else payload.path
+    image.preprocess = checked_path
     if info:  # gr.Image has no help line of its own
         gr.Markdown(f"<small>{info}</small>")
     return image
@@ -189,10 +198,11 @@ def control_settings(params_cls, name: str, entry, defaults) -> dict:
     return settings
 
 
-def controls(params_cls, names: list[str], entry, defaults) -> dict[str, gr.components.Component]:
+def controls(params_cls, names: list[str], entry, defaults, max_upload_bytes: int | None = None) -> dict[str, gr.components.Component]:
     """One control per parameter in `names`, made from its declaration (label, help, range,
     widget) with `entry`'s defaults and limits; use them as an event's `inputs_kwargs`, so
-    that the API's parameter names and defaults are the declaration's too."""
+    that the API's parameter names and defaults are the declaration's too. A file parameter
+    needs `max_upload_bytes` (settings.max_upload_mb)."""
     made = {}
     types, infos = field_types(params_cls), param_infos(params_cls)
     for name in names:
@@ -201,7 +211,9 @@ def controls(params_cls, names: list[str], entry, defaults) -> dict[str, gr.comp
         if info.widget == "number":  # whole numbers for integers (a seed), any for floats (a learning rate)
             made[name] = gr.Number(value=settings["value"], precision=0 if types[name] is int else None, **common)
         elif info.widget == "image":
-            made[name] = _image_input(**common)
+            if max_upload_bytes is None:
+                raise TypeError(f"controls(): the file parameter {name!r} needs max_upload_bytes")
+            made[name] = _image_input(name, max_upload_bytes, **common)
         elif info.widget == "dropdown":
             # allow_custom_value: the model's own check names the allowed choices, also for API
             # clients asking for another model than the one shown

@@ -14,6 +14,7 @@ from pipelines.core.limits import check_text_size
 from pipelines.core.params import check_params, with_overrides
 from pipelines.core.zerogpu import on_gpu
 from ui.common import controls, details_json, in_declaration_order, show_errors
+from ui.uploads import upload_limit, uploaded_file
 
 TASK = "classification"
 THIS_MESSAGE = "this message"
@@ -77,13 +78,14 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
         check_message(message)
         check_text_size(message, "message", settings.max_text_chars)
         params = check_params(with_overrides(SimilarParams(), **params))
+        file = uploaded_file(file, "file", upload_limit(settings))  # never a path the client merely names
         if not file:
             raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of (labelled) messages")
         classifier = registry.get(TASK, model_name)
         progress(0, desc="Reading the file")
         embedded, cached = embed_file(
             classifier, file, cache, text_column=(text_column or "").strip() or None, max_rows=settings.embedding_map_max_rows,
-            max_cell_chars=settings.max_file_cell_chars, max_bytes=int(settings.max_upload_mb * 2**20),
+            max_cell_chars=settings.max_file_cell_chars, max_bytes=upload_limit(settings),
             on_progress=lambda done, total: progress((done, total), desc="Embedding the file's messages", unit="messages"),
         )
         vector = classifier.embed_many([message])[0]
@@ -133,7 +135,8 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
                "encoder, mean-pooled, length 1: cosine similarity is their dot product), dimensions and model.")
 
     message.change(None, message, map_message, js="(text) => text", api_visibility="private", queue=False)
-    batch_file.change(lambda path: path, batch_file, map_file, api_visibility="private", queue=False)
+    # Copied in the browser: no server handler that a raw client could hand a path to return.
+    batch_file.change(None, batch_file, map_file, js="(file) => file", api_visibility="private", queue=False)
     gr.on(
         [show.click, map_message.submit], similar_messages, inputs=[map_message, map_file, model, map_column],
         inputs_kwargs=in_declaration_order(SimilarParams, params), outputs=[scatter, table, summary, details],

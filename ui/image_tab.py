@@ -9,6 +9,7 @@ after its current step.
 from __future__ import annotations
 
 from contextlib import closing
+from pathlib import Path
 
 import gradio as gr
 
@@ -19,6 +20,7 @@ from pipelines.image.png import save_png
 from ui.common import (
     StopFlags, control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, show_errors,
 )
+from ui.uploads import upload_limit
 
 TASK = "image"
 EXAMPLES = [
@@ -69,7 +71,8 @@ def build(config, registry) -> None:
         # Until a preview is shown, those yields clear the outputs (the previous run's images and
         # seeds go away as this run starts): cheap, where gr.skip() makes Gradio rebuild the
         # Gallery component (~4 ms of the server's event loop each time, taken from the model).
-        no_change = (None, None)
+        # The third output, the server-side list of this run's PNGs, is emptied likewise.
+        no_change = (None, None, [])
         result = None
         try:
             with closing(generator.stream(prompt, params, stop=stop, idle_every_s=HEARTBEAT_S)) as events:
@@ -77,8 +80,8 @@ def build(config, registry) -> None:
                     if event["kind"] == "step":
                         progress((event["done"], event["total"]), desc="Denoising", unit="steps")
                     elif event["kind"] == "preview":
-                        yield [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]], None
-                        no_change = (gr.skip(), gr.skip())  # keep the preview on screen
+                        yield [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]], None, []
+                        no_change = (gr.skip(), gr.skip(), gr.skip())  # keep the preview on screen
                         continue
                     elif event["kind"] == "result":
                         result = event["result"]
@@ -88,7 +91,8 @@ def build(config, registry) -> None:
             stops.end(request, stop)
         if not result or result["stopped"]:
             raise gr.Error("Stopped before the images were finished.", print_exception=False)
-        yield save_gallery(result)
+        gallery, info = save_gallery(result)
+        yield gallery, info, [path for path, _caption in gallery]
 
     def stop_image(request: gr.Request):
         stops.stop(request)
@@ -101,12 +105,16 @@ def build(config, registry) -> None:
             return gr.skip(), gr.skip()
         return seeds[evt.index], evt.index
 
-    def use_as_input(images: list | None, selected: int | None):
-        """The selected image of the gallery (the first if none is) becomes the initial image."""
-        if not images:
+    def use_as_input(produced: list | None, selected: int | None):
+        """The selected image of the last result (the first if none is) becomes the initial image.
+        Both inputs are gr.State, kept on the server: the PNGs this session's last run wrote, never
+        a path a client sends (the gallery's value comes from the client)."""
+        if not produced:
             raise gr.Error("There is no image to use yet: generate one first.", print_exception=False)
-        item = images[selected if selected is not None and selected < len(images) else 0]
-        return item[0] if isinstance(item, (list, tuple)) else item
+        path = Path(produced[selected if isinstance(selected, int) and 0 <= selected < len(produced) else 0])
+        if not path.is_file():  # deleted after a while (ui.common.OUTPUT_MAX_AGE_S)
+            raise gr.Error("That image is no longer kept on the server: generate it again.", print_exception=False)
+        return str(path)
 
     def show_model(model_name: str):
         entry = config.entry(TASK, model_name)
@@ -123,7 +131,8 @@ def build(config, registry) -> None:
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
                 with gr.Accordion("Start from an image (image to image)", open=False):
-                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, default, default.defaults)
+                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, default, default.defaults,
+                                           max_upload_bytes=upload_limit(config.settings))
                 with gr.Accordion("Parameters", open=False):
                     parameters |= controls(ImageParams, PARAMETERS, default, default.defaults)
                 model_info = gr.Markdown(describe_model(default))
@@ -132,15 +141,16 @@ def build(config, registry) -> None:
                 use_input = gr.Button("Use as input", size="sm")
                 info = gr.JSON(label="Seeds and parameters (the JSON result API clients receive)")
                 selected = gr.State(None)
+                produced = gr.State([])  # the last result's PNG paths: what "Use as input" may take
         gr.Examples(EXAMPLES, inputs=[prompt, parameters["negative_prompt"]], label="Examples")
 
         event = generate.click(
             generate_image, inputs=[prompt, model], inputs_kwargs=in_declaration_order(ImageParams, parameters),
-            outputs=[gallery, info], api_name="generate_image", concurrency_id=TASK,
+            outputs=[gallery, info, produced], api_name="generate_image", concurrency_id=TASK,
         )
         stop.click(stop_image, None, None, cancels=[event], api_visibility="private", queue=False)
         gallery.select(select_image, info, [parameters["seed"], selected], api_visibility="private", queue=False)
-        use_input.click(use_as_input, [gallery, selected], parameters["init_image"], api_visibility="private", queue=False)
+        use_input.click(use_as_input, [produced, selected], parameters["init_image"], api_visibility="private", queue=False)
         model.change(
             show_model, model,
             [model_info, parameters["negative_prompt"], *[parameters[name] for name in PARAMETERS + IMAGE_TO_IMAGE[1:]]],

@@ -20,6 +20,7 @@ from pipelines.classification.training import TrainParams
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import check_params, from_defaults
 from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, output_path, show_errors
+from ui.uploads import upload_limit, uploaded_file
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering
 # (and the training pauses, layer by layer, while they compute).
@@ -112,6 +113,7 @@ def build(config, registry) -> None:
                          request: gr.Request = None, progress=gr.Progress(), **params):
         """Fine-tune a classifier on a labelled file; streams progress, then saves and serves the model."""
         params = from_defaults(TrainParams, section.defaults, **params)
+        file = uploaded_file(file, "file", upload_limit(config.settings))  # never a path the client merely names
         stop = stops.begin(request)
         shown = (0.0, None, -1)  # when the page last got an update, in which state, with how many epochs measured
         try:
@@ -137,6 +139,7 @@ def build(config, registry) -> None:
         if not file:
             return "Upload a file to see its first rows, its class counts and the validation split.", gr.update(visible=False)
         try:
+            file = uploaded_file(file, "file", upload_limit(config.settings))
             checked = check_params(from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
                                    section.ranges())
             data = check_data(config, file, (text_column or "").strip(), (label_column or "").strip(),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.core.errors import InputError
+from pipelines.core.files import read_regular_file
 
 FILE_TYPES = (".csv", ".tsv", ".txt")
 # Column names tried, in order, when the caller does not name the text / label column.
@@ -128,9 +129,8 @@ def read_messages(
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise InputError("file", f"{path.name!r} has type {suffix or '(none)'!r}; upload a {', '.join(FILE_TYPES)} file")
-    if max_bytes is not None and path.stat().st_size > max_bytes:  # checked before reading it
-        raise InputError("file", f"{path.name!r} is {path.stat().st_size / 2**20:,.1f} MB; the limit is {max_bytes / 2**20:,.1f} MB")
-    text = decode_utf8(path.read_bytes())
+    # Regular files only, their size checked before the read (a FIFO or /dev/zero never ends)
+    text = decode_utf8(read_regular_file(path, "file", max_bytes, "settings.max_upload_mb"))
     if not text.strip():
         raise InputError("file", f"{path.name!r} is empty")
     frame = READERS[suffix](text)

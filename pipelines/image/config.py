@@ -45,6 +45,9 @@ class ImageLimits(Strict):
     max_images: int = Field(4, ge=1, le=int(_BASE["num_images"].high))
     # An initial image with more pixels is refused before it is decoded (a decompression bomb).
     max_init_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
+    # A larger initial image file is refused before it is read (init_image.DEFAULT_MAX_BYTES);
+    # the app's uploads are bounded by settings.max_upload_mb first.
+    max_init_image_mb: float = Field(64.0, gt=0, le=10_000)
 
 
 class ImageCpuSpeedups(Strict):

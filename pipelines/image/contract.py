@@ -129,8 +129,9 @@ class ImageGenerator(ABC):
             return None
         from pipelines.image.init_image import load_init_image
 
+        limits = self.entry.limits
         return load_init_image(params.init_image, params.width, params.height, params.init_fit,
-                               self.entry.limits.max_init_image_pixels)
+                               limits.max_init_image_pixels, int(limits.max_init_image_mb * 2**20))
 
     @abstractmethod
     def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,

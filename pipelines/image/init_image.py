@@ -10,6 +10,7 @@ decompression bomb (a small file that decodes to a huge image) never reaches mem
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,13 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipelines.core.errors import InputError
+from pipelines.core.files import read_regular_file
 
 FITS = ("crop", "pad")
 BACKGROUND = (255, 255, 255)  # what transparency and padding become
+# Largest initial image file read (limits.max_init_image_mb's default): a 4096 x 4096 photo is
+# at most ~50 MB even as an uncompressed PNG.
+DEFAULT_MAX_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, CMYK, YCbCr, RGB
 
 
-def load_init_image(path: str | Path, width: int, height: int, fit: str, max_pixels: int) -> InitImage:
+def load_init_image(path: str | Path, width: int, height: int, fit: str, max_pixels: int,
+                    max_bytes: int = DEFAULT_MAX_BYTES, limit_name: str = "limits.max_init_image_mb") -> InitImage:
     """The image at `path` as an RGB image of width x height; InputError("init_image", ...) for a
-    file that is not an image, is truncated, or has more than `max_pixels` pixels."""
+    file that is not a regular file, is over `max_bytes` (the setting `limit_name`), is not an
+    image, is truncated, or has more than `max_pixels` pixels."""
     path = Path(path)
     if fit not in FITS:
         raise InputError("init_fit", f"must be one of {', '.join(FITS)}, got {fit!r}")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError("init_image", f"cannot be read ({err.strerror or err})") from None
+    # Bounded, and from these bytes only: the path is never opened a second time.
+    data = read_regular_file(path, "init_image", max_bytes, limit_name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's own limit: refuse, don't warn
-            opened = Image.open(path)  # reads the header only
+            opened = Image.open(io.BytesIO(data))  # reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise InputError("init_image", f"decodes to more pixels than allowed ({err}); the limit is {max_pixels:,} "
                          "pixels (limits.max_init_image_pixels)") from None
