@@ -25,6 +25,7 @@ from pipelines.core.errors import ConfigError
 from pipelines.core.registry import ModelRegistry
 from pipelines.tasks import TASKS
 from ui import status_panel, train_tab, uploads
+from ui.request_limits import QueueLimits, launch_app_kwargs, limit_queue
 
 TITLE = "ML Studio — classify and generate"
 
@@ -32,8 +33,28 @@ TITLE = "ML Studio — classify and generate"
 # than an hour are deleted, so that a long-running app does not fill its disk.
 OUTPUT_CACHE_LIFETIME_S = (600, 3600)
 
-# Requests waiting per event queue before new ones are turned away with "queue full".
+# What one client may hold of the server (ui/request_limits.py enforces them). Each queue group
+# (each task's, the training's, the preview's, ...) holds at most this many waiting requests
+# (--max-queue); more of that group are turned away with HTTP 503 "queue full", and the other
+# groups keep answering.
 DEFAULT_MAX_QUEUE = 64
+# Groups whose requests hold a core for minutes (a training, up to an hour; a model's zip): a short
+# backlog, never more than --max-queue. (The Train tab's preview, one at a time, takes ~1 s.)
+GROUP_MAX_QUEUE = {train_tab.CONCURRENCY_ID: 4, "trained_model_files": 8}
+# One session's waiting requests, all groups together (HTTP 429 beyond). A page has at most one
+# request of each of its ~10 queued events waiting (a button sends one at a time); 32 leaves room
+# for a program sending /classify requests together through one client (dynamic batching serves
+# them in one pass), and no session alone can fill a group of 64.
+SESSION_MAX_QUEUE = 32
+# ... and in these groups: one training waiting per session (the page starts one at a time), so
+# that one visitor cannot hold the whole training backlog; two previews or zips.
+SESSION_GROUP_MAX_QUEUE = {train_tab.CONCURRENCY_ID: 1, "train_preview": 2, "trained_model_files": 2}
+# Sessions whose state Gradio keeps, least recently used evicted first (its default: 10,000).
+# With ui.request_limits.LeanSessionState a new session costs ~60 KB of RSS (`python -m
+# benchmarks.hostile --only sessions`; ~400 KB with Gradio's own), so at most ~60 MB. An open page
+# stays recent (its status panel refreshes every 5 s); an evicted session that comes back starts
+# from the page's defaults on the server (the Train tab's model list may need a reload).
+STATE_SESSION_CAPACITY = 1000
 
 # How often Gradio's queue loop looks for new requests when it is free (its default: every 1 ms)
 # and for progress to send (default 10 ms). On 2 vCPUs the 1 ms polling costs 3% of a core while
@@ -85,9 +106,20 @@ def build_task_tabs(config: AppConfig, registry: ModelRegistry) -> None:
                     importlib.import_module(task.tab).build(config, registry)
 
 
-def enable_queue(demo: gr.Blocks, max_size: int | None = DEFAULT_MAX_QUEUE) -> gr.Blocks:
-    """demo.queue(max_size), polling less often than Gradio's default (QUEUE_POLL_S)."""
-    demo.queue(max_size=max_size)
+def queue_limits(max_queue: int = DEFAULT_MAX_QUEUE) -> QueueLimits:
+    return QueueLimits(max_queue, GROUP_MAX_QUEUE, SESSION_MAX_QUEUE, SESSION_GROUP_MAX_QUEUE)
+
+
+def enable_queue(demo: gr.Blocks, max_size: int = DEFAULT_MAX_QUEUE) -> gr.Blocks:
+    """demo.queue() with each queue group's backlog capped at `max_size` (GROUP_MAX_QUEUE for some)
+    and each session's (SESSION_MAX_QUEUE), polling less often than Gradio's default (QUEUE_POLL_S)."""
+    limits = queue_limits(max_size)
+    groups = {fn.concurrency_id for fn in demo.fns.values() if fn.queue}
+    # Gradio's own max_size counts every group together: the sum of the groups' caps never turns
+    # away what they admit (None would too, but on ZeroGPU Gradio makes None 1). api_open=False:
+    # queued events only through the queue (off a Space, Gradio lets /run/<api_name> skip it).
+    demo.queue(max_size=sum(limits.backlog_of(group) for group in groups), api_open=False)
+    limit_queue(demo, limits)
     # Gradio has no public setting for these; tests/test_app_api.py fails if an upgrade renames them.
     demo._queue.sleep_when_free = QUEUE_POLL_S
     demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
@@ -108,7 +140,10 @@ def launch_options(config: AppConfig) -> dict:
     # show_error: a value Gradio itself cannot convert (NaN into an integer field, text into a slider)
     # reaches the client with Gradio's message naming the input, instead of an empty error.
     # max_file_size: Gradio refuses a larger upload while receiving it, naming the limit.
-    return {"show_error": True, "max_file_size": f"{config.settings.max_upload_mb:g}mb"}
+    # app_kwargs: other request bodies are limited to what the longest request needs, and sessions
+    # keep no copy of the page's config (ui/request_limits.py).
+    return {"show_error": True, "max_file_size": f"{config.settings.max_upload_mb:g}mb",
+            "state_session_capacity": STATE_SESSION_CAPACITY, "app_kwargs": launch_app_kwargs(config.settings.max_text_chars)}
 
 
 def with_concurrency(config: AppConfig, concurrency: int | None) -> AppConfig:
@@ -139,7 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
     parser.add_argument(
         "--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE, metavar="N",
-        help=f"requests allowed to wait in the queue; more are turned away with 'queue full' (default: {DEFAULT_MAX_QUEUE})",
+        help=f"requests allowed to wait in each queue group (each task's, the training's: at most "
+        f"{GROUP_MAX_QUEUE[train_tab.CONCURRENCY_ID]}); more are turned away with 'queue full' (default: {DEFAULT_MAX_QUEUE})",
     )
     parser.add_argument(
         "--concurrency", type=positive_int, default=None, metavar="N",

@@ -85,5 +85,5 @@ def test_enable_queue_slows_gradios_polling_loops_it_really_reads(tiny_config):
     assert "self.sleep_when_free" in inspect.getsource(queueing.Queue.start_processing)
     assert "self.progress_update_sleep_when_free" in inspect.getsource(queueing.Queue.start_progress_updates)
     demo = enable_queue(build_app(tiny_config), max_size=5)
-    assert demo._queue.max_size == 5
+    assert demo._queue.limits.backlog_of("classification") == 5  # --max-queue: per queue group (tests/test_queue.py)
     assert (demo._queue.sleep_when_free, demo._queue.progress_update_sleep_when_free) == (QUEUE_POLL_S, PROGRESS_POLL_S)

@@ -342,3 +342,64 @@ def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_ano
     assert outcome == "error" and ("Choose one of your trained models first" in message or "not in the list of choices" in message)
     outcome, (update,) = call_event(url, dropdown, [], alice.session_hash)
     assert name in json.dumps(update)
+
+
+# -- request bodies are bounded before they are read (issue 28) --------------------------------------
+def send_raw(url: str, head: str, chunks=()) -> tuple[int, str]:
+    """Send an HTTP request's head (and `chunks` of its body) on a socket, without finishing the
+    body, and read the answer: (status, body). A server waiting for the rest times out (failing)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for chunk in chunks:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = b""
+        while not answered(answer) and (data := sock.recv(65536)):
+            answer += data
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    return int(head_part.split()[1]), body.decode()
+
+
+def answered(answer: bytes) -> bool:
+    """Whether `answer` holds an HTTP response's head and its whole Content-Length body."""
+    head, separator, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: *(\d+)", head, re.I)
+    return bool(separator and length and len(body) >= int(length.group(1)))
+
+
+def test_an_over_limit_json_body_gets_413_before_it_is_read(app_url, tiny_config):
+    from ui.request_limits import json_body_limit
+
+    limit = json_body_limit(tiny_config.settings.max_text_chars)
+    head = "POST /gradio_api/queue/join HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+    # a declared length over the limit: refused with none of the body sent
+    status, body = send_raw(app_url, head + f"Content-Length: {10 * limit}\n")
+    assert status == 413 and f"over {limit:,} bytes, the most a request may send" in json.loads(body)["detail"]
+    # no declared length (chunked): refused once the body read so far passes the limit, though it never ends
+    chunk = b"x" * 65536
+    status, body = send_raw(app_url, head + "Transfer-Encoding: chunked\n", [chunk] * (limit // len(chunk) + 1))
+    assert status == 413 and "the most a request may send" in json.loads(body)["detail"]
+    # through gradio_client: an HTTP error, not a hang; the server keeps serving
+    with pytest.raises(httpx.HTTPStatusError, match="413"):
+        Client(app_url, verbose=False).predict(message="x" * (limit + 1), api_name="/classify")
+    assert httpx.get(f"{app_url}config", timeout=30).status_code == 200
+
+
+def test_the_body_limit_holds_the_longest_request_and_leaves_uploads_to_theirs(app_url, client, names, tiny_config, tmp_path):
+    from ui.request_limits import json_body_limit
+
+    limit, longest = json_body_limit(tiny_config.settings.max_text_chars), "\U0001f600" * tiny_config.settings.max_text_chars
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate_image"]["parameters"]
+    values = {p["parameter_name"]: p["parameter_default"] for p in parameters} | {"prompt": longest, "negative_prompt": longest}
+    body = {"data": [values[p["parameter_name"]] for p in parameters], "fn_index": 99, "session_hash": "x" * 64}
+    assert len(json.dumps(body)) < limit  # two longest texts, each character a 12-byte escape (as httpx sends it)
+    label, _, _ = client.predict(message=longest, model_name=names["classification"], api_name="/classify")  # 1.2 MB of JSON
+    assert label["label"] in ("ham", "spam")
+    upload = tmp_path / "messages.csv"
+    upload.write_text("text\n" + "hello there\n" * (limit // 12 + 1000), encoding="utf-8")  # over the JSON limit
+    assert upload.stat().st_size > limit
+    answer = httpx.post(f"{app_url}gradio_api/upload", files={"files": upload.open("rb")}, timeout=60)
+    assert answer.status_code == 200 and len(answer.json()) == 1

@@ -237,7 +237,8 @@ def build(config, registry) -> None:
         gr.on([upload.change, text_column.blur, label_column.blur, parameters["validation_fraction"].release,
                parameters["seed"].blur],
               preview, [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
-              [data_summary, data_preview], api_visibility="private", queue=False)
+              [data_summary, data_preview], api_visibility="private",  # reads the whole upload: queued, one at a time
+              concurrency_id="train_preview", concurrency_limit=1, trigger_mode="always_last")
         chosen.input(snippet_of, chosen, snippet, api_visibility="private", queue=False)
         zip_button.click(zip_chosen, chosen, download, api_visibility="private", concurrency_id="trained_model_files")
         gr.on(None, trained_list, None, [table, chosen, snippet], api_visibility="private", queue=False)  # on page load
