@@ -13,6 +13,7 @@ Shared by training (`training.py`), the Batch part of the Classification tab (`f
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class MessageTable:
     frame: pd.DataFrame  # every original column, as str
     text_column: str
     label_column: str | None = None
+    sha256: str = ""  # of the file's bytes as read (the embedding map's cache key)
 
     @property
     def texts(self) -> list[str]:
@@ -130,7 +132,8 @@ def read_messages(
     if suffix not in READERS:
         raise InputError("file", f"{path.name!r} has type {suffix or '(none)'!r}; upload a {', '.join(FILE_TYPES)} file")
     # Regular files only, their size checked before the read (a FIFO or /dev/zero never ends)
-    text = decode_utf8(read_regular_file(path, "file", max_bytes, "settings.max_upload_mb"))
+    data = read_regular_file(path, "file", max_bytes, "settings.max_upload_mb")
+    text = decode_utf8(data)
     if not text.strip():
         raise InputError("file", f"{path.name!r} is empty")
     frame = READERS[suffix](text)
@@ -149,7 +152,7 @@ def read_messages(
                 "file", f"has no text column: name one of {list(TEXT_COLUMN_NAMES)} or choose it; its columns are {list(frame.columns)}"
             )
         found_text = others[0]
-    table = MessageTable(frame, found_text, found_label)
+    table = MessageTable(frame, found_text, found_label, hashlib.sha256(data).hexdigest())
     table.labels  # noqa: B018 - check every label now, so a bad one is reported before any work
     return table
 
