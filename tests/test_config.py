@@ -61,7 +61,7 @@ def test_missing_field_is_reported(tmp_path):
 
 def test_bad_value_is_reported(tmp_path):
     path = write(tmp_path, MINIMAL.replace("{name: T, source: some/lm}", "{name: T, source: some/lm, defaults: {temperature: -1}}"))
-    with pytest.raises(ConfigError, match=r"text\[0\] \('T'\), field 'defaults.temperature'.*greater than 0"):
+    with pytest.raises(ConfigError, match=r"text\[0\] \('T'\), field 'defaults.temperature'.*greater than or equal to 0.05"):
         load_config(path)
 
 

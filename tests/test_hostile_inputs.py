@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 
 # Every public endpoint and the task whose models it offers (None: it names no model).
 ENDPOINTS = {
@@ -216,14 +216,16 @@ def test_bad_numbers_in_every_numeric_field_get_clear_errors(app_url, api, names
         assert_clear_number_error(payload, field, index, value)
 
 
-@pytest.mark.parametrize("value", [None, "abc", [1, 2], {"a": 1}, True], ids=["null", "string", "list", "object", "bool"])
+@pytest.mark.parametrize("value", [None, "abc", [1, 2], {"a": 1}, True, False], ids=["null", "string", "list", "object", "true", "false"])
 def test_non_numbers_in_numeric_fields_get_errors_with_messages(app_url, api, names, messages_file, value):
     for endpoint, field in numeric_fields(api):
         outcome, payload = raw_call(app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, **{field: value}))
-        if outcome == "complete":  # e.g. seed=None means "random seed", True is 1: a correct result is fine
+        if value is None and outcome == "complete":  # None means "the default" (seed=None: a random seed)
             assert payload and payload[0] is not None
             continue
         assert outcome == "error" and payload, f"{endpoint} {field}={value!r}: error without a message"
+        if value is not None:  # refused by our checks, naming the field and its range (True is not 1)
+            assert re.match(rf"^{field}: must be (an integer|a number) in [[(]", payload), f"{endpoint} {field}={value!r}: {payload}"
 
 
 def test_negative_and_huge_numbers_through_gradio_client(client, api, names):
@@ -651,3 +653,177 @@ def test_the_pipelines_read_regular_files_only_and_within_their_limit(tmp_path, 
         reason = rf"is 1\.5 MB; the limit is 1\.0 MB \({re.escape(setting)}\)" if kind == "over the limit" else "is not a regular file"
         with pytest.raises(InputError, match=rf"^{field}: 'input{re.escape(suffix)}' {reason}$"):
             read(path)
+
+
+# -- smaller points of issue 28 ------------------------------------------------------------------
+# Each gets an error naming the field (never "Unexpected error", never HTTP 500, never a silent
+# fix). The request-shape checks at the door are ui/request_checks.py.
+LONE_SURROGATE = "a\ud800"  # json.dumps writes it as "a\\ud800"; gradio_client cannot send it at all (it encodes UTF-8)
+
+
+def test_a_temperature_near_zero_is_refused_with_the_range(client, app_url, api, names):
+    refused = r"^temperature: must be a number in \[0\.05, 2\], got 1e-300$"
+    for endpoint in ("/generate_text", "/next_tokens"):
+        outcome, message = raw_call(app_url, api, endpoint, call_args(api, names, endpoint, temperature=1e-300))
+        assert outcome == "error" and re.match(refused, message), (endpoint, message)
+        with pytest.raises(AppError, match=refused):
+            client.predict(api_name=endpoint, **call_args(api, names, endpoint, temperature=1e-300))
+    # the sliders (generation's, the explorer's) start at the minimum: what the page sends is accepted
+    components = httpx.get(f"{app_url}config", timeout=30).json()["components"]
+    sliders = [c["props"] for c in components if c["type"] == "slider" and c["props"].get("label") == "Temperature"]
+    assert len(sliders) == 2 and all(s["minimum"] == 0.05 and s["step"] == 0.05 for s in sliders)
+
+
+@pytest.mark.parametrize("endpoint, field", [
+    ("/classify", "message"), ("/explain", "message"), ("/similar", "message"), ("/generate_text", "prompt"),
+    ("/next_tokens", "prompt"), ("/generate_image", "prompt"), ("/generate_image", "negative_prompt"),
+])
+def test_a_lone_surrogate_is_refused_naming_the_field(app_url, api, names, messages_file, endpoint, field):
+    for truncate in ((False, True) if endpoint == "/generate_text" else (None,)):  # a prompt cut to fit is checked too
+        extra = {} if truncate is None else {"truncate_prompt": truncate}
+        args = call_args(api, names, endpoint, file=messages_file, **{field: LONE_SURROGATE}, **extra)
+        outcome, message = raw_call(app_url, api, endpoint, args)
+        assert (outcome, message) == ("error", f"{field}: contains a lone surrogate (U+D800) at character 2; send valid Unicode text")
+
+
+def test_a_lone_surrogate_in_a_list_of_messages_is_refused_naming_it(app_url, api, names):
+    outcome, message = raw_call(app_url, api, "/embed", call_args(api, names, "/embed", messages=["hello", LONE_SURROGATE]))
+    assert (outcome, message) == ("error", "messages[1]: contains a lone surrogate (U+D800) at character 2; send valid Unicode text")
+
+
+def test_booleans_are_not_taken_as_numbers(client, api, names):
+    for endpoint in ("/generate_text", "/generate_image"):
+        with pytest.raises(AppError, match=r"^seed: must be an integer in \[-1, 4294967295\], got True$"):
+            client.predict(api_name=endpoint, **call_args(api, names, endpoint, seed=True))
+    with pytest.raises(AppError, match=r"^seed: must be an integer in \[-1, 4294967295\], got 1\.5$"):  # not rounded to 2
+        client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", seed=1.5))
+    with pytest.raises(AppError, match=r"^threshold: must be a number in \[0, 1\], got False$"):
+        client.predict(message="hi", model_name=names["classification"], threshold=False, api_name="/classify")
+
+
+def test_an_unknown_keyword_argument_is_refused_listing_the_arguments(client, app_url, api, names):
+    # gradio_client refuses it itself, before sending (gradio_client/utils.py, construct_args)
+    with pytest.raises(TypeError, match=r"Parameter `stop` is not a valid key-word argument"):
+        client.predict(api_name="/generate_text", stop="\n", **call_args(api, names, "/generate_text"))
+    # a raw client's keywords (/gradio_api/call/v2/<name>): the server names it (Gradio 6.31 answered a bare 500)
+    arguments = [p["parameter_name"] for p in api["/generate_text"]["parameters"]]
+    response = httpx.post(f"{app_url}gradio_api/call/v2/generate_text", timeout=30,
+                          json=call_args(api, names, "/generate_text") | {"stop": "\n"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == f"stop: is not an argument of /generate_text; its arguments are {', '.join(arguments)}"
+    response = httpx.post(f"{app_url}gradio_api/call/v2/generate_text", json=call_args(api, names, "/generate_text"), timeout=30)
+    assert response.status_code == 200 and response.json()["event_id"]  # the same request without it is taken
+
+
+def test_a_value_beyond_the_arguments_is_refused(client, app_url, api, names):
+    """A positional value past the last argument (Gradio 6.31 dropped it without a word)."""
+    takes = r"/classify takes 3 values \(message, model_name, threshold\), 4 were sent"
+    with pytest.raises(ValidationError, match=rf"argument 4: 'EXTRA' is not one of its arguments: {takes}"):
+        client.predict("hello", names["classification"], 0.5, "EXTRA", api_name="/classify")
+    response = httpx.post(f"{app_url}gradio_api/call/classify", json={"data": ["hello", names["classification"], 0.5, "EXTRA"]}, timeout=30)
+    assert response.status_code == 422 and re.match(rf"^argument 4: 'EXTRA' is not one of its arguments: {takes}$", response.json()["error"])
+
+
+def test_a_request_with_too_few_values_fails_alone(app_url, names):
+    """/classify batches concurrent requests: one with a value missing used to fail every request
+    batched with it; now it is refused at the door and the others are answered."""
+    base = f"{app_url}gradio_api/call/classify"
+    short = httpx.post(base, json={"data": ["hello", names["classification"]]}, timeout=30)
+    assert short.status_code == 422 and short.json()["error"].startswith("threshold: is missing: /classify takes 3 values")
+
+    def classify(results: list) -> None:
+        event = httpx.post(base, json={"data": ["hello", names["classification"], 0.5]}, timeout=30).json()["event_id"]
+        with httpx.stream("GET", f"{base}/{event}", timeout=60) as stream:
+            results.append([line for line in stream.iter_lines() if line.startswith("event:")][-1])
+
+    results = []
+    threads = [threading.Thread(target=classify, args=(results,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    httpx.post(base, json={"data": ["hello", names["classification"]]}, timeout=30)  # among them
+    for thread in threads:
+        thread.join()
+    assert results == ["event: complete"] * 8
+
+
+JUNK = [None, "x", 10**6, {"a": 1}, [[1]], {"tokens": [1, 2]}, True]
+JUNK_EVENT_DATA = [{"index": 10**6, "value": "x"}, {"index": "x", "value": "x"}, {"index": "x"}]  # and None
+
+
+def test_private_events_answer_junk_without_http_500(app_url):
+    """Every event a page calls on its own (private or undocumented: the token view, presets, model
+    descriptions, the examples, ...), called directly with junk values and event data: a clear
+    error (HTTP 4xx with a message) or a harmless answer, never HTTP 500."""
+    config = httpx.get(f"{app_url}config", timeout=30).json()
+    events = [dep for dep in config["dependencies"] if dep.get("api_visibility") != "public"]
+    assert len(events) >= 20
+    failures = []
+    for event in events:
+        for junk, event_data in [(junk, None) for junk in JUNK] + [(None, event_data) for event_data in JUNK_EVENT_DATA]:
+            body = {"data": [junk] * len(event["inputs"]), "fn_index": event["id"], "event_data": event_data,
+                    "session_hash": "junk-session"}
+            response = httpx.post(f"{app_url}gradio_api/run/predict", json=body, timeout=60)
+            answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            if response.status_code >= 500 or (response.status_code >= 400 and not (answer.get("error") or answer.get("detail"))):
+                failures.append((event.get("api_name"), junk, event_data, response.status_code, response.text[:200]))
+    assert not failures, failures[:10]
+
+
+def test_a_clear_error_of_a_direct_call_is_not_http_500(app_url, names):
+    """A direct call (what the page does for unqueued events) whose values a handler refuses gets
+    422 and the message; Gradio answers every error of a direct call with 500."""
+    config = httpx.get(f"{app_url}config", timeout=30).json()
+    show_model = next(dep for dep in config["dependencies"] if dep.get("api_name") == "show_model")
+    body = {"data": ["no-such-model"], "fn_index": show_model["id"], "session_hash": "junk-session"}
+    response = httpx.post(f"{app_url}gradio_api/run/predict", json=body, timeout=30)
+    assert response.status_code == 422 and "no-such-model" in response.json()["error"]
+    body["data"] = [names["text"]]
+    response = httpx.post(f"{app_url}gradio_api/run/predict", json=body, timeout=30)
+    assert response.status_code == 200 and response.json()["data"][0].startswith("**Tiny GPT\\-Neo")
+
+
+def test_no_server_path_reaches_a_page_or_a_client(app_url, tiny_config_path):
+    """The tiny models are local folders: the page shows them by their folder's name only."""
+    folder = str(Path(tiny_config_path).parent)
+    page, config = httpx.get(app_url, timeout=30).text, httpx.get(f"{app_url}config", timeout=30).text
+    assert folder not in page and folder not in config
+    assert "the local folder" in config
+
+
+def test_model_descriptions_show_no_path_and_no_markup():
+    from pipelines.classification.config import ClassificationEntry
+    from ui.common import describe_model
+
+    markup = '<img src=x onerror="alert(1)"> **bold** [link](https://example.com) | cell'
+    text = describe_model(ClassificationEntry(name=markup, source="/srv/app/trained-models/my-model", description=markup))
+    assert "/srv" not in text and "`my-model`" in text
+    assert "<img" not in text and "**bold**" not in text and "](" not in text and " | " not in text
+    hub = describe_model(ClassificationEntry(name="BERT", source="mrm8488/bert-tiny", revision="v1"))
+    assert hub == "**BERT** — `mrm8488/bert-tiny @ v1`"
+
+
+@pytest.mark.parametrize("text", ["<img src=x onerror=alert(1)>", "**bold** _it_ `code`", "[a](javascript:x)", "a | b",
+                                  "$$x^2$$", "# title", "1. item", "line\nbreak", "&lt;already&gt;", "back\\slash"])
+def test_markdown_text_renders_as_the_text_itself(text):
+    import html as html_module
+
+    import markdown_it
+
+    from ui.common import markdown_text
+
+    html = markdown_it.MarkdownIt("commonmark").enable("table").renderInline(markdown_text(text))
+    shown = re.sub(r"<[^>]+>", "", html)  # a tag here would be markup that the text made
+    assert "<" not in html.replace("&lt;", "") and html.count("&lt;") == text.count("<")
+    assert html_module.unescape(shown) == text.replace("\n", " ")
+
+
+def test_the_status_panel_shows_model_names_as_text(tiny_config):
+    from ui import status_panel
+
+    class Registry:
+        @staticmethod
+        def status():
+            return [{"task": "classification", "name": "<b>x</b> | y", "placement": "cpu / float32", "memory_mb": 1.0, "idle_s": 3}]
+
+    rendered = status_panel.render(tiny_config, Registry())
+    assert "<b>" not in rendered and "&lt;b&gt;x&lt;/b&gt; \\| y" in rendered.replace("\\/", "/")

@@ -20,6 +20,7 @@ from pipelines.text.contract import PRESETS
 from pipelines.text.pipeline import LocalTextGenerator
 from tests.helpers import SlowSteps, launch_local, slow_text_registry
 from ui import status_panel, text_tab
+from ui.common import markdown_text
 
 LONG_PROMPT = "Once upon a time " * 80  # ~320 tokens: more than the tiny model's 256-token context
 
@@ -262,7 +263,7 @@ def test_status_panel_lists_loaded_models(tiny_config, names):
     assert "**Loaded models:** 0" in empty and "No model loaded yet" in empty
     registry.get("text", names["text"])
     panel = status_panel.render(tiny_config, registry)
-    row = next(line for line in panel.splitlines() if names["text"] in line)
+    row = next(line for line in panel.splitlines() if markdown_text(names["text"]) in line)  # the name as text
     assert "| text |" in row and "cpu/float32" in row and " MB |" in row
     assert "**Loaded models:** 1" in panel and "of the 2,000 MB budget" in panel and "resident" in panel
     registry.unload("text", names["text"])

@@ -136,7 +136,8 @@ def test_temperature_sharpens_or_flattens_the_distribution(generator):
     ("   ", {}, r"^prompt: is empty"),
     (PROMPT, {"top_k": 0}, r"^top_k: must be an integer in \[1, 50\], got 0"),
     (PROMPT, {"top_k": 51}, r"^top_k: must be an integer in \[1, 50\]"),
-    (PROMPT, {"temperature": 0}, r"^temperature: must be a number in \(0, 2\]"),
+    (PROMPT, {"temperature": 0}, r"^temperature: must be a number in \[0.05, 2\]"),
+    (PROMPT, {"temperature": 1e-300}, r"^temperature: must be a number in \[0.05, 2\], got 1e-300"),
     ("word " * 400, {}, r"^prompt: is \d+ tokens; the model reads at most 256"),
 ])
 def test_bad_explorer_requests_name_the_field(generator, prompt, params, message):

@@ -9,10 +9,12 @@ import gradio as gr
 
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
 from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text_size
+from pipelines.core.limits import check_text
 from pipelines.core.zerogpu import on_gpu
 from ui import embedding_map
-from ui.common import controls, describe_model, details_json, error_message, model_dropdown, output_path, show_errors
+from ui.common import (
+    controls, describe_model, details_json, error_message, model_dropdown, output_path, private_handler, show_errors,
+)
 from ui.uploads import upload_limit, uploaded_file
 
 TASK = "classification"
@@ -83,7 +85,7 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
         for i in indices:
             try:
                 check_message(messages[i])
-                check_text_size(messages[i], "message", max_chars)
+                check_text(messages[i], "message", max_chars)
                 check_threshold(thresholds[i])
                 valid.append(i)
             except InputError as err:
@@ -128,7 +130,7 @@ def build(config, registry) -> None:
         Each word is removed in turn and the message scored again (occlusion, one batched pass);
         colours are relative to the strongest word, the list below gives the spam-score change.
         """
-        check_text_size(message, "message", settings.max_text_chars)
+        check_text(message, "message", settings.max_text_chars)
         result = registry.get(TASK, model_name).explain(message)
         words = result["words"]
         peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
@@ -173,6 +175,7 @@ def build(config, registry) -> None:
         frame.to_csv(out, index=False)
         return str(out), frame.head(TABLE_PREVIEW_ROWS), summarize_file(result, TABLE_PREVIEW_ROWS), result | {"model": model_name}
 
+    @private_handler
     def show_model(model_name: str):
         return describe_model(config.entry(TASK, model_name))
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 import shutil
 import tempfile
 import threading
 import time
+import typing
 from pathlib import Path
 
 import gradio as gr
+from pydantic import TypeAdapter, ValidationError
 
-from pipelines.core.errors import UserFacingError
+from pipelines.core.errors import InputError, UserFacingError
+from pipelines.core.hub import is_local_source, public_source
 from pipelines.core.params import declared_choices, default_ranges, field_types, param_infos
 from ui.uploads import uploaded_file
 
@@ -26,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 # -- errors -------------------------------------------------------------------------------------
+UNEXPECTED = "Unexpected error"  # how a bug's message starts (ui.request_checks keeps HTTP 500 for these)
+
+
 def error_message(err: Exception, where: str) -> str:
     """What the user sees for an error: a user-facing error's own message; for anything else
     (a bug) a short line naming it, never a traceback (which goes to the server log)."""
@@ -34,7 +41,7 @@ def error_message(err: Exception, where: str) -> str:
     if isinstance(err, UserFacingError):
         return str(err)
     log.exception("unexpected error in %s", where)
-    return f"Unexpected error in {where}: {type(err).__name__}: {err}"
+    return f"{UNEXPECTED} in {where}: {type(err).__name__}: {err}"
 
 
 def show_errors(fn):
@@ -63,6 +70,60 @@ def show_errors(fn):
             raise translate(err) from None
 
     return wrapper
+
+
+def check_inputs(fn):
+    """`fn` with its arguments checked against its annotations before it runs (pydantic, lax: the
+    JSON a page sends, 1 for 1.0): a value of another shape (text where a generation's JSON is
+    expected, a dict where a list is) gets an InputError naming the parameter instead of a
+    TypeError somewhere inside. Arguments Gradio fills in (gr.Request, event data) are not checked."""
+    signature = inspect.signature(fn)
+    adapters = {name: TypeAdapter(hint) for name, hint in typing.get_type_hints(fn).items()
+                if name in signature.parameters and not _filled_in_by_gradio(hint)}
+
+    def checked(args, kwargs) -> inspect.BoundArguments:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if name in adapters:
+                try:
+                    bound.arguments[name] = adapters[name].validate_python(value)
+                except ValidationError as err:
+                    raise InputError(name, _first_problem(err)) from None
+        return bound
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            bound = checked(args, kwargs)
+            yield from fn(*bound.args, **bound.kwargs)
+
+        return generator_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = checked(args, kwargs)
+        return fn(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
+def private_handler(fn):
+    """A private event's handler (one only our page calls): its inputs checked (`check_inputs`),
+    its errors shown (`show_errors`). A script can still call it with anything; with
+    `ui.request_checks` such a call is answered with HTTP 422 and the message, not 500."""
+    return show_errors(check_inputs(fn))
+
+
+def _filled_in_by_gradio(hint) -> bool:
+    classes = typing.get_args(hint) or (hint,)
+    return any(inspect.isclass(c) and issubclass(c, (gr.Request, gr.EventData)) for c in classes)
+
+
+def _first_problem(err: ValidationError) -> str:
+    problem = err.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    return f"{problem['msg'][0].lower()}{problem['msg'][1:]}" + (f" (at {where})" if where else "")
 
 
 # -- Stop ---------------------------------------------------------------------------------------
@@ -134,11 +195,38 @@ def model_dropdown(names: list[str], label: str = "Model", **kwargs) -> gr.Dropd
 
 
 def describe_model(entry) -> str:
-    source = entry.source + (f" @ {entry.revision}" if entry.revision else "")
+    """Markdown: the model's name, where its weights come from (a Hub id, a server; a local folder
+    without its path, which is the server's business) and its description, all as text."""
     if entry.backend != "local":  # the weights are elsewhere: say where
-        source = f"{entry.remote_model or 'default model'} on {entry.url} ({entry.backend})"
-    text = f"**{entry.name}** — `{source}`"
-    return text + (f"<br>{entry.description}" if entry.description else "")
+        source = markdown_code(f"{entry.remote_model or 'default model'} on {entry.url} ({entry.backend})")
+    elif is_local_source(entry.source):
+        source = f"the local folder {markdown_code(public_source(entry.source))}"
+    else:
+        source = markdown_code(entry.source + (f" @ {entry.revision}" if entry.revision else ""))
+    text = f"**{markdown_text(entry.name)}** — {source}"
+    return text + (f"<br>{markdown_text(entry.description)}" if entry.description else "")
+
+
+# -- text in Markdown -----------------------------------------------------------------------------
+# Every ASCII punctuation mark can start Markdown (or Gradio's $$ LaTeX) somewhere; a backslash
+# makes each one literal. HTML's three are written as entities instead.
+_MARKDOWN_ESCAPES = {c: "\\" + c for c in "\\`*_{}[]()#+-.!|~$:^=\"'/?%,;@"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\u2028": " ", "\u2029": " "})
+
+
+def markdown_text(text: str) -> str:
+    """`text` (a model's name, a file's name: anything a user gave) for a gr.Markdown, shown as it
+    is, on one line: never markup, a link, an image or HTML, and safe inside a table cell."""
+    return "".join(_MARKDOWN_ESCAPES.get(c, c) for c in str(text).translate(_LINE_BREAKS))
+
+
+def markdown_code(text: str) -> str:
+    """`text` as inline code: a code span fenced by more backticks than any run of them inside it
+    (Markdown shows a code span's content as it is, HTML included)."""
+    text = str(text).translate(_LINE_BREAKS)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""  # one space each side is not shown
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def confusion_markdown(matrix: list[list[int]]) -> str:
@@ -163,6 +251,15 @@ def _slider(**kwargs) -> gr.Slider:
     slider = gr.Slider(**kwargs)
     slider.preprocess = lambda payload: payload
     return slider
+
+
+def _number(**kwargs) -> gr.Number:
+    """A gr.Number that, like `_slider`, hands the value to the model's checks as sent: with
+    precision 0 Gradio's own would turn True into 1 and 1.5 into 2 (a seed the client did not ask
+    for) and refuse text without naming the field."""
+    number = gr.Number(**kwargs)
+    number.preprocess = lambda payload: payload
+    return number
 
 
 def _image_input(field: str, max_bytes: int, **kwargs) -> gr.Image:
@@ -209,7 +306,7 @@ def controls(params_cls, names: list[str], entry, defaults, max_upload_bytes: in
         info, settings = infos[name], control_settings(params_cls, name, entry, defaults)
         common = dict(label=info.label, info=info.info or None)
         if info.widget == "number":  # whole numbers for integers (a seed), any for floats (a learning rate)
-            made[name] = gr.Number(value=settings["value"], precision=0 if types[name] is int else None, **common)
+            made[name] = _number(value=settings["value"], precision=0 if types[name] is int else None, **common)
         elif info.widget == "image":
             if max_upload_bytes is None:
                 raise TypeError(f"controls(): the file parameter {name!r} needs max_upload_bytes")

@@ -10,7 +10,7 @@ import numpy as np
 from pipelines.classification.contract import POOLING, SimilarParams, check_message
 from pipelines.classification.embeddings import EmbeddedFile, EmbeddingCache, check_messages, embed_file, nearest, place
 from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text_size
+from pipelines.core.limits import check_text
 from pipelines.core.params import check_params, with_overrides
 from pipelines.core.zerogpu import on_gpu
 from ui.common import controls, details_json, in_declaration_order, show_errors
@@ -76,7 +76,7 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
         this one (cosine similarity). Returns the map's points, a table of the neighbours, a summary, and
         JSON (neighbours with row, text, label, similarity; position; file; explained_variance)."""
         check_message(message)
-        check_text_size(message, "message", settings.max_text_chars)
+        check_text(message, "message", settings.max_text_chars)
         params = check_params(with_overrides(SimilarParams(), **params))
         file = uploaded_file(file, "file", upload_limit(settings))  # never a path the client merely names
         if not file:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.core.limits import check_text_size
+from pipelines.core.limits import check_text
 from pipelines.core.zerogpu import on_gpu
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
 from ui.common import (
-    StopFlags, control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, show_errors,
+    StopFlags, control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, private_handler,
+    show_errors,
 )
 from ui.uploads import upload_limit
 
@@ -63,7 +64,7 @@ def build(config, registry) -> None:
         `scheduler` is one of the model's schedulers (empty: the model's default)."""
         params["init_image"] = init_image  # named in the signature: a file input without a default needs `= None`
         for field, text in (("prompt", prompt), ("negative_prompt", params.get("negative_prompt"))):
-            check_text_size(text, field, config.settings.max_text_chars)
+            check_text(text, field, config.settings.max_text_chars)
         generator = registry.get(TASK, model_name)
         params = generator.check_inputs(prompt, generator.default_params(**params))  # bad input fails at once
         stop = stops.begin(request)
@@ -97,11 +98,12 @@ def build(config, registry) -> None:
     def stop_image(request: gr.Request):
         stops.stop(request)
 
+    @private_handler
     def select_image(info: dict | None, evt: gr.SelectData):
         """Clicking an image puts its seed in the Seed field (generating again reproduces it) and
         makes it the one "Use as input" takes."""
         seeds = (info or {}).get("seeds") or []
-        if evt.index is None or evt.index >= len(seeds):
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(seeds):
             return gr.skip(), gr.skip()
         return seeds[evt.index], evt.index
 
@@ -116,6 +118,7 @@ def build(config, registry) -> None:
             raise gr.Error("That image is no longer kept on the server: generate it again.", print_exception=False)
         return str(path)
 
+    @private_handler
     def show_model(model_name: str):
         entry = config.entry(TASK, model_name)
         return (describe_model(entry), entry.defaults.negative_prompt,

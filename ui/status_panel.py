@@ -10,6 +10,8 @@ from __future__ import annotations
 import gradio as gr
 import psutil
 
+from ui.common import markdown_text, private_handler
+
 
 # Seconds between automatic refreshes while a page is open: soon after a generation or a
 # classification ends, without polling the server much.
@@ -36,7 +38,8 @@ def render(config, registry) -> str:
     lines += ["", "| task | model | device / dtype | weights | idle |", "|---|---|---|---|---|"]
     for m in reversed(loaded):  # most recently used first
         weights = f"{m['memory_mb']:,.0f}" if m["memory_mb"] >= 10 else f"{m['memory_mb']:.1f}"
-        lines.append(f"| {m['task']} | {m['name']} | {m['placement']} | {weights} MB | {_duration(m['idle_s'])} |")
+        name = markdown_text(m["name"])  # a trained model's name is a visitor's
+        lines.append(f"| {m['task']} | {name} | {m['placement']} | {weights} MB | {_duration(m['idle_s'])} |")
     return "\n".join(lines)
 
 
@@ -46,6 +49,7 @@ def build(config, registry) -> gr.Markdown:
         refresh = gr.Button("Refresh", size="sm")
     timer = gr.Timer(REFRESH_EVERY_S)
 
+    @private_handler
     def update() -> str:
         return render(config, registry)
 

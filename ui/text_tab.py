@@ -7,12 +7,13 @@ from contextlib import closing
 import gradio as gr
 
 from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text_size
+from pipelines.core.limits import check_text
 from pipelines.core.params import from_defaults
 from pipelines.core.zerogpu import on_gpu
 from pipelines.text.contract import PRESETS, TextParams, TextUpdate
 from ui.common import (
-    StopFlags, control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, show_errors,
+    StopFlags, control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, private_handler,
+    show_errors,
 )
 from ui.token_view import build_explorer, build_token_view
 
@@ -68,8 +69,8 @@ def build(config, registry) -> None:
         seed -1 picks a random seed (the stats line names it); truncate_prompt drops the beginning of a
         prompt too long for the model's context instead of refusing it."""
         truncate = params.get("truncate_prompt")
-        if not (config.entry(TASK, model_name).defaults.truncate_prompt if truncate is None else truncate):
-            check_text_size(prompt, "prompt", config.settings.max_text_chars)  # a truncated prompt is cut instead
+        truncating = config.entry(TASK, model_name).defaults.truncate_prompt if truncate is None else truncate
+        check_text(prompt, "prompt", None if truncating else config.settings.max_text_chars)  # a truncated prompt is cut instead
         generator = registry.get(TASK, model_name)
         stop = stops.begin(request)
         try:
@@ -81,13 +82,16 @@ def build(config, registry) -> None:
         finally:
             stops.end(request, stop)
 
+    @private_handler
     def stop_text(request: gr.Request):
         stops.stop(request)
 
+    @private_handler
     def apply_preset(model_name: str, preset: str):
         entry = config.entry(TASK, model_name)
         return control_updates(TextParams, SAMPLING, entry, preset_params(entry, preset))
 
+    @private_handler
     def show_model(model_name: str):
         entry = config.entry(TASK, model_name)
         return describe_model(entry), MODEL_DEFAULTS, *control_updates(TextParams, list(parameters), entry, entry.defaults)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.core.limits import check_text_size
+from pipelines.core.limits import check_text
 from pipelines.core.params import with_overrides
 from pipelines.core.zerogpu import on_gpu
 from pipelines.text.contract import NextTokenParams, NextTokens, TextParams, TextUpdate, TokenProbability
-from ui.common import controls, details_json, in_declaration_order, show_errors
+from ui.common import controls, details_json, in_declaration_order, markdown_code, private_handler, show_errors
 
 TASK = "text"
 VIEW_PARAMETERS = ["token_probabilities"]  # the TextParams control that sits with the view
@@ -62,18 +62,19 @@ def token_segments(update: TextUpdate | None) -> tuple[list[tuple[str, float]], 
 def describe_choice(token: TokenProbability, sampled: bool) -> str:
     chance = f"{token['probability']:.1%}"
     if not sampled:
-        return f"`{visible(token['token'])}` ({chance}): the most likely token, chosen as greedy decoding does."
+        return f"{markdown_code(visible(token['token']))} ({chance}): the most likely token, chosen as greedy decoding does."
     if token["most_likely"]:
-        return f"`{visible(token['token'])}` was sampled ({chance}); it was also the most likely token."
-    best = token["alternatives"][0]
-    return (f"`{visible(token['token'])}` was sampled at rank {token['rank']} ({chance}); the most likely was "
-            f"`{visible(best['token'])}` ({best['probability']:.1%}).")
+        return f"{markdown_code(visible(token['token']))} was sampled ({chance}); it was also the most likely token."
+    best = (token["alternatives"] or [token])[0]  # (none: a client's own JSON, not a generation's)
+    return (f"{markdown_code(visible(token['token']))} was sampled at rank {token['rank']} ({chance}); the most likely was "
+            f"{markdown_code(visible(best['token']))} ({best['probability']:.1%}).")
 
 
-def token_alternatives(update: TextUpdate | None, index: int) -> tuple[dict[str, float], str]:
-    """gr.Label confidences of the token at `index` (its alternatives, the chosen one marked) and a line on how it was chosen."""
+def token_alternatives(update: TextUpdate | None, index: object) -> tuple[dict[str, float], str]:
+    """gr.Label confidences of the token at `index` (its alternatives, the chosen one marked) and a
+    line on how it was chosen; nothing for an index that is not one of its tokens'."""
     tokens = (update or {}).get("tokens") or []
-    if not 0 <= index < len(tokens):
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(tokens):
         return {}, ""
     token = tokens[index]
     sampled = bool((update.get("params") or {}).get("do_sample", True))
@@ -108,11 +109,12 @@ class TokenView:
     def wire(self, details: gr.JSON) -> None:
         """Redraw the view with every streamed update (`details`); show a clicked token's alternatives."""
 
-        def show_alternatives(update: dict, event: gr.SelectData):
+        @private_handler
+        def show_alternatives(update: TextUpdate | None, event: gr.SelectData):
             return token_alternatives(update, event.index)
 
         # queue=False, always_last: cheap redraws that never wait behind a generation, at most one pending
-        details.change(token_segments, details, [self.view, self.note], api_visibility="private", queue=False,
+        details.change(private_handler(token_segments), details, [self.view, self.note], api_visibility="private", queue=False,
                        trigger_mode="always_last", show_progress="hidden")
         self.view.select(show_alternatives, details, [self.alternatives, self.choice], api_visibility="private", queue=False)
 
@@ -140,17 +142,19 @@ def build_explorer(config, registry, model: gr.Dropdown, prompt: gr.Textbox) -> 
         """The likeliest next tokens after a text, with their probabilities at a temperature: a bar chart, a
         summary, and the result as JSON (prompt_tokens, temperature, tokens with token/id/probability/rank,
         top_k_probability, entropy_bits)."""
-        check_text_size(prompt, "prompt", settings.max_text_chars)
+        check_text(prompt, "prompt", settings.max_text_chars)
         generator = registry.get(TASK, model_name)
         result = generator.next_tokens(prompt, with_overrides(NextTokenParams(), **params))
         return next_token_chart(result), describe_next_tokens(result), result
 
-    def append_token(text: str, result: dict, picked: str | None):
+    @private_handler
+    def append_token(text: str, result: NextTokens | None, picked: str | None):
         tokens = (result or {}).get("tokens") or []
-        index = int(picked) if picked not in (None, "") else -1
+        index = int(picked) if picked and picked.isdecimal() else -1
         return text + tokens[index]["token"] if 0 <= index < len(tokens) else text
 
-    def offer_tokens(result: dict):
+    @private_handler
+    def offer_tokens(result: NextTokens | None):
         tokens = (result or {}).get("tokens") or []
         choices = [(f"{visible(t['token'])}  ({t['probability']:.1%})", str(i)) for i, t in enumerate(tokens)]
         return gr.update(choices=choices, value=None)

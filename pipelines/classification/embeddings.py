@@ -26,6 +26,7 @@ from pipelines.classification.contract import CLASSES, Classifier, check_message
 from pipelines.classification.data import read_messages
 from pipelines.classification.files import rows_with_text
 from pipelines.core.errors import InputError
+from pipelines.core.limits import check_text
 
 # Files whose embeddings are kept (least recently used dropped first): 10,000 messages of a
 # 768-dimension encoder take 31 MB.
@@ -154,6 +155,7 @@ def check_messages(messages: object, max_messages: int, max_chars: int) -> list[
         raise InputError("messages", f"has {len(messages):,} messages; the limit is {max_messages:,} per request (settings.embedding_map_max_rows)")
     for i, text in enumerate(messages):
         check_message(text, field=f"messages[{i}]")
+        check_text(text, f"messages[{i}]", None)  # its size is checked below, against another setting
         if len(text) > max_chars:
             raise InputError(f"messages[{i}]", f"is {len(text):,} characters; the limit is {max_chars:,} per message of a list (settings.max_file_cell_chars)")
     return list(messages)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import re
 import threading
 
 from pipelines.core.errors import InputError
@@ -26,12 +27,22 @@ TRIM_AFTER_GROWTH_MB = 64
 TRIM_WHEN_IDLE_S = 1.0
 
 _trim_lock = threading.Lock()
+# In a Python str every surrogate code point is a lone one (a valid pair decodes to one character).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_text_size(text: object, field: str, max_chars: int) -> None:
-    """Refuse a text longer than `max_chars` (settings.max_text_chars) before it is tokenized."""
-    if isinstance(text, str) and len(text) > max_chars:
+def check_text(text: object, field: str, max_chars: int | None) -> None:
+    """Refuse, before it is tokenized, a text longer than `max_chars` (settings.max_text_chars; None:
+    no limit, for a text that is cut instead) or one holding a lone surrogate (JSON's "\\ud800"
+    decodes to one; no tokenizer, encoder or JSON answer takes it)."""
+    if not isinstance(text, str):
+        return
+    if max_chars is not None and len(text) > max_chars:
         raise InputError(field, f"is {len(text):,} characters; the limit is {max_chars:,} (settings.max_text_chars)")
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate:
+        raise InputError(field, f"contains a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
+                                f"{surrogate.start() + 1:,}; send valid Unicode text")
 
 
 def chars_for_tokens(tokens: int) -> int:

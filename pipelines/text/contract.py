@@ -9,7 +9,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
-from typing import Iterator, TypedDict
+from typing import Iterator
+
+# typing_extensions' (pydantic's dependency): pydantic checks these on Python < 3.12 only in this
+# form, as the UI does with the JSON a page sends back (ui.common.check_inputs).
+from typing_extensions import TypedDict
 
 from pipelines.core import background
 from pipelines.core.errors import InputError
@@ -17,7 +21,10 @@ from pipelines.core.params import Range, check_params, from_defaults, param
 from pipelines.core.remote import MAX_SEED, pick_seed
 
 SEED_RANGE = Range(-1, MAX_SEED, integer=True)
-TEMPERATURE_RANGE = Range(0.0, 2.0, low_open=True, step=0.05)
+# A sane minimum, not (0, 2]: the logits are divided by the temperature, and below ~1e-38 that
+# overflows float32 (1e-300 gave "probability tensor contains inf or nan"). 0.05 is as close to
+# greedy as sampling gets (do_sample off is greedy), and the slider's lowest stop.
+TEMPERATURE_RANGE = Range(0.05, 2.0, step=0.05)
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,10 @@ class TextParams:
         0.8, "Temperature", "Below 1: the likeliest words get likelier (safer, repetitive); above 1: rarer words get likelier (surprising, less coherent).",
         range=TEMPERATURE_RANGE, passed_as="temperature", only_if="do_sample",
     )
+    # 0.01, not (0, 1]: the slider's lowest stop; smaller values sample the likeliest token alone, as 0.01 does.
     top_p: float = param(
         0.95, "Top-p", "Sample only from the likeliest tokens whose probabilities add up to this (nucleus sampling).",
-        range=Range(0.0, 1.0, low_open=True, step=0.01), passed_as="top_p", only_if="do_sample",
+        range=Range(0.01, 1.0, step=0.01), passed_as="top_p", only_if="do_sample",
     )
     top_k: int = param(
         50, "Top-k (0 = off)", "Sample only from this many likeliest tokens.",
