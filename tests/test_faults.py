@@ -125,7 +125,7 @@ def other_models_still_serve(client, names) -> None:
     [
         ("/classify", "message", CORRUPT, r"does not hold a complete model"),
         ("/generate_text", "prompt", NO_WEIGHTS, r"does not hold a complete model"),
-        ("/generate_text", "prompt", NOWHERE, r"nothing-here' is missing"),
+        ("/generate_text", "prompt", NOWHERE, r"nothing-here' \(its full path is in the server log\) is missing"),
     ],
     ids=["truncated-safetensors", "no-weights-file", "no-folder"],
 )

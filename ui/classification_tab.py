@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from pipelines.classification import trained_models
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
 from pipelines.core.errors import InputError
 from pipelines.core.limits import check_text
@@ -179,6 +180,11 @@ def build(config, registry) -> None:
     def show_model(model_name: str):
         return describe_model(config.entry(TASK, model_name))
 
+    def list_models(request: gr.Request):
+        """The models this visitor may pick: models.yaml's, trained ones shared with everyone,
+        and their own (settings.trained_models: per_session)."""
+        return gr.update(choices=config.names(TASK, trained_models.owner_of(config, getattr(request, "session_hash", None))))
+
     with gr.Tab("Classification", id="classification") as tab:
         gr.Markdown("Spam detection with a fine-tuned transformer: paste a message or upload a file, get ham or spam.")
         with gr.Row():
@@ -239,4 +245,4 @@ def build(config, registry) -> None:
         )
         # Models trained in the Train tab join the list: on page load and whenever this tab is opened.
         for trigger in (None, [tab.select]):
-            gr.on(trigger, lambda: gr.update(choices=config.names(TASK)), None, model, api_visibility="private", queue=False)
+            gr.on(trigger, list_models, None, model, api_visibility="private", queue=False)

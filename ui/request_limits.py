@@ -26,6 +26,8 @@ from gradio.state_holder import SessionState, StateHolder
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 
+from ui.request_checks import RequestChecks
+
 # -- the queue ------------------------------------------------------------------------------------
 
 
@@ -229,5 +231,7 @@ async def lean_session_state(app):
 
 def launch_app_kwargs(max_text_chars: int) -> dict:
     """`demo.launch(app_kwargs=...)`: the body limit for requests of up to `max_text_chars`
-    characters per text, and lean per-session state."""
-    return {"middleware": [Middleware(BodySizeLimit, limit=json_body_limit(max_text_chars))], "lifespan": lean_session_state}
+    characters per text, the request checks (ui/request_checks.py), and lean per-session state."""
+    # The size limit first: RequestChecks reads a body only once it is known to fit.
+    return {"middleware": [Middleware(BodySizeLimit, limit=json_body_limit(max_text_chars)), Middleware(RequestChecks)],
+            "lifespan": lean_session_state}

@@ -19,7 +19,7 @@ from pipelines.classification.train_job import TrainingRunner, TrainUpdate, chec
 from pipelines.classification.training import TrainParams
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import check_params, from_defaults
-from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, output_path, show_errors
+from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, markdown_code, output_path, show_errors
 from ui.uploads import upload_limit, uploaded_file
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering
@@ -37,8 +37,8 @@ VALIDATION_COLOURS = {"validation loss": "#e45756", "accuracy": "#4c78a8", "spam
 
 def describe_data(data: dict) -> str:
     lines = [
-        f"**{data['messages']:,} messages** in `{data['file']}` (text column `{data['text_column']}`, label column "
-        f"`{data['label_column']}`): **{data['ham']:,} ham** and **{data['spam']:,} spam** "
+        f"**{data['messages']:,} messages** in {markdown_code(data['file'])} (text column {markdown_code(data['text_column'])}, "
+        f"label column {markdown_code(data['label_column'])}): **{data['ham']:,} ham** and **{data['spam']:,} spam** "
         f"({data['distinct_ham'] + data['distinct_spam']:,} distinct texts)."
     ]
     if data["validation_messages"]:
@@ -82,7 +82,7 @@ def describe_result(update: TrainUpdate) -> str:
     metrics = update["metrics"] or {}
     recipe = metrics.get("recipe", {})
     lines = [
-        f"**Saved as `{update['model']}`**: it is now in the Classification tab's model list (and in /classify's). "
+        f"**Saved as {markdown_code(update['model'])}**: it is now in the Classification tab's model list (and in /classify's). "
         f"{metrics.get('train_messages', 0):,} training messages · {metrics.get('epochs_run', 0):g} epoch(s) run, "
         f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{duration(metrics.get('train_seconds'))}**"
         + (" · stopped early" if update["stopped"] else "") + "."

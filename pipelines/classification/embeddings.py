@@ -12,7 +12,6 @@ exact search needs no extra library and no index to build. No torch here: any cl
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -94,7 +93,7 @@ def embed_file(classifier: Classifier, path: str | Path, cache: EmbeddingCache, 
         raise InputError("file", f"{path.name!r} has {len(table.frame):,} messages; the embedding map takes at most "
                          f"{max_rows:,} (settings.embedding_map_max_rows)")
     filled = rows_with_text(table, max_cell_chars)
-    key = (hashlib.sha256(path.read_bytes()).hexdigest(), classifier.name, table.text_column)
+    key = (table.sha256, classifier.name, table.text_column)  # the bytes read once, within max_bytes
     cached = cache.get(key)
     if cached is not None:
         return cached, True
