@@ -96,23 +96,9 @@ def upload(app_url: str, value):
 
 
 def raw_call(app_url: str, api, endpoint: str, args: dict) -> tuple[str, object]:
-    """Gradio's plain HTTP API, with any JSON (NaN included): ("complete", outputs) or ("error", message)."""
-    data = [upload(app_url, args[p["parameter_name"]]) for p in api[endpoint]["parameters"]]
-    body = json.dumps({"data": data}, allow_nan=True)
-    base = f"{app_url}gradio_api/call{endpoint}"
-    response = httpx.post(base, content=body, headers={"content-type": "application/json"}, timeout=30)
-    if response.status_code != 200:
-        return "rejected", response.text
-    event, payload = None, None
-    with httpx.stream("GET", f"{base}/{response.json()['event_id']}", timeout=120) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                payload = json.loads(line.removeprefix("data:"))
-    if event == "error":
-        return "error", (payload or {}).get("error")
-    return event, payload
+    """Gradio's plain HTTP API, with any JSON (NaN included), files uploaded first: ("complete",
+    outputs), ("error", message) or ("rejected", HTTP body)."""
+    return raw_call_as_is(app_url, endpoint, [upload(app_url, args[p["parameter_name"]]) for p in api[endpoint]["parameters"]])
 
 
 def numeric_fields(api) -> list[tuple[str, str]]:
@@ -445,14 +431,15 @@ def assert_no_secret_in(app_url: str, answer) -> None:
 
 
 def raw_call_as_is(app_url: str, endpoint: str, data: list) -> tuple[str, object]:
-    """Gradio's plain HTTP API with `data` sent as it is (nothing uploaded first): ("complete",
-    outputs), ("error", message) or ("rejected", HTTP body)."""
+    """Gradio's plain HTTP API with `data` sent as it is (NaN included; nothing uploaded first):
+    ("complete", outputs), ("error", message) or ("rejected", HTTP body)."""
     base = f"{app_url}gradio_api/call{endpoint}"
-    response = httpx.post(base, json={"data": data}, timeout=30)
+    body = json.dumps({"data": data}, allow_nan=True)
+    response = httpx.post(base, content=body, headers={"content-type": "application/json"}, timeout=30)
     if response.status_code != 200:
         return "rejected", response.text
     event, payload = None, None
-    with httpx.stream("GET", f"{base}/{response.json()['event_id']}", timeout=60) as stream:
+    with httpx.stream("GET", f"{base}/{response.json()['event_id']}", timeout=120) as stream:
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 event = line.removeprefix("event:").strip()
