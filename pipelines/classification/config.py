@@ -10,15 +10,12 @@ from pydantic import Field, model_validator
 
 from pipelines.classification.contract import ClassificationParams
 from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
-from pipelines.classification.training import TrainParams
+from pipelines.classification.training import SERVING_FILE, TrainParams
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
 from pipelines.core.errors import InputError
 from pipelines.core.params import Range, default_ranges, defaults_schema
 
 ClassificationDefaults = defaults_schema(ClassificationParams, "ClassificationDefaults")
-# Written by training.py next to a model it trains: its decision threshold and, for a blended
-# model, the TF-IDF half and its weight (see pipeline.py).
-SERVING_FILE = "ml_studio.json"
 
 
 def serving_info(source: str) -> dict:
