@@ -94,7 +94,7 @@ def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(datase
 
     from pipelines.classification.tfidf import TfidfScorer
     from pipelines.classification.training import SERVING_FILE, transformer_spam_probabilities
-    from pipelines.core.config import parse_config
+    from pipelines.studio import parse_config
 
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "blended"
