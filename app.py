@@ -1,7 +1,7 @@
 """ML Studio: spam classification and text/image generation in one Gradio app.
 
-The entry point: it reads models.yaml, builds one tab per task of the task table
-(`pipelines/tasks.py`) and wires the queues. Models, devices and all the ML live in
+The entry point: it reads models.yaml, runs the start-up hooks and builds the tabs of the task
+table (`pipelines/tasks.py`) and wires the queues. Models, devices and all the ML live in
 `pipelines/`; each tab's layout and handlers live in `ui/`. Nothing here imports torch: a
 model's libraries load with the model.
 """
@@ -19,11 +19,9 @@ import gradio as gr
 
 # First of the pipelines: on ZeroGPU `spaces` must patch torch before any model is loaded.
 from pipelines.core import zerogpu
-from pipelines.classification import trained_models
-from pipelines.core.config import AppConfig, load_config
 from pipelines.core.errors import ConfigError
-from pipelines.core.registry import ModelRegistry
-from pipelines.tasks import TASKS
+from pipelines.studio import AppConfig, ModelRegistry, load_config
+from pipelines.tasks import TASKS, named
 from ui import status_panel, train_tab, uploads
 from ui.request_limits import QueueLimits, launch_app_kwargs, limit_queue
 
@@ -78,13 +76,13 @@ def import_matplotlib_if_installed() -> None:
 def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Blocks:
     import_matplotlib_if_installed()
     registry = registry or ModelRegistry(config)
-    if config.training.enabled:
-        trained_models.register_all(config)  # models trained here before: offered again, like models.yaml entries
+    for task in TASKS.values():
+        for hook in task.on_start:  # e.g. the models trained here before: offered again, like models.yaml entries
+            named(hook)(config)
     with gr.Blocks(title=TITLE, delete_cache=OUTPUT_CACHE_LIFETIME_S) as demo:
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")
         with gr.Tabs():
             build_task_tabs(config, registry)
-            train_tab.build(config, registry)  # fine-tune a classifier (models.yaml `training:`)
         status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
@@ -93,17 +91,22 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
 
 
 def build_task_tabs(config: AppConfig, registry: ModelRegistry) -> None:
-    """One tab per task, in the table's order; tasks of one `tab_group` share a top-level tab."""
+    """Each task's own tab (the first of its `tabs`), in the table's order; tasks of one
+    `tab_group` share a top-level tab. Then the tasks' other tabs (e.g. Train), top-level, in the
+    table's order."""
     for group, tasks in groupby(TASKS.values(), key=lambda task: task.tab_group):
         tasks = list(tasks)
         if group is None:
             for task in tasks:
-                importlib.import_module(task.tab).build(config, registry)
+                importlib.import_module(task.tabs[0]).build(config, registry)
             continue
         with gr.Tab(group, id=group.lower()):
             with gr.Tabs():
                 for task in tasks:
-                    importlib.import_module(task.tab).build(config, registry)
+                    importlib.import_module(task.tabs[0]).build(config, registry)
+    for task in TASKS.values():
+        for tab in task.tabs[1:]:
+            importlib.import_module(tab).build(config, registry)
 
 
 def queue_limits(max_queue: int = DEFAULT_MAX_QUEUE) -> QueueLimits:

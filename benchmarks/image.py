@@ -221,8 +221,7 @@ def serve_app_with(entry, generator):
     """Launch the app, in this process, with `generator` as its only image model (injected
     through a registry loader instead of saved to disk); returns (demo, url)."""
     from app import build_app, enable_queue, launch_options
-    from pipelines.core.config import parse_config
-    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.studio import ModelRegistry, default_loaders, parse_config
 
     config = parse_config({
         "classification": [{"name": "unused classifier", "source": "unused/classifier"}],

@@ -281,7 +281,7 @@ def text_generator(entry, layers: int, openvino_cache: Path):
         generation_config = GenerationConfig(eos_token_id=EOS_ID, pad_token_id=EOS_ID, suppress_tokens=[EOS_ID])
         return OpenVINOTextGenerator(entry, openvino_model(weights, layers, openvino_cache), tokenizer,
                                      generation_config, f"cpu/openvino {weights}")
-    placement = choose_placement("text", entry.device, entry.dtype)
+    placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
     model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
     return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
 
@@ -289,8 +289,7 @@ def text_generator(entry, layers: int, openvino_cache: Path):
 def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) -> None:
     """Launch the app with the 1.3B model under `speedup`; print its URL; serve until stdin closes."""
     from app import build_app, enable_queue
-    from pipelines.core.config import parse_config
-    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.studio import ModelRegistry, default_loaders, parse_config
 
     unused = {"source": "not-loaded"}
     config = parse_config({
@@ -388,7 +387,7 @@ class Worker:
 def app_speedup() -> str:
     """What the app runs GPT-Neo 1.3B with on a CPU: the first text entry in models.yaml with a CPU
     speed-up, as a variant name (int8_dynamic, openvino_int4, ...)."""
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
 
     for entry in load_config().text:
         if entry.cpu_speedups.engine == "openvino":

@@ -41,7 +41,7 @@ DEFAULT_REPEATS = 8
 
 def local_generator(layers: int, speedup: str, new_tokens: int, openvino_cache: Path):
     """The 1.3B model as the app's loader makes it under `speedup` (its models.yaml default), minus reading weights."""
-    from pipelines.core.config import parse_config
+    from pipelines.studio import parse_config
 
     entry = parse_config({
         "classification": [{"name": "unused", "source": "unused"}], "image": [{"name": "unused", "source": "unused"}],

@@ -9,8 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from pipelines.core.config import load_config
-from pipelines.core.registry import ModelRegistry
+from pipelines.studio import ModelRegistry, load_config
 
 
 @pytest.fixture(scope="session")

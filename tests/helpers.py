@@ -29,7 +29,7 @@ class SlowSteps:
 
 def slow_text_registry(config, hook: SlowSteps):
     """A registry whose text models run `hook` before every forward pass."""
-    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.studio import ModelRegistry, default_loaders
     from pipelines.text.pipeline import LocalTextGenerator
 
     def slow_text(entry):

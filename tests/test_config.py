@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from pipelines.core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from pipelines.core.errors import UnknownModelError
+from pipelines.core.errors import ConfigError, UnknownModelError
+from pipelines.studio import DEFAULT_CONFIG_PATH, load_config
 
 MINIMAL = """
 classification:
@@ -29,6 +29,26 @@ def test_bundled_config_lists_the_product_defaults():
     assert config.entry("image", config.default_name("image")).source == "stabilityai/sd-turbo"
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in [e.source for e in config.image]
     assert len(config.classification) >= 2
+
+
+def test_the_core_config_takes_its_sections_from_its_caller(tmp_path):
+    """pipelines.core.config knows no task: the schema is made from the sections it is given
+    (the app's, from the task table, is pipelines.studio.AppConfig)."""
+    from pipelines.classification.config import ClassificationEntry, TrainingConfig
+    from pipelines.core import config as core
+
+    model = core.config_model({"spam": ClassificationEntry}, {"training": TrainingConfig})
+    path = tmp_path / "models.yaml"
+    path.write_text("spam:\n  - {name: S, source: ./s}\ntraining:\n  base_models: [{name: B, source: ../b}]\n")
+    config = core.load_config(model, path)
+    assert config.names("spam") == ["S"] and config.entry("spam", "S").source == str(tmp_path / "s")
+    assert config.training.base_models[0].source == str((tmp_path / "../b").resolve())
+    with pytest.raises(ConfigError, match="expected a mapping with keys spam"):
+        core.parse_config(model, [])
+    with pytest.raises(ConfigError, match=r"entry spam\[0\] \('S'\), field 'max_length'"):
+        core.parse_config(model, {"spam": [{"name": "S", "source": "x", "max_length": 1}]})
+    with pytest.raises(ConfigError, match="duplicate model name"):
+        core.parse_config(model, {"spam": [{"name": "S", "source": "x"}, {"name": "S", "source": "y"}]})
 
 
 def test_minimal_config_gets_defaults(tmp_path):

@@ -150,7 +150,7 @@ def test_bad_files_name_the_reason(classifier, tmp_path, content, limits, messag
 
 def test_a_classifier_that_cannot_give_embeddings_says_so(tiny_config):
     from pipelines.classification.remote import GradioClassifier
-    from pipelines.core.config import parse_config
+    from pipelines.studio import parse_config
 
     entry = parse_config({
         "classification": [{"name": "Old remote", "backend": "gradio", "url": "http://127.0.0.1:9/"}],

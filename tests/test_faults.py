@@ -22,7 +22,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from pipelines.core.errors import ModelLoadError
-from pipelines.core.registry import ModelRegistry, default_loaders
+from pipelines.studio import ModelRegistry, default_loaders
 
 CORRUPT = "Corrupt BERT (truncated weights)"
 NO_WEIGHTS = "GPT-Neo without weights"
@@ -262,7 +262,7 @@ def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(app_
     """gradio_client cannot send a lone surrogate (httpx encodes JSON as UTF-8); raw HTTP can, as an escape."""
     from app import build_app
     from pipelines.classification import trained_models
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
     from tests.test_train_job import write_messages
 
     data = write_messages(tmp_path / "messages.tsv")
@@ -287,7 +287,7 @@ def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(app_
 @pytest.fixture(scope="module")
 def per_session_app(tiny_config_path, tmp_path_factory):
     """The tiny app as on a Space: trained models stay with the session that trained them."""
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
     from tests.helpers import launch_local
 
     config = load_config(tiny_config_path)

@@ -82,7 +82,7 @@ def slow_app(tiny_config):
 
     from tests.helpers import launch_local
     from pipelines.image.pipeline import LocalImageGenerator
-    from pipelines.core.registry import ModelRegistry, default_loaders
+    from pipelines.studio import ModelRegistry, default_loaders
 
     unet_calls = []
 

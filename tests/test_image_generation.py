@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.core.config import ConfigError, parse_config
+from pipelines.core.errors import ConfigError, InputError
 from pipelines.image.config import ImageEntry, SchedulerName
-from pipelines.core.errors import InputError
 from pipelines.image.config import SCHEDULERS
 from pipelines.image.contract import offered_schedulers
 from pipelines.image.pipeline import LocalImageGenerator
 from pipelines.image.png import save_png
 from pipelines.image.speedups import choose_image_placement, cpu_has_native_bfloat16
 from pipelines.image.previews import latents_to_previews
+from pipelines.studio import parse_config
 
 
 @pytest.fixture()
@@ -240,7 +240,7 @@ def test_gpu_memory_savers_are_not_applied_on_cpu(tiny_config):
 
 
 def test_bundled_models_offer_suitable_schedulers_and_the_taesd_speedup():
-    from pipelines.core.config import DEFAULT_CONFIG_PATH, load_config
+    from pipelines.studio import DEFAULT_CONFIG_PATH, load_config
 
     turbo, sd15 = load_config(DEFAULT_CONFIG_PATH).image[:2]
     assert turbo.schedulers[0] == "Euler (trailing)" and all("trailing" in s for s in turbo.schedulers)

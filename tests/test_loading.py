@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from pipelines.core.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.core.errors import ModelLoadError, UnknownModelError
-from pipelines.core.registry import ModelRegistry
+from pipelines.studio import DEFAULT_CONFIG_PATH, ModelRegistry, load_config
 
 
 def test_each_tiny_model_loads_through_the_registry(registry, names):

@@ -105,7 +105,7 @@ def blocked_training(tiny_config):
     behind the first. (The training itself is not what is tested here, its queue is.)"""
     import gradio as gr
 
-    from pipelines.core.registry import ModelRegistry
+    from pipelines.studio import ModelRegistry
     from tests.helpers import fn_index_of, launch_local
 
     release = threading.Event()

@@ -19,10 +19,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from pipelines.core.config import ConfigError, parse_config
-from pipelines.core.errors import InputError, ModelLoadError
-from pipelines.core.registry import ModelRegistry
-from pipelines.core.errors import RemoteModelError
+from pipelines.core.errors import ConfigError, InputError, ModelLoadError, RemoteModelError
+from pipelines.studio import ModelRegistry, parse_config
 from pipelines.text.remote import OpenAITextGenerator
 from pipelines.text.contract import TextParams
 from tests.helpers import stop_process

@@ -18,7 +18,7 @@ import yaml
 
 from app import parse_args
 from pipelines.core import zerogpu as gpu
-from pipelines.core.config import load_config
+from pipelines.studio import load_config, on_gpu, request_seconds
 from pipelines.tasks import TASKS
 from tests.helpers import stop_process
 
@@ -75,7 +75,7 @@ def test_spaces_gpu_is_a_no_op_off_zero_gpu():
     def handler(prompt, max_new_tokens):
         return prompt
 
-    assert gpu.on_gpu("text")(handler) is handler
+    assert on_gpu("text")(handler) is handler
 
 
 class FakeSpaces:
@@ -102,21 +102,21 @@ def test_on_gpu_asks_for_a_duration_that_fits_the_request(monkeypatch):
     def generate_image(prompt, model_name, request=None, **params):
         return prompt
 
-    text = gpu.on_gpu("text")(generate_text)
-    image = gpu.on_gpu("image")(generate_image)
+    text = on_gpu("text")(generate_text)
+    image = on_gpu("image")(generate_image)
     assert text("a", "m", max_new_tokens=10, temperature=0.8) == "a"
     text("a", "m", max_new_tokens=1000, temperature=0.8)
     image("a", "m", negative_prompt="", steps=4, guidance_scale=0.0, width=512, height=512, num_images=1, seed=0)
     image("a", "m", steps=50, guidance_scale=7.5, width=768, height=768, num_images=4)
     image("a", "m", steps="not a number", width=768, height=768, num_images=4)  # the task reports the bad value, not the estimate
     short_text, long_text, small_image, big_image, fallback = fake.durations
-    assert short_text == gpu.request_seconds("text", max_new_tokens=10) < long_text == gpu.request_seconds("text", max_new_tokens=1000)
-    assert small_image == gpu.request_seconds("image", steps=4, num_images=1) < big_image <= gpu.MAX_DURATION_S
-    assert fallback == gpu.request_seconds("image")
+    assert short_text == request_seconds("text", max_new_tokens=10) < long_text == request_seconds("text", max_new_tokens=1000)
+    assert small_image == request_seconds("image", steps=4, num_images=1) < big_image <= gpu.MAX_DURATION_S
+    assert fallback == request_seconds("image")
 
 
 def test_durations_grow_with_the_work_and_stay_within_the_cap():
-    seconds = gpu.request_seconds
+    seconds = request_seconds
     assert seconds("text", max_new_tokens=64) < seconds("text", max_new_tokens=512) <= gpu.MAX_DURATION_S
     assert seconds("image", steps=1) < seconds("image", steps=25) < seconds("image", steps=25, num_images=4)
     assert seconds("image", steps=25, width=512, height=512) < seconds("image", steps=25, width=768, height=768)
@@ -145,7 +145,7 @@ def test_import_and_build_never_initialise_cuda(tiny_config_path):
 
         torch.cuda.init = torch.cuda._lazy_init = forbidden
         import app
-        from pipelines.core.config import load_config
+        from pipelines.studio import load_config
         demo = app.build_app(load_config({str(tiny_config_path)!r}))
         assert not torch.cuda.is_initialized() and not calls
         print("ok", len(demo.fns))

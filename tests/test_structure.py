@@ -24,7 +24,7 @@ def test_building_the_app_with_only_remote_models_imports_no_torch():
     script = textwrap.dedent(
         """
         import sys
-        from pipelines.core.config import parse_config
+        from pipelines.studio import parse_config
         import app
         remote = {"backend": "gradio", "url": "http://127.0.0.1:9/"}
         config = parse_config({
@@ -66,10 +66,54 @@ def test_every_task_is_one_package_with_its_contract(task):
         assert (package / module).is_file(), f"pipelines/{task}/{module} is missing"
     row = TASKS[task]
     assert row.local.startswith(f"pipelines.{task}.") and all(v.startswith(f"pipelines.{task}.") for v in row.remote.values())
-    assert (ROOT / (row.tab.replace(".", "/") + ".py")).is_file()
+    assert row.tabs and all((ROOT / (tab.replace(".", "/") + ".py")).is_file() for tab in row.tabs)
     # the contract and the config schema import no model library: the UI reads them
     for module in ("contract.py", "config.py"):
         assert not {n for n in imports_of(package / module) if n.split(".")[0] in HEAVY}
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_task_declares_its_dtype_on_an_accelerator(task):
+    from pipelines.core.devices import DTYPES, choose_placement
+
+    gpu_dtype = TASKS[task].entry.gpu_dtype  # the entry schema's: the task's pipeline passes it to choose_placement
+    assert gpu_dtype in DTYPES
+    assert str(choose_placement(gpu_dtype, "cpu")) == "cpu/float32"  # CPUs always get float32 for `dtype: auto`
+
+
+def tab_tree(block) -> list:
+    """(label, id, tabs inside) of every tab under `block`, in page order."""
+    import gradio as gr
+
+    tabs = []
+    for child in getattr(block, "children", []):
+        if isinstance(child, gr.Tab):
+            tabs.append((child.label, child.id, tab_tree(child)))
+        else:
+            tabs += tab_tree(child)
+    return tabs
+
+
+def test_the_tables_tabs_keep_their_place():
+    """app.py builds the tabs from the table only: each task's own tab in its group, then the
+    tasks' other tabs (Train) at the top level, with the labels and ids the page always had."""
+    import app
+    from pipelines.studio import parse_config
+
+    remote = {"backend": "gradio", "url": "http://127.0.0.1:9/"}
+    config = parse_config({
+        "classification": [{"name": "C", **remote}], "text": [{"name": "T", **remote}], "image": [{"name": "I", **remote}],
+        "training": {"base_models": [{"name": "B", "source": "/nowhere"}]},
+    })
+    assert tab_tree(app.build_app(config)) == [
+        ("Classification", "classification", [("Single message", "classification-single", []),
+                                              ("Batch file", "classification-batch", []), ("Embedding map", "classification-map", [])]),
+        ("Generation", "generation", [("Text", "text", []), ("Image", "image", [])]),
+        ("Train", "train", []),
+    ]
+    without_training = parse_config({"classification": [{"name": "C", **remote}], "text": [{"name": "T", **remote}],
+                                     "image": [{"name": "I", **remote}]})
+    assert [tab[1] for tab in tab_tree(app.build_app(without_training))] == ["classification", "generation"]
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -107,7 +151,7 @@ def test_every_parameter_is_declared_once_with_a_label_and_its_range():
 
 
 def test_models_yaml_defaults_come_from_the_parameter_declarations():
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
     from pipelines.text.contract import TextParams
 
     config = load_config()

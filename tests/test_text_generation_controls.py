@@ -11,11 +11,10 @@ import pytest
 import torch
 from gradio_client.exceptions import AppError
 
-from pipelines.core.config import ConfigError, parse_config
+from pipelines.core.errors import ConfigError, InputError
 from pipelines.text.speedups import apply_cpu_speedups, model_memory_mb
-from pipelines.core.errors import InputError
-from pipelines.core.registry import ModelRegistry
 from pipelines.core.params import check_params
+from pipelines.studio import ModelRegistry, parse_config
 from pipelines.text.contract import PRESETS
 from pipelines.text.pipeline import LocalTextGenerator
 from tests.helpers import SlowSteps, launch_local, slow_text_registry
@@ -248,7 +247,7 @@ def test_retired_speedups_are_refused_with_what_to_do(tiny_config, retired, advi
 
 
 def test_bundled_config_offers_the_int8_entry():
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
 
     config = load_config()
     int8 = [e for e in config.text if e.cpu_speedups.quantize != "none"]

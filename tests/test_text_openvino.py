@@ -10,7 +10,8 @@ import threading
 import pytest
 import torch
 
-from pipelines.core.config import ConfigError, parse_config
+from pipelines.core.errors import ConfigError
+from pipelines.studio import parse_config
 from pipelines.text import openvino_engine
 from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 from pipelines.text.sampling import decode_tokens
@@ -222,7 +223,7 @@ def test_too_long_prompt_is_refused_or_truncated_from_the_left(generators):
 def test_through_the_app_api_with_seeds_and_the_status_panel(neo256, cache_dir):
     from gradio_client import Client
 
-    from pipelines.core.registry import ModelRegistry
+    from pipelines.studio import ModelRegistry
     from tests.helpers import launch_local
     from ui import status_panel
 
@@ -293,7 +294,7 @@ def test_openvino_needs_float32_weights_to_export(neo256):
 
 
 def test_bundled_config_offers_int4_on_openvino_first():
-    from pipelines.core.config import load_config
+    from pipelines.studio import load_config
 
     first = load_config().text[0]
     assert first.name == "GPT-Neo 1.3B (int4, CPU)" and first.source == "EleutherAI/gpt-neo-1.3B"

@@ -92,10 +92,9 @@ def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(datase
     the threshold, and the app applies both without a word in models.yaml."""
     import numpy as np
 
-    from pipelines.classification.config import SERVING_FILE
     from pipelines.classification.tfidf import TfidfScorer
-    from pipelines.classification.training import transformer_spam_probabilities
-    from pipelines.core.config import parse_config
+    from pipelines.classification.training import SERVING_FILE, transformer_spam_probabilities
+    from pipelines.studio import parse_config
 
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "blended"

@@ -20,9 +20,9 @@ from pipelines.classification import trained_models
 from pipelines.classification.train_job import TrainingError, TrainingRunner, check_data
 from pipelines.classification.training import TrainParams, parse_args
 from pipelines.core import background
-from pipelines.core.config import load_config
 from pipelines.core.errors import InputError, ModelLoadError
 from pipelines.core.params import from_defaults, param_infos
+from pipelines.studio import load_config
 
 SPAM = ["WIN a free prize now, call {}", "Free cash reward! Text WIN to {}", "URGENT: claim your bonus {} today"]
 HAM = ["see you at lunch {}", "can you pick up some milk {}", "thanks for the lovely dinner {}"]

@@ -11,7 +11,7 @@ from pipelines.classification import trained_models
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
 from pipelines.core.errors import InputError
 from pipelines.core.limits import check_text
-from pipelines.core.zerogpu import on_gpu
+from pipelines.studio import on_gpu
 from ui import embedding_map
 from ui.common import (
     controls, describe_model, details_json, error_message, model_dropdown, output_path, private_handler, show_errors,

@@ -12,7 +12,7 @@ from pipelines.classification.embeddings import EmbeddedFile, EmbeddingCache, ch
 from pipelines.core.errors import InputError
 from pipelines.core.limits import check_text
 from pipelines.core.params import check_params, with_overrides
-from pipelines.core.zerogpu import on_gpu
+from pipelines.studio import on_gpu
 from ui.common import controls, details_json, in_declaration_order, show_errors
 from ui.uploads import upload_limit, uploaded_file
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.core.limits import check_text
-from pipelines.core.zerogpu import on_gpu
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
+from pipelines.studio import on_gpu
 from ui.common import (
     StopFlags, control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, private_handler,
     show_errors,

@@ -9,7 +9,7 @@ import gradio as gr
 from pipelines.core.errors import InputError
 from pipelines.core.limits import check_text
 from pipelines.core.params import from_defaults
-from pipelines.core.zerogpu import on_gpu
+from pipelines.studio import on_gpu
 from pipelines.text.contract import PRESETS, TextParams, TextUpdate
 from ui.common import (
     StopFlags, control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, private_handler,

@@ -10,7 +10,7 @@ import gradio as gr
 
 from pipelines.core.limits import check_text
 from pipelines.core.params import with_overrides
-from pipelines.core.zerogpu import on_gpu
+from pipelines.studio import on_gpu
 from pipelines.text.contract import NextTokenParams, NextTokens, TextParams, TextUpdate, TokenProbability
 from ui.common import controls, details_json, in_declaration_order, markdown_code, private_handler, show_errors
 

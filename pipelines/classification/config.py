@@ -10,15 +10,12 @@ from pydantic import Field, model_validator
 
 from pipelines.classification.contract import ClassificationParams
 from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
-from pipelines.classification.training import TrainParams
+from pipelines.classification.training import SERVING_FILE, TrainParams
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
 from pipelines.core.errors import InputError
 from pipelines.core.params import Range, default_ranges, defaults_schema
 
 ClassificationDefaults = defaults_schema(ClassificationParams, "ClassificationDefaults")
-# Written by training.py next to a model it trains: its decision threshold and, for a blended
-# model, the TF-IDF half and its weight (see pipeline.py).
-SERVING_FILE = "ml_studio.json"
 
 
 def serving_info(source: str) -> dict:
@@ -40,6 +37,7 @@ class ClassificationCpuSpeedups(Strict):
 
 
 class ClassificationEntry(ModelEntry):
+    gpu_dtype: ClassVar[str] = "float32"  # small models: full precision costs nothing noticeable
     # Maps the model's own class names (often LABEL_0/LABEL_1) to ham/spam.
     labels: dict[str, Literal["ham", "spam"]] = Field(default_factory=dict)
     max_length: int = Field(512, ge=8, le=8192, description="Tokens read per message; longer text is truncated.")
@@ -79,7 +77,11 @@ class BaseModel(Strict):
 
 
 class TrainingConfig(Strict):
+    """The models file's `training:` section (declared in the task table's classification row)."""
+
     base_models: list[BaseModel] = Field(default_factory=list, description="The first is the default; none: no Train tab.")
+    # Its lists whose entries' `source` may be relative to the models file (core/config.py resolves them).
+    local_sources: ClassVar[tuple[str, ...]] = ("base_models",)
     # Only what differs from TrainParams' defaults (the CLI's), e.g. a validation share for the curves.
     defaults: TrainDefaults = TrainDefaults()
     # A training holds the machine (one at a time): bound what one request may ask for.

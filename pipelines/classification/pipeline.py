@@ -52,7 +52,7 @@ def resolve_class_names(id2label: dict[int, str], mapping: dict[str, str], model
 def choose_classifier_placement(entry: ClassificationEntry) -> Placement:
     """The entry's device and dtype; float32 on CPU becomes bfloat16 where the entry's
     cpu_speedups ask for it and the CPU runs bfloat16 natively."""
-    placement = choose_placement("classification", entry.device, entry.dtype)
+    placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
     if placement.device == "cpu" and entry.dtype == "auto" and entry.cpu_speedups.bfloat16 and cpu_has_native_bfloat16():
         return Placement("cpu", torch.bfloat16)
     return placement

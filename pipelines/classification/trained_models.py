@@ -169,6 +169,13 @@ def entry_for(model: TrainedModel) -> ClassificationEntry:
     return ClassificationEntry(name=model.name, source=str(model.folder), description=describe(model))
 
 
+def on_start(config) -> list[str]:
+    """At start-up (the classification row's `on_start` in the task table), with a Train tab
+    (models.yaml `training: base_models:`): the models trained here before, offered again like
+    models.yaml entries (`register_all`); returns the names added."""
+    return register_all(config) if config.training.enabled else []
+
+
 def register_all(config) -> list[str]:
     """At start-up: offer every trained model found in the folder; returns the names added.
     Skipped with a log line: a model that cannot be read or served, or whose name is taken in

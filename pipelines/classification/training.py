@@ -34,6 +34,10 @@ from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
 from pipelines.core.errors import InputError
 from pipelines.core.params import Range, check_params, field_types, param, param_infos
 
+# Written next to a model trained here: its decision threshold and, for a blended model, the
+# TF-IDF half and its weight (read back by config.serving_info and pipeline.py).
+SERVING_FILE = "ml_studio.json"
+
 # Defaults, chosen for SMS-length text on a 2-core CPU by `python -m benchmarks.spam --cv`:
 MAX_LENGTH = 128  # tokens per message; 99.8% of the SMS collection is shorter (MiniLM tokenizer)
 EPOCHS = 3  # passes over the data
@@ -378,7 +382,6 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
     halted, tfidf, saving). The time limit counts from the start and holds for every stage:
     past it the transformer stops at its next step and the TF-IDF search at its next fit."""
-    from pipelines.classification.config import SERVING_FILE
     from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
     from pipelines.classification.tfidf import TfidfScorer
     from pipelines.core import background

@@ -2,9 +2,12 @@
 
 The file is validated once, at start-up, with pydantic. Any problem (an unknown key, a
 missing field, a bad value) raises `ConfigError` whose message names the file, the entry
-and the field, so that a typo never surfaces later as a confusing runtime error. The
-sections are the tasks of the task table (`pipelines/tasks.py`), each entry validated by its
-task's schema.
+and the field, so that a typo never surfaces later as a confusing runtime error.
+
+This module knows no task: `config_model` makes the schema from the sections it is given (one
+list of entries per task, each validated by that task's entry schema, and any further sections),
+and `parse_config`/`load_config` take that schema. The app's own schema, one section per task of
+the task table, is `pipelines.studio.AppConfig` (with its `load_config` and `parse_config`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, create_model, model_validator
 
-from pipelines.classification.config import TrainingConfig
 from pipelines.core.entry import FieldProblem, ModelEntry, Strict
 from pipelines.core.errors import ConfigError, UnknownModelError
-from pipelines.tasks import TASKS
 
 # The config used when MODELS_CONFIG is not set: the one next to app.py.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "models.yaml"
@@ -69,18 +70,23 @@ class Settings(Strict):
     trained_models_max_mb: float = Field(5000.0, gt=0, description="Most disk, in MB, the trained models may take in all.")
 
 
-class _AppConfig(Strict):
+class ConfigBase(Strict):
+    """The app's config without its sections: `settings`, and the entries of the task sections
+    (`task_names`, set by `config_model`) with the models added while the app runs."""
+
     settings: Settings = Settings()
-    # What the Train tab may fine-tune, and its defaults (classification's own section: the task
-    # table lists what the app serves, training makes more of it).
-    training: TrainingConfig = TrainingConfig()
+    # The sections that are lists of model entries, one per task (their names: the tasks').
+    task_names: ClassVar[tuple[str, ...]] = ()
+    # Where entries' `source` may be a path relative to the models file: (section,) for a task's
+    # entries, (section, field) for a list inside another section (e.g. training's base models).
+    source_lists: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # Models one session trained (settings.trained_models: per_session): owner -> task -> entries.
     # Listed to their owner only; a request of anyone else reaches one only by its exact name.
     _private: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_unique_per_task(self):
-        for task in TASKS:
+        for task in self.task_names:
             names = [e.name for e in getattr(self, task)]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -131,20 +137,31 @@ class _AppConfig(Strict):
                 entries[:] = [e for e in entries if e.name != name]
 
 
-# One list of entries per task of the table, each validated by that task's schema.
-AppConfig = create_model(
-    "AppConfig", __base__=_AppConfig,
-    **{name: (list[task.entry], Field(min_length=1)) for name, task in TASKS.items()},
-)
+def config_model(tasks: dict[str, type[ModelEntry]], sections: dict[str, type[Strict]] | None = None,
+                 name: str = "AppConfig") -> type[ConfigBase]:
+    """The schema of a models file: `settings`, then each of `sections` (a model of its own, every
+    field with a default: the section may be left out), then one list of entries per task (at
+    least one each), validated by the task's entry schema. A section's class may name its lists
+    of entries with local sources (`local_sources`, a tuple of field names)."""
+    sections = sections or {}
+    model = create_model(
+        name, __base__=ConfigBase,
+        **{section: (cls, cls()) for section, cls in sections.items()},
+        **{task: (list[entry], Field(min_length=1)) for task, entry in tasks.items()},
+    )
+    model.task_names = tuple(tasks)
+    model.source_lists = tuple((task,) for task in tasks) + tuple(
+        (section, field) for section, cls in sections.items() for field in getattr(cls, "local_sources", ()))
+    return model
 
 
-def _describe_problem(raw: dict, error: dict) -> str:
+def _describe_problem(model: type[ConfigBase], raw: dict, error: dict) -> str:
     """pydantic's error as "entry text[0] ('GPT-Neo 1.3B'), field 'defaults.temperature': why"."""
     loc, message = tuple(error["loc"]), error["msg"]
     problem = (error.get("ctx") or {}).get("error")
     if isinstance(problem, FieldProblem):  # a check across fields that blames one of them
         loc, message = loc + (problem.field,), str(problem)
-    if len(loc) >= 2 and loc[0] in TASKS and isinstance(loc[1], int):
+    if len(loc) >= 2 and loc[0] in model.task_names and isinstance(loc[1], int):
         task, index = loc[0], loc[1]
         try:
             name = raw[task][index].get("name", "?")
@@ -155,22 +172,25 @@ def _describe_problem(raw: dict, error: dict) -> str:
     return f"field '{'.'.join(str(part) for part in loc) or '(top level)'}': {message}"
 
 
-def parse_config(raw: object, path: str | Path = "<memory>") -> AppConfig:
+def parse_config(model: type[ConfigBase], raw: object, path: str | Path = "<memory>") -> ConfigBase:
+    """`raw` (models.yaml as read) validated by `model` (see `config_model`)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TASKS)}")
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(model.task_names)}")
     try:
-        return AppConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        problems = [f"  - {_describe_problem(raw, e)}" for e in err.errors()]
+        problems = [f"  - {_describe_problem(model, raw, e)}" for e in err.errors()]
         raise ConfigError(f"{path}: invalid model config:\n" + "\n".join(problems)) from None
 
 
-def resolve_local_sources(config_dict: dict, base_dir: Path) -> dict:
-    """Make relative local paths (`./x`, `../x`) relative to the config file, not the cwd; so is
-    the trained models' folder (given or default)."""
-    training = config_dict.get("training")
-    base_models = training.get("base_models") if isinstance(training, dict) else None
-    for entries in [*(config_dict.get(task) for task in TASKS), base_models]:
+def resolve_local_sources(config_dict: dict, base_dir: Path, source_lists: tuple[tuple[str, ...], ...]) -> dict:
+    """Make relative local paths (`./x`, `../x`) of the entries in `source_lists` (see
+    `ConfigBase.source_lists`) relative to the config file, not the cwd; so is the trained
+    models' folder (given or default)."""
+    for keys in source_lists:
+        entries = config_dict
+        for key in keys:
+            entries = entries.get(key) if isinstance(entries, dict) else None
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("source"), str):
                 src = entry["source"]
@@ -184,8 +204,8 @@ def resolve_local_sources(config_dict: dict, base_dir: Path) -> dict:
     return config_dict
 
 
-def load_config(path: str | Path | None = None) -> AppConfig:
-    """Read and validate the config at `path`, $MODELS_CONFIG, or the bundled models.yaml."""
+def load_config(model: type[ConfigBase], path: str | Path | None = None) -> ConfigBase:
+    """Read the config at `path`, $MODELS_CONFIG, or the bundled models.yaml, and validate it with `model`."""
     path = Path(path or os.environ.get("MODELS_CONFIG") or DEFAULT_CONFIG_PATH)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -194,5 +214,5 @@ def load_config(path: str | Path | None = None) -> AppConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if isinstance(raw, dict):
-        raw = resolve_local_sources(raw, path.resolve().parent)
-    return parse_config(raw, path)
+        raw = resolve_local_sources(raw, path.resolve().parent, model.source_lists)
+    return parse_config(model, raw, path)

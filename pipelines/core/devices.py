@@ -2,9 +2,9 @@
 
 Kept free of CUDA initialisation at import time: on ZeroGPU Spaces the main process must
 never touch CUDA, so nothing here runs until a model is actually loaded. The dtype on an
-accelerator is the task's own (`gpu_dtype` in the task table); CPUs always get float32 for
-"auto": float16 kernels are missing or slow there, and bfloat16 is offered as an explicit
-per-entry speed-up instead.
+accelerator is the task's own (`gpu_dtype` of its entry schema, passed in by the task's
+pipeline); CPUs always get float32 for "auto": float16 kernels are missing or slow there, and
+bfloat16 is offered as an explicit per-entry speed-up instead.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from pipelines.tasks import TASKS
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -43,13 +41,14 @@ def cpu_has_native_bfloat16() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
-def choose_placement(task: str, device: str = "auto", dtype: str = "auto") -> Placement:
-    """CUDA, then Apple MPS, then CPU; the dtype follows the task unless the entry overrides it."""
+def choose_placement(gpu_dtype: str, device: str = "auto", dtype: str = "auto") -> Placement:
+    """CUDA, then Apple MPS, then CPU; with `dtype` auto, float32 on a CPU and the task's
+    `gpu_dtype` on an accelerator."""
     chosen_device = best_available_device() if device == "auto" else device
     if chosen_device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use device: auto")
     if dtype == "auto":
-        chosen_dtype = torch.float32 if chosen_device == "cpu" else DTYPES[TASKS[task].gpu_dtype]
+        chosen_dtype = torch.float32 if chosen_device == "cpu" else DTYPES[gpu_dtype]
     else:
         chosen_dtype = DTYPES[dtype]
     if chosen_device == "cpu" and chosen_dtype == torch.float16:

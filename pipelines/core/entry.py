@@ -56,6 +56,9 @@ class ModelEntry(Strict):
     timeout_s: float = Field(DEFAULT_REMOTE_TIMEOUT_S, gt=0, description="Seconds to connect, or to wait for the next update.")
     # The remote backends that can serve this task: set from the task table (pipelines/tasks.py).
     remote_backends: ClassVar[tuple[str, ...]] = ()
+    # The dtype of the task's models on an accelerator for `dtype: auto` (CPUs always get
+    # float32): each task's entry schema sets it; its pipeline passes it to devices.choose_placement.
+    gpu_dtype: ClassVar[str]
 
     @model_validator(mode="after")
     def _backend_has_what_it_needs(self):

@@ -6,6 +6,9 @@ The registry is the only place that creates pipelines. It
 - keeps loaded models within a memory budget, evicting the least recently used,
 - unloads models nobody used for `idle_unload_minutes`,
 - turns every load failure into a `ModelLoadError` that names the model and says what to do.
+
+It knows no task: its caller gives the functions that make each task's models (the app's,
+from the task table, is `pipelines.studio.ModelRegistry`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,10 @@ from typing import Any, Callable
 from pipelines.core import background
 from pipelines.core.entry import ModelEntry
 from pipelines.core.errors import ModelLoadError
-from pipelines.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[ModelEntry], Any]
-
-
-def default_loaders() -> dict[str, Loader]:
-    """Task -> function building that task's local model from a config entry (the task table's
-    `local` class, imported on first use: transformers and diffusers take seconds to import)."""
-    return {name: (lambda entry, task=task: task.loader("local")(entry)) for name, task in TASKS.items()}
 
 
 def _says_out_of_memory(text: str) -> bool:
@@ -82,9 +78,12 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    def __init__(self, config, loaders: dict[str, Loader] | None = None):
+    def __init__(self, config, loaders: dict[str, Loader], remote_loader: Callable[[str, str], Loader] | None = None):
+        """`loaders`: task -> function making that task's model from a local entry;
+        `remote_loader(task, backend)`: the function making a client of a remote entry's server."""
         self.config = config
-        self.loaders = loaders or default_loaders()
+        self.loaders = loaders
+        self.remote_loader = remote_loader
         self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()  # LRU order
         self._lock = threading.Lock()  # guards _loaded and _load_locks
         self._load_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -194,7 +193,9 @@ class ModelRegistry:
         """The task's loader for local weights; a client of the server for remote entries."""
         if entry.backend == "local":
             return self.loaders[task]
-        return TASKS[task].loader(entry.backend)
+        if self.remote_loader is None:
+            raise ValueError(f"this registry loads local models only, not backend {entry.backend!r}")
+        return self.remote_loader(task, entry.backend)
 
     def _evict_to_fit(self, incoming_mb: float) -> None:
         """Drop least recently used models until the new one fits the budget (caller holds _lock)."""

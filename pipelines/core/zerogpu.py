@@ -10,6 +10,9 @@ is on a laptop, a GPU server or a CPU-only machine.
 Generators are supported by `spaces.GPU`: it streams each yielded value back from the worker
 and closes the worker's generator when the consumer stops (Stop in the UI, a cancelled job).
 
+It knows no task: the caller gives each handler's estimate of its GPU seconds (the app's, from
+the task table by task name, is `pipelines.studio.on_gpu`).
+
 Importing this module imports `spaces` (when installed) before any model is loaded: on
 ZeroGPU it patches torch at import time and refuses to work if CUDA was initialised first.
 """
@@ -21,8 +24,6 @@ import inspect
 import logging
 from typing import Callable
 
-from pipelines.tasks import TASKS
-
 try:
     import spaces
 except ImportError:  # not installed: plain local runs
@@ -32,15 +33,15 @@ log = logging.getLogger(__name__)
 
 # ZeroGPU schedules by the requested duration: too short and the job is killed, too long and
 # the visitor's quota runs out sooner and the request waits longer in the queue. Each task's
-# estimate of its own work is `gpu_seconds` in the task table; this adds the fixed costs.
+# estimate of its own work is its `gpu_seconds` (named in the task table); this adds the fixed costs.
 STARTUP_S = 10.0  # attaching the GPU, moving the weights to it, first-call warm-up
 MAX_DURATION_S = 300  # never ask ZeroGPU for more than this per request
 
 
-def request_seconds(task: str, **request) -> int:
-    """GPU seconds to ask for a request of `task` with these parameters (unknown ones are ignored;
-    a bad value gets the default estimate: the task's own checks report it)."""
-    estimate = TASKS[task].gpu_seconds
+def request_seconds(estimate: Callable[..., float], **request) -> int:
+    """GPU seconds to ask for a request with these parameters, from the task's `estimate` of its
+    own work (unknown parameters are ignored; a bad value gets the default estimate: the task's
+    own checks report it)."""
     try:
         seconds = estimate(**request)
     except (TypeError, ValueError):
@@ -57,10 +58,11 @@ def zero_gpu_active() -> bool:
     return bool(Config.zero_gpu)
 
 
-def on_gpu(task: str) -> Callable[[Callable], Callable]:
+def on_gpu(estimate: Callable[..., float]) -> Callable[[Callable], Callable]:
     """Decorator: run the handler inside `spaces.GPU(duration=...)` when `spaces` is installed
     (a no-op off ZeroGPU); without it, return the handler unchanged. The duration follows each
-    call's own parameters (the handler's arguments by name, keyword parameters included)."""
+    call's own parameters (the handler's arguments by name, keyword parameters included), given
+    to `estimate` (see `request_seconds`)."""
 
     def decorate(fn: Callable) -> Callable:
         if spaces is None:
@@ -73,7 +75,7 @@ def on_gpu(task: str) -> Callable[[Callable], Callable]:
             for name, parameter in signature.parameters.items():  # a **params handler: its keyword values
                 if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                     arguments |= arguments.pop(name, {})
-            return request_seconds(task, **arguments)
+            return request_seconds(estimate, **arguments)
 
         return spaces.GPU(fn, duration=duration)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -82,6 +82,7 @@ class ImageGpuMemory(Strict):
 
 
 class ImageEntry(ModelEntry):
+    gpu_dtype: ClassVar[str] = "float16"  # the standard for Stable Diffusion on GPUs
     defaults: ImageDefaults = ImageDefaults()
     limits: ImageLimits = ImageLimits()
     safety_checker: bool = Field(False, description="Load the pipeline's NSFW safety checker (costs memory and time).")

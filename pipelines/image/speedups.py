@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def choose_image_placement(entry: ImageEntry) -> Placement:
     """The entry's device and dtype, with float32 on CPU becoming bfloat16 where the entry
     asks for it and the CPU runs it natively."""
-    placement = choose_placement("image", entry.device, entry.dtype)
+    placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
     wants_bf16 = entry.cpu_speedups.bfloat16 and entry.dtype == "auto"
     if placement.device == "cpu" and wants_bf16 and cpu_has_native_bfloat16():
         return Placement("cpu", torch.bfloat16)

@@ -78,6 +78,7 @@ class TextCpuSpeedups(Strict):
 
 
 class TextEntry(ModelEntry):
+    gpu_dtype: ClassVar[str] = "bfloat16"  # GPT-Neo overflows (NaNs) in float16
     defaults: TextDefaults = TextDefaults()
     limits: TextLimits = TextLimits()
     cpu_speedups: TextCpuSpeedups = TextCpuSpeedups()

@@ -89,7 +89,7 @@ class LocalTextGenerator(TextGenerator):
 
     @classmethod
     def from_entry(cls, entry: TextEntry) -> "LocalTextGenerator":
-        placement = choose_placement("text", entry.device, entry.dtype)
+        placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
         if placement.device == "cpu" and entry.cpu_speedups.engine == "openvino":
             return OpenVINOTextGenerator.from_entry(entry)
         tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
