@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +60,19 @@ def settles(count, quiet_s: float = 0.3, timeout_s: float = 10.0) -> bool:
         elif time.monotonic() - since >= quiet_s:
             return True
     return False
+
+
+def generates_at_once(generator, timeout_s: float = 5.0) -> bool:
+    """Whether a text generator runs a one-token generation within `timeout_s`: nothing else (a
+    generation that should have stopped) holds the model."""
+    done = threading.Event()
+
+    def generate() -> None:
+        generator.generate("Hello", generator.default_params(max_new_tokens=1, seed=1))
+        done.set()
+
+    threading.Thread(target=generate, name="test-generates-at-once", daemon=True).start()
+    return done.wait(timeout_s)
 
 
 class SlowSteps:
