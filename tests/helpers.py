@@ -1,9 +1,25 @@
-"""Helpers the test modules share: launching the app in-process, slowing the tiny models down."""
+"""Helpers the test modules share: launching the app in-process, slowing the tiny models down,
+waiting for something to happen (or stop happening), and driving a browser page."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
+from pathlib import Path
+
+import pytest
+
+SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"))
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS_WIDTH, DOCS_MAX_HEIGHT = 640, 800  # the README's copies: small, the top of the page
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+RESULT_TIMEOUT_MS = 60_000  # bound on a page's waits for a result; the tiny models answer in about a second
 
 
 def launch_local(config, registry=None, max_queue: int = 64):
@@ -13,6 +29,50 @@ def launch_local(config, registry=None, max_queue: int = 64):
     demo = enable_queue(build_app(config, registry), max_size=max_queue)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config))  # as app.py
     return demo, url.rstrip("/") + "/"
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    """Whether `condition()` became true within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def wait_for(condition, what: str, timeout_s: float = 120.0) -> None:
+    """Wait until `condition()` is true; fail naming `what` after `timeout_s` (only reached if something is broken)."""
+    if not wait_until(condition, timeout_s):
+        pytest.fail(f"gave up waiting for {what}")
+
+
+def settles(count, quiet_s: float = 0.3, timeout_s: float = 10.0) -> bool:
+    """Whether `count()` (e.g. a model's forward passes) stops changing for `quiet_s` within
+    `timeout_s`: the work that moves it has stopped."""
+    deadline = time.monotonic() + timeout_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return True
+    return False
+
+
+def generates_at_once(generator, timeout_s: float = 5.0) -> bool:
+    """Whether a text generator runs a one-token generation within `timeout_s`: nothing else (a
+    generation that should have stopped) holds the model."""
+    done = threading.Event()
+
+    def generate() -> None:
+        generator.generate("Hello", generator.default_params(max_new_tokens=1, seed=1))
+        done.set()
+
+    threading.Thread(target=generate, name="test-generates-at-once", daemon=True).start()
+    return done.wait(timeout_s)
 
 
 class SlowSteps:
@@ -81,3 +141,33 @@ def call_event(url: str, fn_index: int, data: list, session_hash: str, timeout_s
                 output = message.get("output") or {}
                 return ("complete", output["data"]) if message.get("success") else ("error", output.get("error"))
     return "rejected", "the stream ended without a result"
+
+
+# -- a browser page (the `browser`, `open_page` and `page` fixtures are in conftest.py) -------------
+def visible(locator):
+    return locator.filter(visible=True)
+
+
+def button(page, name: str):
+    # exact: the page also has e.g. "Use via API", and both generation tabs have "Generate".
+    return visible(page.get_by_role("button", name=name, exact=True))
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def screenshot(page, name: str, docs: tuple[str, ...] = ("classification", "text", "image")) -> None:
+    """A screenshot of the whole page under SCREENSHOT_DIR; with UPDATE_DOCS_SCREENSHOTS=1 and a name in
+    `docs`, the README's small copy in docs/ (its top) too."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and name in docs:
+        from PIL import Image
+
+        with Image.open(path) as full:
+            small = full.resize((DOCS_WIDTH, round(full.height * DOCS_WIDTH / full.width)), Image.Resampling.LANCZOS)
+        small = small.crop((0, 0, DOCS_WIDTH, min(small.height, DOCS_MAX_HEIGHT)))
+        small.convert("RGB").quantize(colors=128).save(DOCS / f"{name}.png", optimize=True)

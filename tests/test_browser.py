@@ -5,66 +5,10 @@ UPDATE_DOCS_SCREENSHOTS=1 the README's small copies in docs/ are remade too."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
-from pathlib import Path
 
-import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"))
-RESULT_TIMEOUT_MS = 60_000  # bound on waiting for a result; the tiny models answer in about a second
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-DOCS_WIDTH, DOCS_MAX_HEIGHT = 640, 800  # the README's copies: small, the top of the page
-
-
-def unavailable(reason: str):
-    if os.environ.get("CI") == "true":  # CI installs chromium (.ci/run): missing there is a failure
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -r requirements-test.txt)")
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(RESULT_TIMEOUT_MS)
-    page.goto(app_url)
-    yield page
-    context.close()
-
-
-def screenshot(page, name: str) -> None:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOT_DIR / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
-    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and name in ("classification", "text", "image"):
-        from PIL import Image
-
-        with Image.open(path) as full:
-            small = full.resize((DOCS_WIDTH, round(full.height * DOCS_WIDTH / full.width)), Image.Resampling.LANCZOS)
-        small = small.crop((0, 0, DOCS_WIDTH, min(small.height, DOCS_MAX_HEIGHT)))
-        small.convert("RGB").quantize(colors=128).save(DOCS / f"{name}.png", optimize=True)
+from tests.helpers import DOCS, RESULT_TIMEOUT_MS, button, open_tab, screenshot, visible
 
 
 def test_the_readme_shows_a_small_screenshot_of_each_tab():
@@ -72,19 +16,6 @@ def test_the_readme_shows_a_small_screenshot_of_each_tab():
     for name in ("classification", "text", "image"):
         assert f"](docs/{name}.png)" in readme
         assert 0 < (DOCS / f"{name}.png").stat().st_size < 200_000, f"docs/{name}.png is missing or large"
-
-
-def visible(locator):
-    return locator.filter(visible=True)
-
-
-def button(page, name: str):
-    # exact: the page also has e.g. "Use via API", and both generation tabs have "Generate".
-    return visible(page.get_by_role("button", name=name, exact=True))
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
 
 
 def test_classify_a_message_shows_a_verdict(page):

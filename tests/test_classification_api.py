@@ -7,7 +7,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ui.classification_tab import classify_requests
+from ui.classification_tab import classify
+from ui.handlers import TabState, bind
 
 
 def classify_file(client, names, path, threshold=0.5, text_column=""):
@@ -36,40 +37,50 @@ def test_concurrent_requests_share_batches_and_a_bad_one_fails_alone(app_url, na
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(send, messages))
     for i, result in enumerate(results):
-        if i == 5:  # alone in its batch: an AppError; batched with others: its own error verdict
-            text = str(result) if isinstance(result, AppError) else result[1]
-            assert "message: is empty" in text and (isinstance(result, AppError) or not result[0])
+        if i == 5:  # alone in its batch: an AppError; batched with others: its own error as its result
+            error = str(result) if isinstance(result, AppError) else result[2]["error"]
+            assert error.startswith("message: is empty") and (isinstance(result, AppError) or not result[0])
         else:
-            label, verdict, details = result
-            assert label["label"] in ("ham", "spam") and label["label"].upper() in verdict
+            label, _verdict, details = result
+            assert details["label"] == label["label"] in ("ham", "spam") and details["model"] == names["classification"]
 
 
-def test_batched_requests_each_get_their_own_result_or_error(registry, names):
+@pytest.fixture(scope="module")
+def batched_classify(tiny_config, registry):
+    """/classify's handler as the app binds it (the request layer's checks included), called with a batch."""
+    return bind(classify, TabState(tiny_config, registry, "classification"))
+
+
+def test_batched_requests_each_get_their_own_result_or_error(batched_classify, names):
     name = names["classification"]
-    scores, verdicts, details = classify_requests(
-        registry, ["free prize", "", "hello", "hi"], [name, name, "no-such-model", name], [0.0, 0.5, 0.5, 1.0]
+    scores, _verdicts, details = batched_classify(
+        ["free prize", "", "hello", "hi", "x" * 10**6], [name, name, "no-such-model", name, name], [0.0, 0.5, 0.5, 1.0, 0.5]
     )
-    assert scores[0] and scores[3] and scores[1] is None and scores[2] is None
-    assert verdicts[0].startswith("**SPAM**") and verdicts[3].startswith("**HAM**")  # thresholds 0 and 1
-    assert verdicts[1] == "**Error** — message: is empty; enter the text of a message to classify"
-    assert verdicts[2].startswith("**Error** — model: unknown classification model 'no-such-model'")
+    assert scores[0] and scores[3] and scores[1] is None and scores[2] is None and scores[4] is None
+    assert (details[0]["label"], details[3]["label"]) == ("spam", "ham")  # thresholds 0 and 1
+    assert details[0]["scores"] == scores[0] and details[0]["model"] == name
+    assert details[1] == {"error": "message: is empty; enter the text of a message to classify"}
+    assert details[2]["error"].startswith("model: unknown classification model 'no-such-model'")
+    assert details[4]["error"].startswith("message: is 1,000,000 characters; the limit is")  # the request layer's text limit
 
 
-def test_a_batch_where_all_fail_alike_raises_the_message(registry, names):
+def test_a_batch_where_all_fail_alike_raises_the_message(batched_classify, names):
     import gradio as gr
 
     with pytest.raises(gr.Error, match=r"threshold: must be a number in \[0, 1\]"):
-        classify_requests(registry, ["a", "b"], [names["classification"]] * 2, [2.0, 2.0])
+        batched_classify(["a", "b"], [names["classification"]] * 2, [2.0, 2.0])
 
 
 def test_explain_aligns_words_with_the_message(client, names):
     message = 'WIN a "free" prize:  call 0800 now'
-    highlighted, note, _ = client.predict(message, names["classification"], api_name="/explain")
+    highlighted, note, explanation = client.predict(message, names["classification"], api_name="/explain")
     assert "".join(item["token"] for item in highlighted) == message
     words = [item for item in highlighted if item["class_or_confidence"] is not None]
     assert [w["token"] for w in words] == message.split()
     assert max(abs(w["class_or_confidence"]) for w in words) == pytest.approx(1.0)  # scaled to the strongest
-    assert "Towards spam most" in note or "No word pushed" in note
+    strongest = max(explanation["words"], key=lambda w: w["score"])
+    assert [w["text"] for w in explanation["words"]] == message.split()
+    assert (f"`{strongest['text']}`" in note) == (strongest["score"] > 0)  # the note names the word pushing most
 
 
 def test_explain_rejects_empty_text(client, names):
@@ -80,22 +91,24 @@ def test_explain_rejects_empty_text(client, names):
 def test_batch_file_with_labels(client, names, tmp_path):
     path = tmp_path / "labelled.csv"
     path.write_text('id,message,label\n1,"WIN a ""free"" prize, call now",spam\n2,see you at 7,ham\n3,ok,0\n')
-    csv_path, table, summary, details = classify_file(client, names, path, threshold=0.0)
+    csv_path, table, _summary, details = classify_file(client, names, path, threshold=0.0)
     result = pd.read_csv(csv_path)
     assert list(result.columns) == ["id", "message", "true_label", "label", "spam_score"]
     assert result["message"][0] == 'WIN a "free" prize, call now' and result["label"].tolist() == ["spam"] * 3
     assert table["headers"] == list(result.columns) and len(table["data"]) == 3
-    assert "accuracy 0.333" in summary and "spam precision 0.333, recall 1.000" in summary
-    assert "| **true ham** | 0 | 2 |" in summary and "| **true spam** | 0 | 1 |" in summary
+    metrics = details["metrics"]
+    assert (details["rows"], details["label_column"], details["counts"]) == (3, "label", {"ham": 0, "spam": 3})
+    assert metrics["accuracy"] == pytest.approx(1 / 3) and metrics["spam_precision"] == pytest.approx(1 / 3)
+    assert metrics["spam_recall"] == 1 and metrics["confusion_matrix"] == [[0, 2], [0, 1]]
 
 
 def test_batch_tsv_and_txt_without_labels(client, names, tmp_path):
     tsv = tmp_path / "m.tsv"
     tsv.write_text('text\tsender\nHe said "hi\tBob\nWIN now\tX\n')
-    csv_path, _, summary, _ = classify_file(client, names, tsv)
+    csv_path, _, _, details = classify_file(client, names, tsv)
     result = pd.read_csv(csv_path)
     assert result["text"].tolist() == ['He said "hi', "WIN now"] and result["sender"].tolist() == ["Bob", "X"]
-    assert "accuracy" not in summary and "**2 row(s)**" in summary
+    assert details["metrics"] is None and details["rows"] == 2
     txt = tmp_path / "m.txt"
     txt.write_text("first\n\nsecond\nthird\n")
     csv_path, _, _, _ = classify_file(client, names, txt)
@@ -107,8 +120,8 @@ def test_batch_file_text_column_can_be_named(client, names, tmp_path):
     path.write_text("a,b\n1,hello there\n2,WIN cash\n")
     with pytest.raises(AppError, match="file: has no text column"):
         classify_file(client, names, path)
-    csv_path, _, summary, _ = classify_file(client, names, path, text_column="b")
-    assert len(pd.read_csv(csv_path)) == 2 and "text column `b`" in summary
+    csv_path, _, _, details = classify_file(client, names, path, text_column="b")
+    assert len(pd.read_csv(csv_path)) == 2 and details["text_column"] == "b"
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,8 @@ def test_similar_and_embed_endpoints(client, names, labelled_file):
     assert len(points["data"]) == 6 + 1 and table["headers"] == ["rank", "similarity", "label", "row", "message"]
     first = result["neighbours"][0]
     assert (first["row"], first["label"], len(result["neighbours"])) == (2, "spam", 3) and first["similarity"] == pytest.approx(1, abs=1e-5)
-    assert result["file"]["messages"] == 6 and result["file"]["label_column"] == "label" and "**6 messages**" in summary
+    assert result["file"]["messages"] == 6 and result["file"]["label_column"] == "label" and not result["file"]["cached"]
+    assert summary.startswith(f"**{result['file']['messages']} messages** of `{result['file']['name']}`")  # the JSON's file
     again = client.predict(message="hello", file=handle_file(str(labelled_file)), model_name=names["classification"], api_name="/similar")[-1]
     assert again["file"]["cached"] and len(again["neighbours"]) == 5  # k's default
     vectors = client.predict(messages=[LABELLED[1][1], "hello"], model_name=names["classification"], api_name="/embed")

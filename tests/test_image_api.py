@@ -8,6 +8,8 @@ import pytest
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from tests.helpers import wait_for
+
 # prompt, model, negative prompt, steps, guidance, width, height, number of images, seed
 BASE = ("a cat", None, "", 2, 0.0, 64, 64, 1, 5)
 WAIT_S = 60  # generous upper bound for waits on a busy machine; no test measures time
@@ -101,18 +103,11 @@ def slow_app(tiny_config):
     demo.close()
 
 
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_cancel_mid_run_stops_the_denoising_loop_and_the_next_request_runs(slow_app, names):
     client, unet_calls = slow_app
     unet_calls.clear()
     job = client.submit(**arguments(names["image"], steps=20), api_name="/generate_image")
-    wait_for(lambda: len(unet_calls) >= 2 or job.done(), "the first denoising steps")
+    wait_for(lambda: len(unet_calls) >= 2 or job.done(), "the first denoising steps", WAIT_S)
     assert not job.done(), job.result()
     job.cancel()
     calls_at_cancel = len(unet_calls)

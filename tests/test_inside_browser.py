@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 import re
 
-from tests.test_browser import (  # noqa: F401 - browser and page are fixtures
-    DOCS, DOCS_WIDTH, SCREENSHOT_DIR, browser, button, open_tab, page, visible,
-)
+from tests.helpers import DOCS, DOCS_WIDTH, SCREENSHOT_DIR, button, open_tab, visible
 
 DOCS_SHOTS = ("token-view", "embedding-map")
 LABELLED = [

@@ -124,10 +124,26 @@ def test_durations_grow_with_the_work_and_stay_within_the_cap():
     assert seconds("classification") > gpu.STARTUP_S  # every task of the table has an estimate
 
 
-def test_ui_handlers_are_wrapped_for_zero_gpu():
-    for module in ("classification_tab", "text_tab", "image_tab"):
-        source = (ROOT / "ui" / f"{module}.py").read_text()
-        assert "@on_gpu(" in source, f"ui/{module}.py runs its model outside spaces.GPU"
+def test_every_event_of_a_task_runs_inside_spaces_gpu(monkeypatch, tiny_config):
+    """On ZeroGPU every event in a task's queue group (what runs that task's models) is the function
+    `spaces.GPU` returned, and nothing else is: the app built as on a ZeroGPU Space, its events read."""
+    from app import build_app
+
+    wrapped = {}
+
+    class RecordingSpaces:
+        def GPU(self, fn, duration):  # noqa: N802 - the name spaces uses
+            wrapped[id(fn)] = fn  # returned as it is: the app builds as it would off ZeroGPU
+            return fn
+
+    monkeypatch.setattr(gpu, "spaces", RecordingSpaces())
+    monkeypatch.setattr(gpu, "zero_gpu_active", lambda: True)
+    demo = build_app(tiny_config)
+    events = [fn for fn in demo.fns.values() if fn.fn is not None]
+    on_gpu = {fn.name for fn in events if id(fn.fn) in wrapped}
+    of_tasks = {fn.name for fn in events if fn.concurrency_id in TASKS}
+    assert on_gpu == of_tasks
+    assert {fn.concurrency_id for fn in events if id(fn.fn) in wrapped} == set(TASKS)  # every task's models
 
 
 def test_import_and_build_never_initialise_cuda(tiny_config_path):

@@ -161,7 +161,8 @@ def test_streamed_json_carries_tokens_only_when_asked(client, names):
 def test_next_tokens_endpoint(client, names):
     chart, summary, result = client.predict(prompt=PROMPT, model_name=names["text"], top_k=4, temperature=0.5, api_name="/next_tokens")
     assert [row[0] for row in chart["data"]] == [f"{t['rank']}. {token_view.visible(t['token'])}" for t in result["tokens"]]
-    assert len(result["tokens"]) == 4 and result["temperature"] == 0.5 and "at temperature 0.5" in summary
+    assert len(result["tokens"]) == 4 and result["temperature"] == 0.5 and result["prompt_tokens"] > 0
+    assert summary == token_view.describe_next_tokens(result)  # the summary describes the JSON result
     with pytest.raises(AppError, match=r"^top_k: must be an integer in \[1, 50\], got 99"):
         client.predict(prompt=PROMPT, model_name=names["text"], top_k=99, api_name="/next_tokens")
 

@@ -9,14 +9,9 @@ import gradio as gr
 
 from pipelines.classification import trained_models
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
-from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text
-from pipelines.studio import on_gpu
 from ui import embedding_map
-from ui.common import (
-    controls, describe_model, details_json, error_message, model_dropdown, output_path, private_handler, show_errors,
-)
-from ui.uploads import upload_limit, uploaded_file
+from ui.common import confusion_markdown, controls, describe_model, details_json, error_message, model_dropdown, output_path
+from ui.handlers import TabState, bind, handler
 
 TASK = "classification"
 EXAMPLES = [
@@ -50,55 +45,39 @@ def summarize_file(summary: dict, shown_rows: int) -> str:
     metrics = summary["metrics"]
     if metrics is not None:
         renamed = ", kept as `true_label`" if summary["label_column"] == "label" else ""
-        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         lines += [
             f"**Against the file's labels** (column `{summary['label_column']}`{renamed}): "
             f"accuracy {metrics['accuracy']:.3f}, spam precision {metrics['spam_precision']:.3f}, "
             f"recall {metrics['spam_recall']:.3f}, F1 {metrics['spam_f1']:.3f}.",
-            "| | predicted ham | predicted spam |\n|---|---|---|\n"
-            f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |",
+            confusion_markdown(metrics["confusion_matrix"]),
         ]
     return "\n\n".join(lines)
 
 
-def classify_requests(registry, messages: list[str], model_names: list[str], thresholds: list[float]):
+def classify_requests(registry, messages: list[str], model_names: list[str], thresholds: list[float],
+                      refused: dict[int, str] | None = None):
     """The batched /classify: (scores, verdicts, details), one each per request, one forward
-    pass per model.
+    pass per model. `refused`: the requests the request layer refused, {index: message}.
 
     A request with bad input gets an error of its own (its verdict, and `{"error": ...}` as its
     details) and never fails the requests batched with it. When no request of the batch gets a
     result and all share one error (always so for a lone request), that error is raised, so API
     clients receive it as one.
     """
-    max_chars = registry.config.settings.max_text_chars
     results: list[ClassificationResult | None] = [None] * len(messages)
-    errors: dict[int, str] = {}
+    errors: dict[int, str] = dict(refused or {})
     by_model: dict[str, list[int]] = {}
     for i, name in enumerate(model_names):
-        by_model.setdefault(name, []).append(i)
+        if i not in errors:
+            by_model.setdefault(name, []).append(i)
     for name, indices in by_model.items():
         try:
             classifier = registry.get(TASK, name)
+            batch = classifier([messages[i] for i in indices], threshold=[thresholds[i] for i in indices])
         except Exception as err:  # noqa: BLE001 - reported per request
             errors.update({i: error_message(err, "classify") for i in indices})
             continue
-        valid = []
-        for i in indices:
-            try:
-                check_message(messages[i])
-                check_text(messages[i], "message", max_chars)
-                check_threshold(thresholds[i])
-                valid.append(i)
-            except InputError as err:
-                errors[i] = str(err)
-        if not valid:
-            continue
-        try:
-            batch = classifier([messages[i] for i in valid], threshold=[thresholds[i] for i in valid])
-        except Exception as err:  # noqa: BLE001 - reported per request
-            errors.update({i: error_message(err, "classify") for i in valid})
-            continue
-        for i, result in zip(valid, batch):
+        for i, result in zip(indices, batch):
             results[i] = result | {"model": name}
     if errors and len(errors) == len(messages) and len(set(errors.values())) == 1:
         raise gr.Error(next(iter(errors.values())), print_exception=False)
@@ -108,90 +87,91 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
     return scores, verdicts, details
 
 
+@handler(gpu=TASK, batch=True, texts=["message"], checks={"message": check_message, "threshold": check_threshold})
+def classify(tab: TabState, message: list[str], model_name: list[str], threshold: list[float], *, refused: dict[int, str]):
+    """Classify one SMS message as spam or ham.
+
+    Returns the confidence of each class, the verdict at the given spam threshold, and the
+    result as JSON (label, scores, truncated, max_length, threshold, model). Gradio batches
+    concurrent requests into one call (one list item per request).
+    """
+    return classify_requests(tab.registry, message, model_name, threshold, refused)
+
+
+@handler(gpu=TASK, texts=["message"])
+def explain_message(tab: TabState, message: str, model_name: str):
+    """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
+
+    Each word is removed in turn and the message scored again (occlusion, one batched pass);
+    colours are relative to the strongest word, the list below gives the spam-score change.
+    """
+    result = tab.registry.get(TASK, model_name).explain(message)
+    words = result["words"]
+    peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
+    highlighted = [(piece, None if score is None else score / peak) for piece, score in result["segments"]]
+    pushing = [w for w in sorted(words, key=lambda w: -w["score"]) if w["score"] > 0][:TOP_WORDS]
+    if pushing:
+        note = "Towards spam most: " + ", ".join(f"`{w['text']}` ({w['score']:+.3f})" for w in pushing)
+    else:
+        note = "No word pushed this message towards spam."
+    if result["truncated"]:
+        note += "<br>Only the start of the message (what the model reads) is explained."
+    return highlighted, note, result
+
+
+@handler(gpu=TASK, uploads={"file": "a .csv, .tsv or .txt file of messages"})
+def classify_batch(tab: TabState, file: str | None, model_name: str, threshold: float, text_column: str,
+                   progress=gr.Progress()):
+    """Classify every message of a CSV, TSV or TXT file.
+
+    Returns a CSV with the file's columns plus `label` and `spam_score`, a table of the first
+    rows, a summary (with accuracy, precision, recall, F1 and the confusion matrix when the
+    file has a label column), and the summary as JSON.
+    """
+    from pipelines.classification.files import (
+        classify_file,  # pandas: imported on first use
+    )
+
+    classifier = tab.registry.get(TASK, model_name)
+    progress(0, desc="Reading the file")
+
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc="Classifying", unit="messages")
+
+    result = classify_file(
+        classifier, file, threshold, text_column=(text_column or "").strip() or None,
+        max_rows=tab.settings.classification_max_file_rows, max_cell_chars=tab.settings.max_file_cell_chars,
+        max_bytes=tab.upload_limit, on_progress=report,
+    )
+    out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
+    frame = result.pop("frame")
+    frame.to_csv(out, index=False)
+    return str(out), frame.head(TABLE_PREVIEW_ROWS), summarize_file(result, TABLE_PREVIEW_ROWS), result | {"model": model_name}
+
+
+@handler(private=True)
+def show_model(tab: TabState, model_name: str):
+    return describe_model(tab.config.entry(TASK, model_name))
+
+
+@handler()
+def list_models(tab: TabState, request: gr.Request):
+    """The models this visitor may pick: models.yaml's, trained ones shared with everyone,
+    and their own (settings.trained_models: per_session)."""
+    config = tab.config
+    return gr.update(choices=config.names(TASK, trained_models.owner_of(config, getattr(request, "session_hash", None))))
+
+
 def build(config, registry) -> None:
-    names = config.names(TASK)
-    default = config.entry(TASK, names[0])
-    settings = config.settings
-
-    @on_gpu(TASK)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
-    def classify(message: list[str], model_name: list[str], threshold: list[float]):
-        """Classify one SMS message as spam or ham.
-
-        Returns the confidence of each class, the verdict at the given spam threshold, and the
-        result as JSON (label, scores, truncated, max_length, threshold, model). Gradio batches
-        concurrent requests into one call (one list item per request).
-        """
-        return classify_requests(registry, message, model_name, threshold)
-
-    @on_gpu(TASK)
-    @show_errors
-    def explain_message(message: str, model_name: str):
-        """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
-
-        Each word is removed in turn and the message scored again (occlusion, one batched pass);
-        colours are relative to the strongest word, the list below gives the spam-score change.
-        """
-        check_text(message, "message", settings.max_text_chars)
-        result = registry.get(TASK, model_name).explain(message)
-        words = result["words"]
-        peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
-        highlighted = [(piece, None if score is None else score / peak) for piece, score in result["segments"]]
-        pushing = [w for w in sorted(words, key=lambda w: -w["score"]) if w["score"] > 0][:TOP_WORDS]
-        if pushing:
-            note = "Towards spam most: " + ", ".join(f"`{w['text']}` ({w['score']:+.3f})" for w in pushing)
-        else:
-            note = "No word pushed this message towards spam."
-        if result["truncated"]:
-            note += "<br>Only the start of the message (what the model reads) is explained."
-        return highlighted, note, result
-
-    @on_gpu(TASK)
-    @show_errors
-    def classify_batch(file: str | None, model_name: str, threshold: float, text_column: str,
-                       progress=gr.Progress()):
-        """Classify every message of a CSV, TSV or TXT file.
-
-        Returns a CSV with the file's columns plus `label` and `spam_score`, a table of the first
-        rows, a summary (with accuracy, precision, recall, F1 and the confusion matrix when the
-        file has a label column), and the summary as JSON.
-        """
-        from pipelines.classification.files import classify_file  # pandas: imported on first use
-
-        file = uploaded_file(file, "file", upload_limit(settings))  # never a path the client merely names
-        if not file:
-            raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of messages")
-        classifier = registry.get(TASK, model_name)
-        progress(0, desc="Reading the file")
-
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc="Classifying", unit="messages")
-
-        result = classify_file(
-            classifier, file, threshold, text_column=(text_column or "").strip() or None,
-            max_rows=settings.classification_max_file_rows, max_cell_chars=settings.max_file_cell_chars,
-            max_bytes=upload_limit(settings), on_progress=report,
-        )
-        out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
-        frame = result.pop("frame")
-        frame.to_csv(out, index=False)
-        return str(out), frame.head(TABLE_PREVIEW_ROWS), summarize_file(result, TABLE_PREVIEW_ROWS), result | {"model": model_name}
-
-    @private_handler
-    def show_model(model_name: str):
-        return describe_model(config.entry(TASK, model_name))
-
-    def list_models(request: gr.Request):
-        """The models this visitor may pick: models.yaml's, trained ones shared with everyone,
-        and their own (settings.trained_models: per_session)."""
-        return gr.update(choices=config.names(TASK, trained_models.owner_of(config, getattr(request, "session_hash", None))))
+    state = TabState(config, registry, TASK)
 
     with gr.Tab("Classification", id="classification") as tab:
         gr.Markdown("Spam detection with a fine-tuned transformer: paste a message or upload a file, get ham or spam.")
         with gr.Row():
             # custom values: models trained in the Train tab are accepted by name (unknown names get the registry's message)
-            model = model_dropdown(names, allow_custom_value=True)
-            threshold = controls(ClassificationParams, ["threshold"], default, default.defaults)["threshold"]
-        model_info = gr.Markdown(describe_model(default))
+            model = model_dropdown(state.names, allow_custom_value=True)
+            threshold = controls(ClassificationParams, ["threshold"], state.default)["threshold"]
+        model_info = gr.Markdown(describe_model(state.default))
         with gr.Tabs():
             with gr.Tab("Single message", id="classification-single"):
                 with gr.Row():
@@ -222,27 +202,28 @@ def build(config, registry) -> None:
             embedding_map.build(config, registry, message, model, upload)
 
         gr.on(
-            [button.click, message.submit], classify, inputs=[message, model, threshold], outputs=[label, verdict, details],
+            [button.click, message.submit], bind(classify, state), inputs=[message, model, threshold], outputs=[label, verdict, details],
             api_name="classify", concurrency_id=TASK,
-            batch=True, max_batch_size=settings.classification_max_batch_size,
+            batch=True, max_batch_size=config.settings.classification_max_batch_size,
             api_description="Classify one message: (confidence per class, verdict markdown, result JSON with label, "
             "scores, truncated, max_length, threshold). Concurrent requests share a forward pass (dynamic batching).",
         ).success(
-            explain_message, inputs=[message, model], outputs=[why, why_note, why_details],
+            bind(explain_message, state), inputs=[message, model], outputs=[why, why_note, why_details],
             api_name="explain", concurrency_id=TASK,
             api_description="Why: each word of the message with its push towards spam (occlusion), the top words, and "
             "the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
         )
         batch_button.click(
-            classify_batch, inputs=[upload, model, threshold, text_column], outputs=[download, table, summary, summary_details],
+            bind(classify_batch, state), inputs=[upload, model, threshold, text_column], outputs=[download, table, summary, summary_details],
             api_name="classify_batch", concurrency_id=TASK,
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
             "preview, summary markdown, summary JSON with counts and metrics when the file has labels).",
         )
         model.change(
-            show_model, model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,
+            bind(show_model, state), model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,
             api_description="Internal: the selected model's description.",
         )
         # Models trained in the Train tab join the list: on page load and whenever this tab is opened.
+        listed = bind(list_models, state)
         for trigger in (None, [tab.select]):
-            gr.on(trigger, list_models, None, model, api_visibility="private", queue=False)
+            gr.on(trigger, listed, None, model, api_visibility="private", queue=False)

@@ -1,4 +1,4 @@
-"""Pieces every tab uses: errors shown as gr.Error, per-session Stop flags, the files returned,
+"""Pieces every tab uses: errors shown as gr.Error, inputs checked against annotations, per-session Stop flags, the files returned,
 and controls made from a task's parameter declarations (pipelines/core/params.py).
 
 Gradio only: nothing here (or in any tab) imports torch, transformers or diffusers; a tab
@@ -23,7 +23,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from pipelines.core.errors import InputError, UserFacingError
 from pipelines.core.hub import is_local_source, public_source
-from pipelines.core.params import declared_choices, default_ranges, field_types, param_infos
+from pipelines.core.params import (
+    declared_choices,
+    default_ranges,
+    field_types,
+    param_infos,
+)
 from ui.uploads import uploaded_file
 
 log = logging.getLogger(__name__)
@@ -108,13 +113,6 @@ def check_inputs(fn):
     return wrapper
 
 
-def private_handler(fn):
-    """A private event's handler (one only our page calls): its inputs checked (`check_inputs`),
-    its errors shown (`show_errors`). A script can still call it with anything; with
-    `ui.request_checks` such a call is answered with HTTP 422 and the message, not 500."""
-    return show_errors(check_inputs(fn))
-
-
 def _filled_in_by_gradio(hint) -> bool:
     classes = typing.get_args(hint) or (hint,)
     return any(inspect.isclass(c) and issubclass(c, (gr.Request, gr.EventData)) for c in classes)
@@ -192,6 +190,12 @@ def _prune_outputs() -> None:
 # -- models -------------------------------------------------------------------------------------
 def model_dropdown(names: list[str], label: str = "Model", **kwargs) -> gr.Dropdown:
     return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
+
+
+def start_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
+    """A long job's button and its Stop button, side by side."""
+    with gr.Row():
+        return gr.Button(label, variant="primary"), gr.Button("Stop", variant="stop")
 
 
 def describe_model(entry) -> str:
@@ -295,11 +299,12 @@ def control_settings(params_cls, name: str, entry, defaults) -> dict:
     return settings
 
 
-def controls(params_cls, names: list[str], entry, defaults, max_upload_bytes: int | None = None) -> dict[str, gr.components.Component]:
+def controls(params_cls, names: list[str], entry, defaults=None, max_upload_bytes: int | None = None) -> dict[str, gr.components.Component]:
     """One control per parameter in `names`, made from its declaration (label, help, range,
-    widget) with `entry`'s defaults and limits; use them as an event's `inputs_kwargs`, so
-    that the API's parameter names and defaults are the declaration's too. A file parameter
-    needs `max_upload_bytes` (settings.max_upload_mb)."""
+    widget) with `entry`'s limits and defaults (`defaults`, if given, instead); use them as an
+    event's `inputs_kwargs`, so that the API's parameter names and defaults are the
+    declaration's too. A file parameter needs `max_upload_bytes` (settings.max_upload_mb)."""
+    defaults = entry.defaults if defaults is None else defaults
     made = {}
     types, infos = field_types(params_cls), param_infos(params_cls)
     for name in names:

@@ -8,13 +8,17 @@ import gradio as gr
 import numpy as np
 
 from pipelines.classification.contract import POOLING, SimilarParams, check_message
-from pipelines.classification.embeddings import EmbeddedFile, EmbeddingCache, check_messages, embed_file, nearest, place
-from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text
+from pipelines.classification.embeddings import (
+    EmbeddedFile,
+    EmbeddingCache,
+    check_messages,
+    embed_file,
+    nearest,
+    place,
+)
 from pipelines.core.params import check_params, with_overrides
-from pipelines.studio import on_gpu
-from ui.common import controls, details_json, in_declaration_order, show_errors
-from ui.uploads import upload_limit, uploaded_file
+from ui.common import controls, details_json, in_declaration_order
+from ui.handlers import TabState, bind, handler
 
 TASK = "classification"
 THIS_MESSAGE = "this message"
@@ -63,53 +67,57 @@ def describe_map(embedded: EmbeddedFile, cached: bool, neighbours: list[dict], m
     return "\n\n".join(lines)
 
 
+class MapState(TabState):
+    """The embedding map's handlers work with the classification models and a cache of embedded files,
+    shared by every request: a file is embedded once per model."""
+
+    def __init__(self, config, registry):
+        super().__init__(config, registry, TASK)
+        self.cache = EmbeddingCache()
+
+
+@handler(gpu=TASK, texts=["message"], checks={"message": check_message},
+         uploads={"file": "a .csv, .tsv or .txt file of (labelled) messages"})
+def similar_messages(tab: MapState, message: str, file: str | None, model_name: str, text_column: str,
+                     progress=gr.Progress(), **params):
+    """Place a message among a file's messages: the file's messages embedded by the classifier's
+    encoder (once per file, then cached) and projected to 2-D, and the k messages most similar to
+    this one (cosine similarity). Returns the map's points, a table of the neighbours, a summary, and
+    JSON (neighbours with row, text, label, similarity; position; file; explained_variance)."""
+    params = check_params(with_overrides(SimilarParams(), **params))
+    settings = tab.settings
+    classifier = tab.registry.get(TASK, model_name)
+    progress(0, desc="Reading the file")
+    embedded, cached = embed_file(
+        classifier, file, tab.cache, text_column=(text_column or "").strip() or None, max_rows=settings.embedding_map_max_rows,
+        max_cell_chars=settings.max_file_cell_chars, max_bytes=tab.upload_limit,
+        on_progress=lambda done, total: progress((done, total), desc="Embedding the file's messages", unit="messages"),
+    )
+    vector = classifier.embed_many([message])[0]
+    neighbours = nearest(embedded, vector, params.k)
+    position = place(embedded, vector)
+    result = {
+        "model": model_name, "neighbours": neighbours, "position": {"x": position[0], "y": position[1]},
+        "file": {"name": embedded.name, "sha256": embedded.sha256, "messages": len(embedded.texts),
+                 "text_column": embedded.text_column, "label_column": embedded.label_column, "cached": cached},
+        "explained_variance": embedded.explained_variance, "dimensions": int(embedded.vectors.shape[1]), "pooling": POOLING,
+    }
+    return (map_frame(embedded, message, position), neighbours_frame(neighbours),
+            describe_map(embedded, cached, neighbours, model_name), result)
+
+
+@handler(gpu=TASK)
+def embed(tab: MapState, messages: list[str], model_name: str) -> dict:
+    """Embeddings of messages: the classifier's encoder, mean-pooled and scaled to length 1."""
+    tab.config.entry(TASK, model_name)  # an unknown model is named before any work
+    texts = check_messages(messages, tab.settings.embedding_map_max_rows, tab.settings.max_file_cell_chars)
+    vectors = tab.registry.get(TASK, model_name).embed_many(texts)
+    return {"model": model_name, "dimensions": int(vectors.shape[1]), "pooling": POOLING, "vectors": np.round(vectors, 6).tolist()}
+
+
 def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file: gr.File) -> None:
     """The Embedding map sub-tab (where it is called) and the /similar and /embed endpoints."""
-    settings = config.settings
-    cache = EmbeddingCache()  # shared by every request: a file is embedded once per model
-
-    @on_gpu(TASK)
-    @show_errors
-    def similar_messages(message: str, file: str | None, model_name: str, text_column: str, progress=gr.Progress(), **params):
-        """Place a message among a file's messages: the file's messages embedded by the classifier's
-        encoder (once per file, then cached) and projected to 2-D, and the k messages most similar to
-        this one (cosine similarity). Returns the map's points, a table of the neighbours, a summary, and
-        JSON (neighbours with row, text, label, similarity; position; file; explained_variance)."""
-        check_message(message)
-        check_text(message, "message", settings.max_text_chars)
-        params = check_params(with_overrides(SimilarParams(), **params))
-        file = uploaded_file(file, "file", upload_limit(settings))  # never a path the client merely names
-        if not file:
-            raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of (labelled) messages")
-        classifier = registry.get(TASK, model_name)
-        progress(0, desc="Reading the file")
-        embedded, cached = embed_file(
-            classifier, file, cache, text_column=(text_column or "").strip() or None, max_rows=settings.embedding_map_max_rows,
-            max_cell_chars=settings.max_file_cell_chars, max_bytes=upload_limit(settings),
-            on_progress=lambda done, total: progress((done, total), desc="Embedding the file's messages", unit="messages"),
-        )
-        vector = classifier.embed_many([message])[0]
-        neighbours = nearest(embedded, vector, params.k)
-        position = place(embedded, vector)
-        result = {
-            "model": model_name, "neighbours": neighbours, "position": {"x": position[0], "y": position[1]},
-            "file": {"name": embedded.name, "sha256": embedded.sha256, "messages": len(embedded.texts),
-                     "text_column": embedded.text_column, "label_column": embedded.label_column, "cached": cached},
-            "explained_variance": embedded.explained_variance, "dimensions": int(embedded.vectors.shape[1]), "pooling": POOLING,
-        }
-        return (map_frame(embedded, message, position), neighbours_frame(neighbours),
-                describe_map(embedded, cached, neighbours, model_name), result)
-
-    default_model = config.default_name(TASK)
-
-    @on_gpu(TASK)
-    @show_errors
-    def embed(messages: list[str], model_name: str = default_model) -> dict:
-        """Embeddings of messages: the classifier's encoder, mean-pooled and scaled to length 1."""
-        config.entry(TASK, model_name)  # an unknown model is named before any work
-        texts = check_messages(messages, settings.embedding_map_max_rows, settings.max_file_cell_chars)
-        vectors = registry.get(TASK, model_name).embed_many(texts)
-        return {"model": model_name, "dimensions": int(vectors.shape[1]), "pooling": POOLING, "vectors": np.round(vectors, 6).tolist()}
+    state = MapState(config, registry)
 
     with gr.Tab("Embedding map", id="classification-map", elem_id="classification-map"):
         gr.Markdown("The classifier's encoder turns each message into a vector (an embedding); similar messages get "
@@ -122,7 +130,7 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
                                    file_types=[".csv", ".tsv", ".txt"], type="filepath", elem_id="embedding-map-file")
             with gr.Column(scale=2):
                 map_column = gr.Textbox("", label="Text column (blank: text, message, sms… or the only column)")
-                params = controls(SimilarParams, ["k"], config.entry(TASK, default_model), SimilarParams())
+                params = controls(SimilarParams, ["k"], state.default, SimilarParams())
                 show = gr.Button("Show the map and similar messages", variant="primary")
         scatter = gr.ScatterPlot(x="x", y="y", color="label", color_map=COLOURS, tooltip=["label", "row", "text"],
                                  x_title="first direction", y_title="second direction", label="Embedding map", height=480,
@@ -130,7 +138,8 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
         summary = gr.Markdown()
         table = gr.Dataframe(label="Most similar messages", interactive=False, wrap=True, elem_id="similar-messages")
         details = details_json()
-        gr.api(embed, api_name="embed", concurrency_id=TASK,  # for programs only: no control on the page
+        # for programs only: no control on the page; its model's default is the config's first
+        gr.api(bind(embed, state, defaults={"model_name": state.default.name}), api_name="embed", concurrency_id=TASK,
                api_description="Embeddings: a list of messages in; JSON out with one vector per message (the classifier's "
                "encoder, mean-pooled, length 1: cosine similarity is their dot product), dimensions and model.")
 
@@ -138,7 +147,7 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
     # Copied in the browser: no server handler that a raw client could hand a path to return.
     batch_file.change(None, batch_file, map_file, js="(file) => file", api_visibility="private", queue=False)
     gr.on(
-        [show.click, map_message.submit], similar_messages, inputs=[map_message, map_file, model, map_column],
+        [show.click, map_message.submit], bind(similar_messages, state), inputs=[map_message, map_file, model, map_column],
         inputs_kwargs=in_declaration_order(SimilarParams, params), outputs=[scatter, table, summary, details],
         api_name="similar", concurrency_id=TASK,
         api_description="Similar messages: a message and a .csv/.tsv/.txt file of messages in; (map points, table of the k "

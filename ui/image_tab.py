@@ -8,20 +8,16 @@ after its current step.
 
 from __future__ import annotations
 
+import threading
 from contextlib import closing
 from pathlib import Path
 
 import gradio as gr
 
-from pipelines.core.limits import check_text
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
-from pipelines.studio import on_gpu
-from ui.common import (
-    StopFlags, control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, private_handler,
-    show_errors,
-)
-from ui.uploads import upload_limit
+from ui.common import control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, start_and_stop
+from ui.handlers import TabState, bind, handler
 
 TASK = "image"
 EXAMPLES = [
@@ -49,96 +45,92 @@ def save_gallery(result: ImageResult) -> tuple[list, dict]:
     return gallery, {"seeds": result["seeds"], "parameters": result["parameters"]}
 
 
+@handler(gpu=TASK, texts=["prompt", "negative_prompt"], stoppable=True)
+def generate_image(tab: TabState, prompt: str, model_name: str, request: gr.Request = None, progress=gr.Progress(),
+                   init_image: str | None = None, *, stop: threading.Event, **params):
+    """Generate images from a prompt, from noise or from `init_image` (image to image, `strength`
+    of it redrawn). Streams previews every `preview_every` steps (0 = none), then returns PNG
+    files (parameters embedded as PNG text) and, as JSON, their seeds and the parameters.
+    `scheduler` is one of the model's schedulers (empty: the model's default)."""
+    params["init_image"] = init_image  # named in the signature: a file input without a default needs `= None`
+    generator = tab.registry.get(TASK, model_name)
+    params = generator.check_inputs(prompt, generator.default_params(**params))  # bad input fails at once
+    # Every step and heartbeat yields, so that a Stop can close this handler between steps.
+    # Until a preview is shown, those yields clear the outputs (the previous run's images and
+    # seeds go away as this run starts): cheap, where gr.skip() makes Gradio rebuild the
+    # Gallery component (~4 ms of the server's event loop each time, taken from the model).
+    # The third output, the server-side list of this run's PNGs, is emptied likewise.
+    no_change = (None, None, [])
+    result = None
+    with closing(generator.stream(prompt, params, stop=stop, idle_every_s=HEARTBEAT_S)) as events:
+        for event in events:
+            if event["kind"] == "step":
+                progress((event["done"], event["total"]), desc="Denoising", unit="steps")
+            elif event["kind"] == "preview":
+                yield [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]], None, []
+                no_change = (gr.skip(), gr.skip(), gr.skip())  # keep the preview on screen
+                continue
+            elif event["kind"] == "result":
+                result = event["result"]
+                break
+            yield no_change
+    if not result or result["stopped"]:
+        raise gr.Error("Stopped before the images were finished.", print_exception=False)
+    gallery, info = save_gallery(result)
+    yield gallery, info, [path for path, _caption in gallery]
+
+
+@handler()
+def stop_image(tab: TabState, request: gr.Request):
+    tab.stops.stop(request)
+
+
+@handler(private=True)
+def select_image(info: dict | None, evt: gr.SelectData):
+    """Clicking an image puts its seed in the Seed field (generating again reproduces it) and
+    makes it the one "Use as input" takes."""
+    seeds = (info or {}).get("seeds") or []
+    if not isinstance(evt.index, int) or not 0 <= evt.index < len(seeds):
+        return gr.skip(), gr.skip()
+    return seeds[evt.index], evt.index
+
+
+@handler()
+def use_as_input(produced: list | None, selected: int | None):
+    """The selected image of the last result (the first if none is) becomes the initial image.
+    Both inputs are gr.State, kept on the server: the PNGs this session's last run wrote, never
+    a path a client sends (the gallery's value comes from the client)."""
+    if not produced:
+        raise gr.Error("There is no image to use yet: generate one first.", print_exception=False)
+    path = Path(produced[selected if isinstance(selected, int) and 0 <= selected < len(produced) else 0])
+    if not path.is_file():  # deleted after a while (ui.common.OUTPUT_MAX_AGE_S)
+        raise gr.Error("That image is no longer kept on the server: generate it again.", print_exception=False)
+    return str(path)
+
+
+@handler(private=True)
+def show_model(tab: TabState, model_name: str):
+    entry = tab.config.entry(TASK, model_name)
+    return (describe_model(entry), entry.defaults.negative_prompt,
+            *control_updates(ImageParams, PARAMETERS + IMAGE_TO_IMAGE[1:], entry, entry.defaults))
+
+
 def build(config, registry) -> None:
-    names = config.names(TASK)
-    default = config.entry(TASK, names[0])
-    stops = StopFlags()
-
-    @on_gpu(TASK)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
-    @show_errors
-    def generate_image(prompt: str, model_name: str, request: gr.Request = None, progress=gr.Progress(),
-                       init_image: str | None = None, **params):
-        """Generate images from a prompt, from noise or from `init_image` (image to image, `strength`
-        of it redrawn). Streams previews every `preview_every` steps (0 = none), then returns PNG
-        files (parameters embedded as PNG text) and, as JSON, their seeds and the parameters.
-        `scheduler` is one of the model's schedulers (empty: the model's default)."""
-        params["init_image"] = init_image  # named in the signature: a file input without a default needs `= None`
-        for field, text in (("prompt", prompt), ("negative_prompt", params.get("negative_prompt"))):
-            check_text(text, field, config.settings.max_text_chars)
-        generator = registry.get(TASK, model_name)
-        params = generator.check_inputs(prompt, generator.default_params(**params))  # bad input fails at once
-        stop = stops.begin(request)
-        # Every step and heartbeat yields, so that a Stop can close this handler between steps.
-        # Until a preview is shown, those yields clear the outputs (the previous run's images and
-        # seeds go away as this run starts): cheap, where gr.skip() makes Gradio rebuild the
-        # Gallery component (~4 ms of the server's event loop each time, taken from the model).
-        # The third output, the server-side list of this run's PNGs, is emptied likewise.
-        no_change = (None, None, [])
-        result = None
-        try:
-            with closing(generator.stream(prompt, params, stop=stop, idle_every_s=HEARTBEAT_S)) as events:
-                for event in events:
-                    if event["kind"] == "step":
-                        progress((event["done"], event["total"]), desc="Denoising", unit="steps")
-                    elif event["kind"] == "preview":
-                        yield [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]], None, []
-                        no_change = (gr.skip(), gr.skip(), gr.skip())  # keep the preview on screen
-                        continue
-                    elif event["kind"] == "result":
-                        result = event["result"]
-                        break
-                    yield no_change
-        finally:
-            stops.end(request, stop)
-        if not result or result["stopped"]:
-            raise gr.Error("Stopped before the images were finished.", print_exception=False)
-        gallery, info = save_gallery(result)
-        yield gallery, info, [path for path, _caption in gallery]
-
-    def stop_image(request: gr.Request):
-        stops.stop(request)
-
-    @private_handler
-    def select_image(info: dict | None, evt: gr.SelectData):
-        """Clicking an image puts its seed in the Seed field (generating again reproduces it) and
-        makes it the one "Use as input" takes."""
-        seeds = (info or {}).get("seeds") or []
-        if not isinstance(evt.index, int) or not 0 <= evt.index < len(seeds):
-            return gr.skip(), gr.skip()
-        return seeds[evt.index], evt.index
-
-    def use_as_input(produced: list | None, selected: int | None):
-        """The selected image of the last result (the first if none is) becomes the initial image.
-        Both inputs are gr.State, kept on the server: the PNGs this session's last run wrote, never
-        a path a client sends (the gallery's value comes from the client)."""
-        if not produced:
-            raise gr.Error("There is no image to use yet: generate one first.", print_exception=False)
-        path = Path(produced[selected if isinstance(selected, int) and 0 <= selected < len(produced) else 0])
-        if not path.is_file():  # deleted after a while (ui.common.OUTPUT_MAX_AGE_S)
-            raise gr.Error("That image is no longer kept on the server: generate it again.", print_exception=False)
-        return str(path)
-
-    @private_handler
-    def show_model(model_name: str):
-        entry = config.entry(TASK, model_name)
-        return (describe_model(entry), entry.defaults.negative_prompt,
-                *control_updates(ImageParams, PARAMETERS + IMAGE_TO_IMAGE[1:], entry, entry.defaults))
+    state = TabState(config, registry, TASK)
 
     with gr.Tab("Image", id="image"):
         with gr.Row():
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Describe the image…")
-                parameters = controls(ImageParams, ["negative_prompt"], default, default.defaults)
-                model = model_dropdown(names)
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                parameters = controls(ImageParams, ["negative_prompt"], state.default)
+                model = model_dropdown(state.names)
+                generate, stop = start_and_stop("Generate")
                 with gr.Accordion("Start from an image (image to image)", open=False):
-                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, default, default.defaults,
-                                           max_upload_bytes=upload_limit(config.settings))
+                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, state.default,
+                                           max_upload_bytes=state.upload_limit)
                 with gr.Accordion("Parameters", open=False):
-                    parameters |= controls(ImageParams, PARAMETERS, default, default.defaults)
-                model_info = gr.Markdown(describe_model(default))
+                    parameters |= controls(ImageParams, PARAMETERS, state.default)
+                model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
                 gallery = gr.Gallery(label="Images", format="png", columns=2, height="auto")
                 use_input = gr.Button("Use as input", size="sm")
@@ -148,14 +140,14 @@ def build(config, registry) -> None:
         gr.Examples(EXAMPLES, inputs=[prompt, parameters["negative_prompt"]], label="Examples")
 
         event = generate.click(
-            generate_image, inputs=[prompt, model], inputs_kwargs=in_declaration_order(ImageParams, parameters),
+            bind(generate_image, state), inputs=[prompt, model], inputs_kwargs=in_declaration_order(ImageParams, parameters),
             outputs=[gallery, info, produced], api_name="generate_image", concurrency_id=TASK,
         )
-        stop.click(stop_image, None, None, cancels=[event], api_visibility="private", queue=False)
-        gallery.select(select_image, info, [parameters["seed"], selected], api_visibility="private", queue=False)
-        use_input.click(use_as_input, [produced, selected], parameters["init_image"], api_visibility="private", queue=False)
+        stop.click(bind(stop_image, state), None, None, cancels=[event], api_visibility="private", queue=False)
+        gallery.select(bind(select_image), info, [parameters["seed"], selected], api_visibility="private", queue=False)
+        use_input.click(bind(use_as_input), [produced, selected], parameters["init_image"], api_visibility="private", queue=False)
         model.change(
-            show_model, model,
+            bind(show_model, state), model,
             [model_info, parameters["negative_prompt"], *[parameters[name] for name in PARAMETERS + IMAGE_TO_IMAGE[1:]]],
             api_visibility="private", queue=False,
         )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import gradio as gr
 import psutil
 
-from ui.common import markdown_text, private_handler
-
+from ui.common import markdown_text
+from ui.handlers import TabState, bind, handler
 
 # Seconds between automatic refreshes while a page is open: soon after a generation or a
 # classification ends, without polling the server much.
@@ -43,16 +43,17 @@ def render(config, registry) -> str:
     return "\n".join(lines)
 
 
+@handler(private=True)
+def update(tab: TabState) -> str:
+    return render(tab.config, tab.registry)
+
+
 def build(config, registry) -> gr.Markdown:
     with gr.Accordion("Loaded models", open=False):
         panel = gr.Markdown(render(config, registry))
         refresh = gr.Button("Refresh", size="sm")
     timer = gr.Timer(REFRESH_EVERY_S)
-
-    @private_handler
-    def update() -> str:
-        return render(config, registry)
-
+    refreshed = bind(update, TabState(config, registry))
     for trigger in (refresh.click, timer.tick):
-        trigger(update, None, panel, api_visibility="private", queue=False, show_progress="hidden")
+        trigger(refreshed, None, panel, api_visibility="private", queue=False, show_progress="hidden")
     return panel

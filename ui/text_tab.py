@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import closing
 
 import gradio as gr
 
 from pipelines.core.errors import InputError
-from pipelines.core.limits import check_text
 from pipelines.core.params import from_defaults
-from pipelines.studio import on_gpu
 from pipelines.text.contract import PRESETS, TextParams, TextUpdate
 from ui.common import (
-    StopFlags, control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, private_handler,
-    show_errors,
+    control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, start_and_stop,
 )
-from ui.token_view import build_explorer, build_token_view
+from ui.handlers import TabState, bind, handler
+from ui.token_view import VIEW_PARAMETERS, build_explorer, build_token_view
 
 TASK = "text"
 EXAMPLES = [
@@ -31,6 +30,7 @@ MODEL_DEFAULTS = "Model defaults"
 # preset sets the sampling ones.
 PARAMETERS = ["max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "truncate_prompt"]
 SAMPLING = ["temperature", "top_p", "top_k", "repetition_penalty", "do_sample"]
+SHOWN = PARAMETERS + VIEW_PARAMETERS  # what another model's defaults reset
 
 
 def format_stats(update: TextUpdate) -> str:
@@ -55,75 +55,76 @@ def preset_params(entry, preset: str) -> TextParams:
     return from_defaults(TextParams, entry.defaults, **PRESETS.get(preset, {}))
 
 
+def prompt_limit(tab: TabState, request: dict) -> int | None:
+    """The prompt's limit: settings.max_text_chars, none for a prompt that is truncated (it is cut instead)."""
+    truncate = request.get("truncate_prompt")
+    truncating = tab.config.entry(TASK, request["model_name"]).defaults.truncate_prompt if truncate is None else truncate
+    return None if truncating else tab.settings.max_text_chars
+
+
+@handler(gpu=TASK, texts={"prompt": prompt_limit}, stoppable=True)
+def generate_text(tab: TabState, prompt: str, model_name: str, request: gr.Request = None,
+                  progress=gr.Progress(track_tqdm=True), *, stop: threading.Event, **params):
+    """Continue a prompt; streams the generated text (a longer prefix with every update), a stats
+    line and the update as JSON (text, new_tokens, ttft_s, tokens_per_s, seed, truncated_tokens, ...).
+    seed -1 picks a random seed (the stats line names it); truncate_prompt drops the beginning of a
+    prompt too long for the model's context instead of refusing it."""
+    generator = tab.registry.get(TASK, model_name)
+    # Closing this generator (Stop, a cancelled API job, a client gone) closes stream(),
+    # which sets `stop` and so ends generate() itself, freeing the model at once.
+    with closing(generator.stream(prompt, generator.default_params(**params), stop=stop)) as updates:
+        for update in updates:
+            yield update["text"], format_stats(update), update
+
+
+@handler(private=True)
+def stop_text(tab: TabState, request: gr.Request):
+    tab.stops.stop(request)
+
+
+@handler(private=True)
+def apply_preset(tab: TabState, model_name: str, preset: str):
+    entry = tab.config.entry(TASK, model_name)
+    return control_updates(TextParams, SAMPLING, entry, preset_params(entry, preset))
+
+
+@handler(private=True)
+def show_model(tab: TabState, model_name: str):
+    entry = tab.config.entry(TASK, model_name)
+    return describe_model(entry), MODEL_DEFAULTS, *control_updates(TextParams, SHOWN, entry, entry.defaults)
+
+
 def build(config, registry) -> None:
-    names = config.names(TASK)
-    default = config.entry(TASK, names[0])
-    stops = StopFlags()
-
-    @on_gpu(TASK)  # ZeroGPU: a GPU for as long as the request needs; a no-op elsewhere
-    @show_errors
-    def generate_text(prompt: str, model_name: str, request: gr.Request = None,
-                      progress=gr.Progress(track_tqdm=True), **params):
-        """Continue a prompt; streams the generated text (a longer prefix with every update), a stats
-        line and the update as JSON (text, new_tokens, ttft_s, tokens_per_s, seed, truncated_tokens, ...).
-        seed -1 picks a random seed (the stats line names it); truncate_prompt drops the beginning of a
-        prompt too long for the model's context instead of refusing it."""
-        truncate = params.get("truncate_prompt")
-        truncating = config.entry(TASK, model_name).defaults.truncate_prompt if truncate is None else truncate
-        check_text(prompt, "prompt", None if truncating else config.settings.max_text_chars)  # a truncated prompt is cut instead
-        generator = registry.get(TASK, model_name)
-        stop = stops.begin(request)
-        try:
-            # Closing this generator (Stop, a cancelled API job, a client gone) closes stream(),
-            # which sets `stop` and so ends generate() itself, freeing the model at once.
-            with closing(generator.stream(prompt, generator.default_params(**params), stop=stop)) as updates:
-                for update in updates:
-                    yield update["text"], format_stats(update), update
-        finally:
-            stops.end(request, stop)
-
-    @private_handler
-    def stop_text(request: gr.Request):
-        stops.stop(request)
-
-    @private_handler
-    def apply_preset(model_name: str, preset: str):
-        entry = config.entry(TASK, model_name)
-        return control_updates(TextParams, SAMPLING, entry, preset_params(entry, preset))
-
-    @private_handler
-    def show_model(model_name: str):
-        entry = config.entry(TASK, model_name)
-        return describe_model(entry), MODEL_DEFAULTS, *control_updates(TextParams, list(parameters), entry, entry.defaults)
+    state = TabState(config, registry, TASK)
 
     with gr.Tab("Text", id="text"):
         with gr.Row():
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=4, placeholder="Type the beginning of a text…")
-                model = model_dropdown(names)
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                model = model_dropdown(state.names)
+                generate, stop = start_and_stop("Generate")
                 with gr.Accordion("Parameters", open=False):
                     preset = gr.Dropdown([MODEL_DEFAULTS, *PRESETS], value=MODEL_DEFAULTS, label="Preset",
                                          info="Sets the sampling controls below; adjust them freely afterwards.")
-                    parameters = controls(TextParams, PARAMETERS, default, default.defaults)
-                model_info = gr.Markdown(describe_model(default))
+                    parameters = controls(TextParams, PARAMETERS, state.default)
+                model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
                 output = gr.Textbox(label="Generated text", lines=12, interactive=False)
                 stats = gr.Markdown(label="Stats")
-                token_view = build_token_view(default)
+                token_view = build_token_view(state.default)
                 parameters |= token_view.controls
                 details = details_json()
         gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
-        build_explorer(config, registry, model, prompt)
+        build_explorer(state, model, prompt)
 
         event = generate.click(
-            generate_text, inputs=[prompt, model], inputs_kwargs=in_declaration_order(TextParams, parameters),
+            bind(generate_text, state), inputs=[prompt, model], inputs_kwargs=in_declaration_order(TextParams, parameters),
             outputs=[output, stats, details],
             api_name="generate_text", concurrency_id=TASK,
         )
         token_view.wire(details)
-        stop.click(stop_text, None, None, cancels=[event], api_visibility="private", queue=False)
-        preset.input(apply_preset, [model, preset], [parameters[name] for name in SAMPLING], api_visibility="private", queue=False)
-        model.change(show_model, model, [model_info, preset, *parameters.values()], api_visibility="private", queue=False)
+        stop.click(bind(stop_text, state), None, None, cancels=[event], api_visibility="private", queue=False)
+        preset.input(bind(apply_preset, state), [model, preset], [parameters[name] for name in SAMPLING],
+                     api_visibility="private", queue=False)
+        model.change(bind(show_model, state), model, [model_info, preset, *[parameters[name] for name in SHOWN]],
+                     api_visibility="private", queue=False)

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.core.limits import check_text
 from pipelines.core.params import with_overrides
-from pipelines.studio import on_gpu
-from pipelines.text.contract import NextTokenParams, NextTokens, TextParams, TextUpdate, TokenProbability
-from ui.common import controls, details_json, in_declaration_order, markdown_code, private_handler, show_errors
+from pipelines.text.contract import (
+    NextTokenParams,
+    NextTokens,
+    TextParams,
+    TextUpdate,
+    TokenProbability,
+)
+from ui.common import controls, details_json, in_declaration_order, markdown_code
+from ui.handlers import TabState, bind, handler
 
 TASK = "text"
 VIEW_PARAMETERS = ["token_probabilities"]  # the TextParams control that sits with the view
@@ -45,6 +50,7 @@ def shade(probability: float) -> float:
     return -(probability ** 0.5)
 
 
+@handler(private=True)
 def token_segments(update: TextUpdate | None) -> tuple[list[tuple[str, float]], str]:
     """The token view of an update: (token, shade) pairs and a line saying what is shown, or why nothing is."""
     update = update or {}
@@ -85,6 +91,11 @@ def token_alternatives(update: TextUpdate | None, index: object) -> tuple[dict[s
     return confidences, describe_choice(token, sampled)
 
 
+@handler(private=True)
+def show_alternatives(update: TextUpdate | None, event: gr.SelectData):
+    return token_alternatives(update, event.index)
+
+
 def next_token_chart(result: NextTokens):
     import pandas as pd  # imported on first use, like the classification files
 
@@ -108,21 +119,17 @@ class TokenView:
 
     def wire(self, details: gr.JSON) -> None:
         """Redraw the view with every streamed update (`details`); show a clicked token's alternatives."""
-
-        @private_handler
-        def show_alternatives(update: TextUpdate | None, event: gr.SelectData):
-            return token_alternatives(update, event.index)
-
         # queue=False, always_last: cheap redraws that never wait behind a generation, at most one pending
-        details.change(private_handler(token_segments), details, [self.view, self.note], api_visibility="private", queue=False,
+        details.change(bind(token_segments), details, [self.view, self.note], api_visibility="private", queue=False,
                        trigger_mode="always_last", show_progress="hidden")
-        self.view.select(show_alternatives, details, [self.alternatives, self.choice], api_visibility="private", queue=False)
+        self.view.select(bind(show_alternatives), details, [self.alternatives, self.choice], api_visibility="private",
+                         queue=False)
 
 
 def build_token_view(default) -> TokenView:
     """The token view, where it is called (under the generated text)."""
     with gr.Accordion("Token view: what the model considered", open=True, elem_id="token-view-panel"):
-        made = controls(TextParams, VIEW_PARAMETERS, default, default.defaults)
+        made = controls(TextParams, VIEW_PARAMETERS, default)
         view = gr.HighlightedText(label=TOKEN_VIEW_LABEL, combine_adjacent=False, show_legend=False, elem_id="token-view")
         note = gr.Markdown(NOT_RECORDED)
         with gr.Row():
@@ -132,33 +139,32 @@ def build_token_view(default) -> TokenView:
     return TokenView(made, view, note, alternatives, choice)
 
 
-def build_explorer(config, registry, model: gr.Dropdown, prompt: gr.Textbox) -> None:
+@handler(gpu=TASK, texts=["prompt"])
+def next_tokens(tab: TabState, prompt: str, model_name: str, **params):
+    """The likeliest next tokens after a text, with their probabilities at a temperature: a bar chart, a
+    summary, and the result as JSON (prompt_tokens, temperature, tokens with token/id/probability/rank,
+    top_k_probability, entropy_bits)."""
+    generator = tab.registry.get(TASK, model_name)
+    result = generator.next_tokens(prompt, with_overrides(NextTokenParams(), **params))
+    return next_token_chart(result), describe_next_tokens(result), result
+
+
+@handler(private=True)
+def append_token(text: str, result: NextTokens | None, picked: str | None):
+    tokens = (result or {}).get("tokens") or []
+    index = int(picked) if picked and picked.isdecimal() else -1
+    return text + tokens[index]["token"] if 0 <= index < len(tokens) else text
+
+
+@handler(private=True)
+def offer_tokens(result: NextTokens | None):
+    tokens = (result or {}).get("tokens") or []
+    choices = [(f"{visible(t['token'])}  ({t['probability']:.1%})", str(i)) for i, t in enumerate(tokens)]
+    return gr.update(choices=choices, value=None)
+
+
+def build_explorer(state: TabState, model: gr.Dropdown, prompt: gr.Textbox) -> None:
     """The next-token explorer (its /next_tokens endpoint), in an accordion where it is called."""
-    settings = config.settings
-
-    @on_gpu(TASK)
-    @show_errors
-    def next_tokens(prompt: str, model_name: str, **params):
-        """The likeliest next tokens after a text, with their probabilities at a temperature: a bar chart, a
-        summary, and the result as JSON (prompt_tokens, temperature, tokens with token/id/probability/rank,
-        top_k_probability, entropy_bits)."""
-        check_text(prompt, "prompt", settings.max_text_chars)
-        generator = registry.get(TASK, model_name)
-        result = generator.next_tokens(prompt, with_overrides(NextTokenParams(), **params))
-        return next_token_chart(result), describe_next_tokens(result), result
-
-    @private_handler
-    def append_token(text: str, result: NextTokens | None, picked: str | None):
-        tokens = (result or {}).get("tokens") or []
-        index = int(picked) if picked and picked.isdecimal() else -1
-        return text + tokens[index]["token"] if 0 <= index < len(tokens) else text
-
-    @private_handler
-    def offer_tokens(result: NextTokens | None):
-        tokens = (result or {}).get("tokens") or []
-        choices = [(f"{visible(t['token'])}  ({t['probability']:.1%})", str(i)) for i, t in enumerate(tokens)]
-        return gr.update(choices=choices, value=None)
-
     with gr.Accordion("Next-token explorer: what could come next", open=False):
         gr.Markdown("A language model gives every token of its vocabulary a probability of coming next. See the likeliest, "
                     "pick one to append it, and watch the next step; the temperature sharpens or flattens the distribution.")
@@ -175,13 +181,14 @@ def build_explorer(config, registry, model: gr.Dropdown, prompt: gr.Textbox) -> 
         result = details_json()
 
     prompt.change(None, prompt, text, js="(prompt) => prompt", api_visibility="private", queue=False)
+    explored, offered = bind(next_tokens, state), bind(offer_tokens)
     inputs = dict(inputs=[text, model], inputs_kwargs=in_declaration_order(NextTokenParams, params), outputs=[chart, summary, result])
     gr.on(
-        [explore.click, text.submit, params["temperature"].release, params["top_k"].release], next_tokens, **inputs,
+        [explore.click, text.submit, params["temperature"].release, params["top_k"].release], explored, **inputs,
         api_name="next_tokens", concurrency_id=TASK,
         api_description="Next-token explorer: the top_k likeliest next tokens after a text (prompt) and their probabilities at a "
         "temperature: (bar chart data, summary markdown, JSON with tokens, top_k_probability, entropy_bits).",
-    ).success(offer_tokens, result, pick, api_visibility="private", queue=False)
-    pick.input(append_token, [text, result, pick], text, api_visibility="private", queue=False).success(
-        next_tokens, **inputs, api_visibility="private", concurrency_id=TASK,
-    ).success(offer_tokens, result, pick, api_visibility="private", queue=False)
+    ).success(offered, result, pick, api_visibility="private", queue=False)
+    pick.input(bind(append_token), [text, result, pick], text, api_visibility="private", queue=False).success(
+        explored, **inputs, api_visibility="private", concurrency_id=TASK,
+    ).success(offered, result, pick, api_visibility="private", queue=False)

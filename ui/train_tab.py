@@ -9,6 +9,7 @@ abandons the run and saves nothing. The new model joins the Classification tab's
 
 from __future__ import annotations
 
+import threading
 from contextlib import closing
 
 import gradio as gr
@@ -19,8 +20,8 @@ from pipelines.classification.train_job import TrainingRunner, TrainUpdate, chec
 from pipelines.classification.training import TrainParams
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import check_params, from_defaults
-from ui.common import StopFlags, confusion_markdown, controls, details_json, in_declaration_order, markdown_code, output_path, show_errors
-from ui.uploads import upload_limit, uploaded_file
+from ui.common import confusion_markdown, controls, details_json, in_declaration_order, markdown_code, output_path, start_and_stop
+from ui.handlers import TabState, bind, handler
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering
 # (and the training pauses, layer by layer, while they compute).
@@ -100,81 +101,102 @@ def describe_result(update: TrainUpdate) -> str:
     return "\n\n".join(lines)
 
 
-def build(config, registry) -> None:
-    section = config.training
-    if not section.enabled:  # no `training: base_models:` in models.yaml: no Train tab
-        return
-    runner = TrainingRunner(config)
-    stops = StopFlags()
-    bases = [b.name for b in section.base_models]
+NO_FILE_YET = "Upload a file to see its first rows, its class counts and the validation split."
 
-    @show_errors
-    def train_classifier(file: str | None, base_model: str, save_as: str, text_column: str, label_column: str,
-                         request: gr.Request = None, progress=gr.Progress(), **params):
-        """Fine-tune a classifier on a labelled file; streams progress, then saves and serves the model."""
-        params = from_defaults(TrainParams, section.defaults, **params)
-        file = uploaded_file(file, "file", upload_limit(config.settings))  # never a path the client merely names
-        stop = stops.begin(request)
-        shown = (0.0, None, -1)  # when the page last got an update, in which state, with how many epochs measured
-        try:
-            # Closing this generator (a cancelled API job, a page closed) closes run(): the training
-            # is abandoned at its next step and nothing is saved; Stop (the flag) keeps the best epoch.
-            with closing(runner.run(file, base_model, save_as, text_column, label_column, params, stop,
-                                    owner=owner_of(request))) as updates:
-                for update in updates:
-                    if update["max_steps"]:
-                        progress((update["step"], update["max_steps"]), desc=f"epoch {update['epoch']:.2f}", unit="steps")
-                    now, state, epochs = update["elapsed_s"], update["state"], len(update["validation"])
-                    if update["done"] or now - shown[0] >= UPDATE_EVERY_S or (state, epochs) != shown[1:]:
-                        shown = (now, state, epochs)
-                        result = describe_result(update) if update["done"] else ""
-                        yield describe_status(update), loss_frame(update), validation_frame(update), "\n".join(update["log"]), result, update
-        finally:
-            stops.end(request, stop)
 
-    def stop_training(request: gr.Request):
-        stops.stop(request)
+class TrainState(TabState):
+    """The Train tab's handlers work with the app's config (its `training:` section), the runner
+    that trains one model at a time, and the tab's Stop flags."""
 
-    def preview(file: str | None, text_column: str, label_column: str, validation_fraction: float, seed: int):
-        if not file:
-            return "Upload a file to see its first rows, its class counts and the validation split.", gr.update(visible=False)
-        try:
-            file = uploaded_file(file, "file", upload_limit(config.settings))
-            checked = check_params(from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
-                                   section.ranges())
-            data = check_data(config, file, (text_column or "").strip(), (label_column or "").strip(),
-                              checked.validation_fraction, checked.seed)
-        except UserFacingError as err:
-            return f"**This file cannot be trained on** — {err}", gr.update(visible=False)
-        return describe_data(data), gr.update(value=pd.DataFrame(data["preview"]), visible=True)
+    def __init__(self, config, registry):
+        super().__init__(config, registry)
+        self.section = config.training
+        self.runner = TrainingRunner(config)
 
-    def owner_of(request: gr.Request | None) -> str | None:
+    def owner_of(self, request: gr.Request | None) -> str | None:
         """Whose models a request may list and download (None: everyone's are shared)."""
-        return trained_models.owner_of(config, getattr(request, "session_hash", None))
+        return trained_models.owner_of(self.config, getattr(request, "session_hash", None))
 
-    def visible_model(name: str | None, request: gr.Request | None):
-        return next((m for m in trained_models.visible(config, owner_of(request)) if m.name == name), None)
+    def visible_model(self, name: str | None, request: gr.Request | None):
+        return next((m for m in trained_models.visible(self.config, self.owner_of(request)) if m.name == name), None)
 
-    def trained_list(request: gr.Request, selected: str | None = None):
-        models = trained_models.visible(config, owner_of(request))
-        names = [m.name for m in models]
-        chosen = selected if selected in names else (names[-1] if names else None)
-        frame = pd.DataFrame(trained_models.table_rows(models), columns=trained_models.TABLE_HEADERS)
-        return frame, gr.update(choices=names, value=chosen), snippet_of(chosen, request)
 
-    def snippet_of(name: str | None, request: gr.Request) -> str:
-        model = visible_model(name, request)
-        return trained_models.yaml_snippet(model) if model else ""
+@handler(uploads={"file": None}, stoppable=True)  # no file: the training's own checks say what to upload
+def train_classifier(tab: TrainState, file: str | None, base_model: str, save_as: str, text_column: str, label_column: str,
+                     request: gr.Request = None, progress=gr.Progress(), *, stop: threading.Event, **params):
+    """Fine-tune a classifier on a labelled file; streams progress, then saves and serves the model."""
+    params = from_defaults(TrainParams, tab.section.defaults, **params)
+    shown = (0.0, None, -1)  # when the page last got an update, in which state, with how many epochs measured
+    # Closing this generator (a cancelled API job, a page closed) closes run(): the training
+    # is abandoned at its next step and nothing is saved; Stop (the flag) keeps the best epoch.
+    with closing(tab.runner.run(file, base_model, save_as, text_column, label_column, params, stop,
+                                owner=tab.owner_of(request))) as updates:
+        for update in updates:
+            if update["max_steps"]:
+                progress((update["step"], update["max_steps"]), desc=f"epoch {update['epoch']:.2f}", unit="steps")
+            now, state, epochs = update["elapsed_s"], update["state"], len(update["validation"])
+            if update["done"] or now - shown[0] >= UPDATE_EVERY_S or (state, epochs) != shown[1:]:
+                shown = (now, state, epochs)
+                result = describe_result(update) if update["done"] else ""
+                yield describe_status(update), loss_frame(update), validation_frame(update), "\n".join(update["log"]), result, update
 
-    def after_training(update: dict | None, request: gr.Request):
-        return trained_list(request, (update or {}).get("model") if isinstance(update, dict) else None)
 
-    @show_errors
-    def zip_chosen(name: str | None, request: gr.Request):
-        model = visible_model(name, request)
-        if model is None:
-            raise gr.Error("Choose one of your trained models first.", print_exception=False)
-        return str(trained_models.zip_model(model, output_path(f"{trained_models.slug(model.name)}.zip")))
+@handler()
+def stop_training(tab: TrainState, request: gr.Request):
+    tab.stops.stop(request)
+
+
+def unfit_for_training(err: UserFacingError):
+    """The preview of a file that cannot be trained on: why, and no table."""
+    return f"**This file cannot be trained on** — {err}", gr.update(visible=False)
+
+
+@handler(uploads={"file": None}, errors_as=unfit_for_training)
+def preview(tab: TrainState, file: str | None, text_column: str, label_column: str, validation_fraction: float, seed: int):
+    if not file:
+        return NO_FILE_YET, gr.update(visible=False)
+    section = tab.section
+    checked = check_params(from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
+                           section.ranges())
+    data = check_data(tab.config, file, (text_column or "").strip(), (label_column or "").strip(),
+                      checked.validation_fraction, checked.seed)
+    return describe_data(data), gr.update(value=pd.DataFrame(data["preview"]), visible=True)
+
+
+@handler()
+def trained_list(tab: TrainState, request: gr.Request, selected: str | None = None):
+    models = trained_models.visible(tab.config, tab.owner_of(request))
+    names = [m.name for m in models]
+    chosen = selected if selected in names else (names[-1] if names else None)
+    frame = pd.DataFrame(trained_models.table_rows(models), columns=trained_models.TABLE_HEADERS)
+    return frame, gr.update(choices=names, value=chosen), snippet_of(tab, chosen, request)
+
+
+@handler()
+def snippet_of(tab: TrainState, name: str | None, request: gr.Request) -> str:
+    model = tab.visible_model(name, request)
+    return trained_models.yaml_snippet(model) if model else ""
+
+
+@handler()
+def after_training(tab: TrainState, update: dict | None, request: gr.Request):
+    return trained_list(tab, request, (update or {}).get("model") if isinstance(update, dict) else None)
+
+
+@handler()
+def zip_chosen(tab: TrainState, name: str | None, request: gr.Request):
+    model = tab.visible_model(name, request)
+    if model is None:
+        raise gr.Error("Choose one of your trained models first.", print_exception=False)
+    return str(trained_models.zip_model(model, output_path(f"{trained_models.slug(model.name)}.zip")))
+
+
+def build(config, registry) -> None:
+    if not config.training.enabled:  # no `training: base_models:` in models.yaml: no Train tab
+        return
+    state = TrainState(config, registry)
+    section = state.section
+    bases = [b.name for b in section.base_models]
 
     with gr.Tab("Train", id="train"):
         gr.Markdown("Fine-tune your own spam classifier on labelled messages and watch it learn; "
@@ -187,19 +209,17 @@ def build(config, registry) -> None:
                 with gr.Row():
                     text_column = gr.Textbox("", label="Text column", placeholder="blank: text, message, sms…")
                     label_column = gr.Textbox("", label="Label column", placeholder="blank: label, class… (ham/spam or 0/1)")
-                data_summary = gr.Markdown("Upload a file to see its first rows, its class counts and the validation split.")
+                data_summary = gr.Markdown(NO_FILE_YET)
                 data_preview = gr.Dataframe(label="First rows", interactive=False, wrap=True, visible=False)
             with gr.Column(scale=1):
                 gr.Markdown("### 2. Base model and hyper-parameters")
                 base_model = gr.Dropdown(bases, value=bases[0], label="Base model",
                                          info="A pre-trained encoder that already reads English; training adds a ham/spam head and adjusts it.")
                 save_as = gr.Textbox("", label="Save as", placeholder="blank: file · base model · date and time")
-                parameters = controls(TrainParams, PARAMETERS, section, section.defaults)
+                parameters = controls(TrainParams, PARAMETERS, section)
                 with gr.Accordion("More settings", open=False):
-                    parameters |= controls(TrainParams, MORE, section, section.defaults)
-                with gr.Row():
-                    train = gr.Button("Train", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                    parameters |= controls(TrainParams, MORE, section)
+                train, stop = start_and_stop("Train")
         with gr.Column(elem_id="train-results"):  # the README's screenshot
             gr.Markdown("### 3. Training")
             status = gr.Markdown("Not started: choose a file and press Train.", label="Status")
@@ -223,7 +243,7 @@ def build(config, registry) -> None:
             snippet = gr.Code(language="yaml", label="models.yaml snippet (unzip the folder next to that models.yaml)", interactive=False)
 
         event = train.click(
-            train_classifier, inputs=[upload, base_model, save_as, text_column, label_column],
+            bind(train_classifier, state), inputs=[upload, base_model, save_as, text_column, label_column],
             inputs_kwargs=in_declaration_order(TrainParams, parameters),
             outputs=[status, loss_plot, metrics_plot, log, result, details], show_progress_on=[status],
             api_name="train_classifier", concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
@@ -232,13 +252,13 @@ def build(config, registry) -> None:
             "result markdown, progress JSON with state, step, max_steps, epoch, eta_s, train_loss, validation, log); the "
             "last update has done, model (its name, for /classify) and metrics. Cancelling the job saves nothing.",
         )
-        event.then(after_training, details, [table, chosen, snippet], api_visibility="private", queue=False)
-        stop.click(stop_training, None, None, api_visibility="private", queue=False)
+        event.then(bind(after_training, state), details, [table, chosen, snippet], api_visibility="private", queue=False)
+        stop.click(bind(stop_training, state), None, None, api_visibility="private", queue=False)
         gr.on([upload.change, text_column.blur, label_column.blur, parameters["validation_fraction"].release,
                parameters["seed"].blur],
-              preview, [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
+              bind(preview, state), [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
               [data_summary, data_preview], api_visibility="private",  # reads the whole upload: queued, one at a time
               concurrency_id="train_preview", concurrency_limit=1, trigger_mode="always_last")
-        chosen.input(snippet_of, chosen, snippet, api_visibility="private", queue=False)
-        zip_button.click(zip_chosen, chosen, download, api_visibility="private", concurrency_id="trained_model_files")
-        gr.on(None, trained_list, None, [table, chosen, snippet], api_visibility="private", queue=False)  # on page load
+        chosen.input(bind(snippet_of, state), chosen, snippet, api_visibility="private", queue=False)
+        zip_button.click(bind(zip_chosen, state), chosen, download, api_visibility="private", concurrency_id="trained_model_files")
+        gr.on(None, bind(trained_list, state), None, [table, chosen, snippet], api_visibility="private", queue=False)  # on page load
