@@ -100,10 +100,9 @@ def build_task_tabs(config: AppConfig, registry: ModelRegistry) -> None:
             for task in tasks:
                 importlib.import_module(task.tabs[0]).build(config, registry)
             continue
-        with gr.Tab(group, id=group.lower()):
-            with gr.Tabs():
-                for task in tasks:
-                    importlib.import_module(task.tabs[0]).build(config, registry)
+        with gr.Tab(group, id=group.lower()), gr.Tabs():
+            for task in tasks:
+                importlib.import_module(task.tabs[0]).build(config, registry)
     for task in TASKS.values():
         for tab in task.tabs[1:]:
             importlib.import_module(tab).build(config, registry)
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         for task in TASKS:
             try:
                 registry.get(task, config.default_name(task))
-            except Exception as err:  # noqa: BLE001 - a model that fails to load must not stop the app
+            except Exception as err:
                 logging.error("%s", err)
     registry.start_idle_reaper()
     demo = build_app(config, registry)

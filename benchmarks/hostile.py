@@ -49,7 +49,7 @@ def timed(name: str, call) -> dict:
     try:
         call()
         refused = None
-    except Exception as err:  # noqa: BLE001 - AppError, or an HTTP error for an upload refused by size
+    except Exception as err:
         refused = str(err).splitlines()[0][:200]
     return {"request": name, "seconds": round(time.perf_counter() - started, 3), "refused": refused}
 
@@ -216,7 +216,7 @@ def measure_previews(server: Server, workdir: Path) -> dict:
     rss_after = server.rss_mb()
     rss_after_trim = rss_at_rest(server)
     row = {"previews": PREVIEWS, "file_mb": round(data.stat().st_size / 2**20, 1), "seconds": round(seconds, 1),
-           "completed": outcomes.count("complete"), "errors": sorted(set(o for o in outcomes if o != "complete"))[:3],
+           "completed": outcomes.count("complete"), "errors": sorted({o for o in outcomes if o != "complete"})[:3],
            "rss_mb_before": round(rss_before, 1), "peak_rss_mb": round(peak.mb, 1), "rss_mb_after": round(rss_after, 1),
            "peak_growth_mb": round(peak.mb - rss_before, 1), "growth_after_mb": round(rss_after - rss_before, 1),
            "rss_mb_after_trim": round(rss_after_trim, 1)}
@@ -249,7 +249,7 @@ def measure_sessions(server: Server) -> dict:
     rss_after = server.rss_mb()  # page-load events are no model job: no trim (what the sessions hold, and garbage)
     rss_after_trim = rss_at_rest(server)
     row = {"sessions": NEW_SESSIONS, "page_load_events": len(page_load), "seconds": round(seconds, 1),
-           "errors": len(outcomes) - outcomes.count("complete"), "error_samples": sorted(set(o for o in outcomes if o != "complete"))[:3],
+           "errors": len(outcomes) - outcomes.count("complete"), "error_samples": sorted({o for o in outcomes if o != "complete"})[:3],
            "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1), "growth_mb": round(rss_after - rss_before, 1),
            "kb_per_session": round((rss_after - rss_before) * 1024 / NEW_SESSIONS, 1), "rss_mb_after_trim": round(rss_after_trim, 1)}
     print(f"{NEW_SESSIONS} new sessions ({len(page_load)} page-load events each) in {seconds:.1f} s, {row['errors']} errors: "

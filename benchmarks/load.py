@@ -131,7 +131,7 @@ class Server:
             "GRADIO_TEMP_DIR": str(self.tmpdir / "gradio"),
         }
         self.log_path = workdir / f"server-{self.port}.log"
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop() closes it
         self.process = subprocess.Popen(
             [sys.executable, "app.py", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port), "--preload"],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -265,7 +265,7 @@ def run_phase(pool: list, endpoint: str, model: str, clients: int, per_client: i
                 check_result(endpoint, job.result(timeout=remaining))
                 with lock:
                     result.latencies.append(time.perf_counter() - t0)
-            except Exception as err:  # noqa: BLE001 - every failure is counted and sampled
+            except Exception as err:
                 with lock:
                     result.errors.append(f"{type(err).__name__}: {str(err)[:160]}")
 

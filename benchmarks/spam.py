@@ -99,7 +99,7 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
 
         def record(epoch, model, by_epoch=by_epoch):
             model.eval()  # no dropout while predicting; training goes on afterwards
-            by_epoch[str(int(round(epoch)))] = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
+            by_epoch[str(round(epoch))] = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
             model.train()
 
         seed_recipe = dataclasses.replace(recipe, epochs=max_epochs, seed=seed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"the transformer after this many epochs (default {training.EPOCHS}, the recipe's)")
     args = p.parse_args(argv)
     texts = read_messages(args.data).texts
-    result = json.loads(open(args.cv_result, encoding="utf-8").read())
+    result = json.loads(Path(args.cv_result).read_text(encoding="utf-8"))
     recipe = training.Recipe()
     epochs, seed = str(args.epochs), str(result["seeds"][0])
     if epochs not in result["folds"][0]["transformer_by_seed"][seed]:

@@ -56,8 +56,8 @@ def local_generator(layers: int, speedup: str, new_tokens: int, openvino_cache: 
 
 def time_pipeline(generator, new_tokens: int, token_probabilities: bool) -> dict:
     final = None
-    for final in generator.stream(textgen.PROMPT, generator.default_params(token_probabilities=token_probabilities)):
-        pass
+    for update in generator.stream(textgen.PROMPT, generator.default_params(token_probabilities=token_probabilities)):
+        final = update
     assert final["new_tokens"] == new_tokens, final
     return {"tokens_per_s": final["tokens_per_s"], "ttft_s": final["ttft_s"], "tokens_recorded": len(final["tokens"] or []),
             "update_bytes": len(json.dumps(final))}

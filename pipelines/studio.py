@@ -18,8 +18,16 @@ from pipelines.core.config import DEFAULT_CONFIG_PATH, ConfigBase, config_model
 from pipelines.core.registry import Loader
 from pipelines.tasks import TASKS
 
-__all__ = ["AppConfig", "DEFAULT_CONFIG_PATH", "ModelRegistry", "default_loaders", "load_config", "on_gpu", "parse_config",
-           "request_seconds"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AppConfig",
+    "ModelRegistry",
+    "default_loaders",
+    "load_config",
+    "on_gpu",
+    "parse_config",
+    "request_seconds",
+]
 
 # One list of entries per task of the table, each validated by that task's schema; the tasks'
 # further sections (settings first, then those, then the tasks: the order models.yaml uses).

@@ -13,8 +13,9 @@ loaded: the app starts, and a front end with only remote models runs, without im
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pipelines.classification import contract as classification
 from pipelines.classification.config import ClassificationEntry, TrainingConfig

@@ -1,5 +1,7 @@
 """The launched app, driven through gradio_client on its public endpoints."""
 
+import itertools
+
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -53,7 +55,7 @@ def test_generate_text_streams_growing_prefixes(client, names):
     updates = [text for text, _stats, _details in job]
     final_text, _final_stats, final_details = job.result()
     assert len(updates) >= 3
-    assert all(b.startswith(a) for a, b in zip(updates, updates[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(updates))
     assert final_text.startswith(updates[0]) and final_text == final_details["text"]
     assert final_details["done"] and final_details["seed"] == 7 and final_details["tokens_per_s"] > 0
 

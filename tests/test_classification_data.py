@@ -2,8 +2,14 @@
 
 import pytest
 
+from pipelines.classification.data import (
+    classification_metrics,
+    normalise,
+    parse_label,
+    read_messages,
+    split_by_unique_text,
+)
 from pipelines.core.errors import InputError
-from pipelines.classification.data import classification_metrics, normalise, parse_label, read_messages, split_by_unique_text
 
 
 def write(tmp_path, name, text, encoding="utf-8"):

@@ -124,7 +124,7 @@ def test_a_file_without_labels_is_mapped_uncoloured(classifier, tmp_path):
 
 
 def test_five_thousand_messages_are_embedded_in_batches_with_progress(classifier, tmp_path):
-    words = "free prize call now lunch tomorrow home milk dinner weekend win cash text reply robot sky cat sun".split()
+    words = ["free", "prize", "call", "now", "lunch", "tomorrow", "home", "milk", "dinner", "weekend", "win", "cash", "text", "reply", "robot", "sky", "cat", "sun"]
     texts = [f"{words[i % 18]} {words[i // 18 % 18]} {words[i // 324 % 18]} and {words[(i * 7) % 18]}" for i in range(5000)]
     path = tmp_path / "many.csv"
     path.write_text("message\n" + "".join(f"{text}\n" for text in texts), encoding="utf-8")

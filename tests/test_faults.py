@@ -185,7 +185,7 @@ def test_concurrent_first_requests_load_each_real_model_once(tiny_config, names)
     def get(task):
         try:
             results[task].append(registry.get(task, names[task]))
-        except Exception as err:  # noqa: BLE001 - collected for the assertion below
+        except Exception as err:
             errors.append(err)
 
     threads = [threading.Thread(target=get, args=(task,)) for task in real for _ in range(4)]

@@ -82,9 +82,9 @@ def slow_app(tiny_config):
     """The app with a tiny pipeline whose every UNet call takes 0.2 s, and a log of those calls."""
     from gradio_client import Client
 
-    from tests.helpers import launch_local
     from pipelines.image.pipeline import LocalImageGenerator
     from pipelines.studio import ModelRegistry, default_loaders
+    from tests.helpers import launch_local
 
     unet_calls = []
 

@@ -12,13 +12,12 @@ import torch
 from PIL import Image
 
 from pipelines.core.errors import ConfigError, InputError
-from pipelines.image.config import ImageEntry, SchedulerName
-from pipelines.image.config import SCHEDULERS
+from pipelines.image.config import SCHEDULERS, ImageEntry, SchedulerName
 from pipelines.image.contract import offered_schedulers
 from pipelines.image.pipeline import LocalImageGenerator
 from pipelines.image.png import save_png
-from pipelines.image.speedups import choose_image_placement, cpu_has_native_bfloat16
 from pipelines.image.previews import latents_to_previews
+from pipelines.image.speedups import choose_image_placement, cpu_has_native_bfloat16
 from pipelines.studio import parse_config
 
 

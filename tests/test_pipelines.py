@@ -1,5 +1,6 @@
 """Each pipeline's output on the tiny models: labels and scores, streamed text, image sizes."""
 
+import itertools
 import threading
 
 import pytest
@@ -57,7 +58,7 @@ def test_streamed_text_grows_as_prefixes(registry, names):
     updates = list(generator.stream("Once upon a time", generator.default_params(max_new_tokens=30, seed=1)))
     texts = [u["text"] for u in updates]
     assert len(texts) >= 3
-    assert all(b.startswith(a) and len(b) >= len(a) for a, b in zip(texts, texts[1:]))
+    assert all(b.startswith(a) and len(b) >= len(a) for a, b in itertools.pairwise(texts))
     assert updates[-1]["done"] and 0 < updates[-1]["new_tokens"] <= 30
     assert updates[-1]["seed"] == 1
 

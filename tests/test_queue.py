@@ -79,7 +79,7 @@ def test_each_task_shares_one_concurrency_group_sized_by_settings(tiny_config):
 
     cpu_default = build_app(tiny_config)  # tiny models run on this CPU-only machine
     limits = {fn.concurrency_id: fn.concurrency_limit for fn in cpu_default.fns.values() if fn.concurrency_id in TASKS}
-    assert limits == {task: tiny_config.settings.cpu_concurrency for task in TASKS}
+    assert limits == dict.fromkeys(TASKS, tiny_config.settings.cpu_concurrency)
 
 
 def test_progress_and_queue_position_are_not_hidden(tiny_config):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -21,8 +23,8 @@ from PIL import Image
 
 from pipelines.core.errors import ConfigError, InputError, ModelLoadError, RemoteModelError
 from pipelines.studio import ModelRegistry, parse_config
-from pipelines.text.remote import OpenAITextGenerator
 from pipelines.text.contract import TextParams
+from pipelines.text.remote import OpenAITextGenerator
 from tests.helpers import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -184,9 +186,9 @@ def test_remote_classifier_takes_batches_and_files(remote_registry, second_app, 
 def test_text_streams_through_second_app(first_app, second_app, names):
     job = first_app.submit("Once upon a time", REMOTE_TEXT, 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
     updates = [text for text, _stats, _details in job]
-    final_text, final_stats, final_details = job.result()
+    final_text, final_stats, _final_details = job.result()
     assert len(updates) >= 3
-    assert all(b.startswith(a) for a, b in zip(updates, updates[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(updates))
     assert "seed 7" in final_stats
     direct_text, _, _ = second_app.predict("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
     assert final_text == direct_text  # same model, same seed: the remote did the work
@@ -278,7 +280,7 @@ def test_served_text_streams(remote_registry):
     updates = list(generator.stream("Once upon a time", generator.default_params(max_new_tokens=30, seed=3)))
     texts = [u["text"] for u in updates]
     assert len(updates) >= 3 and updates[-1]["done"] and not updates[-1]["stopped"]
-    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
     assert 0 < updates[-1]["new_tokens"] <= 30 and updates[-1]["seed"] == 3
 
 
@@ -301,8 +303,8 @@ def test_served_text_error_names_the_model_and_server(remote_registry, transform
 def test_served_text_through_first_app(first_app):
     job = first_app.submit("Once upon a time", SERVED_TEXT, 30, 0.8, 0.95, 50, 1.1, True, 11, api_name="/generate_text")
     updates = [text for text, _stats, _details in job]
-    final_text, final_stats, final_details = job.result()
-    assert len(updates) >= 2 and all(b.startswith(a) for a, b in zip(updates, updates[1:]))
+    final_text, final_stats, _final_details = job.result()
+    assert len(updates) >= 2 and all(b.startswith(a) for a, b in itertools.pairwise(updates))
     assert final_text == updates[-1] and "seed 11" in final_stats
 
 
@@ -316,7 +318,7 @@ def test_down_remote_names_itself_and_the_rest_keeps_working(first_app, remote_c
     # the other models of every tab still answer
     label, _, _ = first_app.predict("hello", names["classification"], 0.5, api_name="/classify")
     assert label["label"] in ("ham", "spam")
-    text, stats, _ = first_app.predict("Hello", REMOTE_TEXT, 5, 0.8, 0.95, 50, 1.1, True, 2, api_name="/generate_text")
+    _text, stats, _ = first_app.predict("Hello", REMOTE_TEXT, 5, 0.8, 0.95, 50, 1.1, True, 2, api_name="/generate_text")
     assert "seed 2" in stats
 
 
@@ -425,7 +427,7 @@ def test_a_server_without_logprobs_says_the_token_view_is_not_available(remote_r
 class FakeCompletionsServer:
     """An OpenAI-compatible completions server that streams fixed tokens with `logprobs`, as vLLM does."""
 
-    TOKENS = [(" Paris", -0.2, {" Paris": -0.2, " the": -2.1, " a": -3.0}), (".", -1.6, {"!": -0.5, ".": -1.6, ",": -2.4})]
+    TOKENS: ClassVar[list] = [(" Paris", -0.2, {" Paris": -0.2, " the": -2.1, " a": -3.0}), (".", -1.6, {"!": -0.5, ".": -1.6, ",": -2.4})]
 
     def __init__(self):
         import http.server

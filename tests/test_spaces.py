@@ -84,7 +84,7 @@ class FakeSpaces:
     def __init__(self):
         self.durations = []
 
-    def GPU(self, fn, duration):  # noqa: N802 - the name spaces uses
+    def GPU(self, fn, duration):
         def wrapped(*args, **kwargs):
             self.durations.append(duration(*args, **kwargs))
             return fn(*args, **kwargs)
@@ -132,7 +132,7 @@ def test_every_event_of_a_task_runs_inside_spaces_gpu(monkeypatch, tiny_config):
     wrapped = {}
 
     class RecordingSpaces:
-        def GPU(self, fn, duration):  # noqa: N802 - the name spaces uses
+        def GPU(self, fn, duration):
             wrapped[id(fn)] = fn  # returned as it is: the app builds as it would off ZeroGPU
             return fn
 

@@ -53,7 +53,7 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "ui").glob("*.py")) + [ROOT / "app.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*sorted((ROOT / "ui").glob("*.py")), ROOT / "app.py"], ids=lambda p: p.name)
 def test_ui_modules_import_no_model_library(path):
     heavy = {name for name in imports_of(path) if name.split(".")[0] in HEAVY}
     assert not heavy, f"{path.name} imports {heavy}"

@@ -11,11 +11,11 @@ import torch
 from gradio_client.exceptions import AppError
 
 from pipelines.core.errors import ConfigError, InputError
-from pipelines.text.speedups import apply_cpu_speedups, model_memory_mb
 from pipelines.core.params import check_params
 from pipelines.studio import ModelRegistry, parse_config
 from pipelines.text.contract import PRESETS
 from pipelines.text.pipeline import LocalTextGenerator
+from pipelines.text.speedups import apply_cpu_speedups, model_memory_mb
 from tests.helpers import SlowSteps, generates_at_once, launch_local, settles, slow_text_registry, wait_until
 from ui import status_panel, text_tab
 from ui.common import markdown_text
@@ -125,7 +125,7 @@ def slow_app(tiny_config):
 
 
 def test_cancelled_api_job_stops_generate_and_frees_the_model(slow_app, names):
-    client, registry, hook = slow_app
+    client, _registry, hook = slow_app
     job = client.submit(**text_args(names["text"], max_new_tokens=200), api_name="/generate_text")
     assert wait_until(lambda: len(job.outputs()) >= 2), "no streamed update arrived"
     steps = hook.calls

@@ -3,11 +3,17 @@ alternatives (token_probabilities) and the next-token explorer (/next_tokens).""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from gradio_client.exceptions import AppError
 from transformers import (
-    LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
 )
 
 from pipelines.core.errors import InputError
@@ -90,7 +96,7 @@ def test_tokens_spell_the_text_and_grow_with_each_streamed_update(generator):
     counts = [len(u["tokens"]) for u in updates]
     assert counts == sorted(counts) and counts[-1] == 30 and len(updates) > 2
     assert "".join(t["text"] for t in updates[-1]["tokens"]) == updates[-1]["text"]
-    for earlier, later in zip(updates, updates[1:]):
+    for earlier, later in itertools.pairwise(updates):
         assert [t["id"] for t in later["tokens"][: len(earlier["tokens"])]] == [t["id"] for t in earlier["tokens"]]
 
 

@@ -6,9 +6,9 @@ import random
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipelines.classification.pipeline import LocalClassifier
 from pipelines.classification.config import ClassificationEntry
 from pipelines.classification.data import classification_metrics, normalise, read_messages, split_by_unique_text
+from pipelines.classification.pipeline import LocalClassifier
 from pipelines.tiny import build_classifier
 from pipelines.train_classifier import main
 

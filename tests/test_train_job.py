@@ -413,7 +413,7 @@ def test_per_session_caps_remove_the_oldest_models_and_a_restart_removes_them_al
     alice, bob = (trained_models.owner_of(config, s) for s in ("alice", "bob"))
     first = run_to_end_as(config, data, alice, "one")[0]["model"]
     run_to_end_as(config, data, alice, "two")
-    last, updates = run_to_end_as(config, data, alice, "three")
+    last, _updates = run_to_end_as(config, data, alice, "three")
     assert first not in config.names("classification", alice) and len(trained_models.visible(config, alice)) == 2
     assert any("removed your oldest model" in line for line in last["log"])
     run_to_end_as(config, data, bob, "bob's")

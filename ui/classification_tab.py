@@ -10,7 +10,15 @@ import gradio as gr
 from pipelines.classification import trained_models
 from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
 from ui import embedding_map
-from ui.common import confusion_markdown, controls, describe_model, details_json, error_message, model_dropdown, output_path
+from ui.common import (
+    confusion_markdown,
+    controls,
+    describe_model,
+    details_json,
+    error_message,
+    model_dropdown,
+    output_path,
+)
 from ui.handlers import TabState, bind, handler
 
 TASK = "classification"
@@ -74,7 +82,7 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
         try:
             classifier = registry.get(TASK, name)
             batch = classifier([messages[i] for i in indices], threshold=[thresholds[i] for i in indices])
-        except Exception as err:  # noqa: BLE001 - reported per request
+        except Exception as err:
             errors.update({i: error_message(err, "classify") for i in indices})
             continue
         for i, result in zip(indices, batch):

@@ -62,7 +62,7 @@ def show_errors(fn):
         def generator_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 raise translate(err) from None
 
         return generator_wrapper
@@ -71,7 +71,7 @@ def show_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise translate(err) from None
 
     return wrapper

@@ -122,7 +122,7 @@ class Declaration:
         for i in range(len(next(iter(batch.values()), []))):
             try:
                 self.check(tab, {name: values[i] for name, values in batch.items()}, order)
-            except Exception as err:  # noqa: BLE001 - reported to that request alone
+            except Exception as err:
                 refused[i] = error_message(err, "the request's checks")
         return refused
 

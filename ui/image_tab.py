@@ -16,7 +16,15 @@ import gradio as gr
 
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
-from ui.common import control_updates, controls, describe_model, in_declaration_order, model_dropdown, output_path, start_and_stop
+from ui.common import (
+    control_updates,
+    controls,
+    describe_model,
+    in_declaration_order,
+    model_dropdown,
+    output_path,
+    start_and_stop,
+)
 from ui.handlers import TabState, bind, handler
 
 TASK = "image"

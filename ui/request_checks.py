@@ -152,7 +152,7 @@ def _unreadable_event_data(fn, payload: dict) -> tuple[str, str] | None:
         if inspect.isclass(hint) and issubclass(hint, gr.EventData):
             try:
                 hint(None, payload.get("event_data"))
-            except Exception as err:  # noqa: BLE001 - whatever reading it raises
+            except Exception as err:
                 return "event_data", (f"must be this event's {hint.__name__} (a JSON object; reading it failed with "
                                       f"{type(err).__name__}: {err}), got {_shown(payload.get('event_data'))}")
     return None

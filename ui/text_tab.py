@@ -11,7 +11,13 @@ from pipelines.core.errors import InputError
 from pipelines.core.params import from_defaults
 from pipelines.text.contract import PRESETS, TextParams, TextUpdate
 from ui.common import (
-    control_updates, controls, describe_model, details_json, in_declaration_order, model_dropdown, start_and_stop,
+    control_updates,
+    controls,
+    describe_model,
+    details_json,
+    in_declaration_order,
+    model_dropdown,
+    start_and_stop,
 )
 from ui.handlers import TabState, bind, handler
 from ui.token_view import VIEW_PARAMETERS, build_explorer, build_token_view

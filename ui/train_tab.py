@@ -20,7 +20,15 @@ from pipelines.classification.train_job import TrainingRunner, TrainUpdate, chec
 from pipelines.classification.training import TrainParams
 from pipelines.core.errors import UserFacingError
 from pipelines.core.params import check_params, from_defaults
-from ui.common import confusion_markdown, controls, details_json, in_declaration_order, markdown_code, output_path, start_and_stop
+from ui.common import (
+    confusion_markdown,
+    controls,
+    details_json,
+    in_declaration_order,
+    markdown_code,
+    output_path,
+    start_and_stop,
+)
 from ui.handlers import TabState, bind, handler
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering

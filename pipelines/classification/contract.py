@@ -6,8 +6,9 @@ both implement. No torch here: the UI and the config read it without loading a m
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 import numpy as np
 
@@ -147,5 +148,5 @@ class Classifier(ABC):
         return background.call(lambda emit: self.embed(texts, on_progress=lambda *p: emit(p), batch_size=batch_size),
                                f"embed-{self.name}", on_item=relay)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default that does nothing, not an abstract method
         """Release what the classifier holds (the registry calls this when it unloads it)."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 import numpy as np
 

@@ -10,9 +10,8 @@ max_length tokens costs what one of max_length tokens does.
 
 from __future__ import annotations
 
-import re
-
 import itertools
+import re
 
 from pipelines.classification.contract import Explanation, WordScore
 from pipelines.core.limits import chars_for_tokens

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 from pipelines.classification.contract import CLASSES, Classifier, check_threshold
 from pipelines.classification.data import check_cell_sizes, classification_metrics, read_messages

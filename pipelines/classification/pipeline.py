@@ -8,7 +8,7 @@ hidden states, mean-pooled (`embed`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class LocalClassifier(Classifier):
         self.tfidf, self.transformer_weight = None, 1.0  # a blended model's classical half (from_entry)
 
     @classmethod
-    def from_entry(cls, entry: ClassificationEntry) -> "LocalClassifier":
+    def from_entry(cls, entry: ClassificationEntry) -> LocalClassifier:
         placement = choose_classifier_placement(entry)
         tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
         model = AutoModelForSequenceClassification.from_pretrained(

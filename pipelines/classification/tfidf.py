@@ -11,8 +11,8 @@ runs code from it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class TfidfScorer:
 
     @classmethod
     def fit(cls, texts: list[str], labels: list[int], seed: int = 42,
-            keep_going: Callable[[], bool] | None = None) -> "TfidfScorer":
+            keep_going: Callable[[], bool] | None = None) -> TfidfScorer:
         """Vocabulary from `texts` (it uses no labels), then C and class weights by grouped CV.
         `keep_going()` is asked before each of the search's fits: once it says False the search
         ends with the best setting scored so far (FALLBACK if none)."""
@@ -94,7 +94,7 @@ class TfidfScorer:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TfidfScorer":
+    def load(cls, folder: str | Path) -> TfidfScorer:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import FeatureUnion
 

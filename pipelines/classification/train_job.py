@@ -24,10 +24,11 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, TypedDict
+from typing import TypedDict
 
 from pipelines.classification import trained_models
 from pipelines.classification.data import check_cell_sizes, check_training_data, read_messages, validation_split
@@ -273,7 +274,7 @@ class TrainingRunner:
                             progress.add(payload)
                         if kind != "result":
                             yield progress.current()
-                except Exception as err:  # noqa: BLE001 - explained below, or re-raised as it is
+                except Exception as err:
                     raise self._explain(err, base, progress.update["state"]) from None
             info = {"name": name, "base_model": base.name, "base_source": public_source(base.source), "data": data["file"],
                     "created": trained_models.now(), "params": asdict(params)} | ({"owner": owner} if owner else {})

@@ -26,9 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 from pipelines.classification.data import MIN_MESSAGES_PER_CLASS
 from pipelines.core.errors import InputError
@@ -200,7 +200,6 @@ def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: 
     from transformers import TrainerCallback
 
     from pipelines.core import background
-    from pipelines.core.hub import public_source
 
     emit = _emitter(on_event)
 
@@ -283,8 +282,13 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
     tokenizer, trainer)."""
     import torch
     from transformers import (
-        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback,
-        Trainer, TrainingArguments, set_seed,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
     )
 
     started = time.perf_counter()
@@ -382,7 +386,12 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
     halted, tfidf, saving). The time limit counts from the start and holds for every stage:
     past it the transformer stops at its next step and the TF-IDF search at its next fit."""
-    from pipelines.classification.data import check_training_data, classification_metrics, read_messages, validation_split
+    from pipelines.classification.data import (
+        check_training_data,
+        classification_metrics,
+        read_messages,
+        validation_split,
+    )
     from pipelines.classification.tfidf import TfidfScorer
     from pipelines.core import background
     from pipelines.core.hub import public_source

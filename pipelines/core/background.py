@@ -23,13 +23,15 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from pipelines.core.limits import IdleTrimmer, give_back_memory, rss_mb
 from pipelines.core.openmp import release_openmp_pool
@@ -119,10 +121,9 @@ def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_a
 
 
 def _lower_this_threads_priority() -> None:
-    try:
+    # Not Linux, or not allowed: the pauses before each layer remain.
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STEP_ASIDE_NICE)  # Linux: this thread only
-    except (AttributeError, OSError):  # not Linux, or not allowed: the pauses before each layer remain
-        pass
 
 
 def _run_job_here(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool,
@@ -137,7 +138,7 @@ def _run_job_here(work: Callable[[Emit], T], events: queue.Queue, label: str, st
         _count_others(+1)
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
-    except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
+    except BaseException as err:
         events.put(("error", err))
     finally:
         if not steps_aside:
@@ -181,16 +182,14 @@ def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None =
         if not finished and stop is not None:
             stop.set()  # the consumer went away (Stop, a client gone): end the computation too
         if future is not None and not finished:
-            try:
+            with contextlib.suppress(Exception):
                 future.result(timeout=STOP_WAIT_S)
-            except Exception:  # noqa: BLE001 - its error no longer has anyone to go to
-                pass
 
 
 def _run_inline(work: Callable[[Emit], T], events: queue.Queue) -> None:
     try:
         events.put(("result", work(lambda item: events.put(("item", item)))))
-    except BaseException as err:  # noqa: BLE001 - re-raised by stream()
+    except BaseException as err:
         events.put(("error", err))
 
 

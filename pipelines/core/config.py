@@ -160,7 +160,7 @@ def _describe_problem(model: type[ConfigBase], raw: dict, error: dict) -> str:
     loc, message = tuple(error["loc"]), error["msg"]
     problem = (error.get("ctx") or {}).get("error")
     if isinstance(problem, FieldProblem):  # a check across fields that blames one of them
-        loc, message = loc + (problem.field,), str(problem)
+        loc, message = (*loc, problem.field), str(problem)
     if len(loc) >= 2 and loc[0] in model.task_names and isinstance(loc[1], int):
         task, index = loc[0], loc[1]
         try:

@@ -6,6 +6,7 @@ work; a model's own limits (its context, its max_length) are checked by its pipe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -65,10 +66,8 @@ def trim_heap(collect: bool = False) -> None:
     with _trim_lock:
         if collect:
             gc.collect()
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc
-            pass
 
 
 def give_back_memory(rss_before_mb: float) -> bool:

@@ -18,8 +18,9 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pipelines.core import background
 from pipelines.core.entry import ModelEntry
@@ -177,7 +178,7 @@ class ModelRegistry:
                 pipeline = self._loader_for(task, entry)(entry)
         except ModelLoadError:
             raise
-        except BaseException as err:  # noqa: BLE001 - any failure must become a clear message
+        except BaseException as err:
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 raise
             message = explain_load_failure(entry, err)

@@ -17,8 +17,9 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pipelines.core.entry import ModelEntry
 from pipelines.core.errors import InputError, ModelLoadError, RemoteModelError
@@ -79,9 +80,9 @@ class GradioRemote:
         self.parameters = {name: {p.get("parameter_name") for p in info["parameters"]} for name, info in endpoints.items()}
         for parameter in endpoints[self.endpoint]["parameters"]:
             choices = (parameter.get("type") or {}).get("enum")
-            if parameter.get("parameter_name") == "model_name" and self.entry.remote_model and choices:
-                if self.entry.remote_model not in choices:
-                    raise ModelLoadError(self.name, f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.")
+            is_model = parameter.get("parameter_name") == "model_name"
+            if is_model and self.entry.remote_model and choices and self.entry.remote_model not in choices:
+                raise ModelLoadError(self.name, f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.")
 
     def close(self) -> None:
         self.client.close()
@@ -100,7 +101,7 @@ class GradioRemote:
             del arguments[name]
         try:
             return self.client.submit(api_name=endpoint, **arguments)
-        except Exception as err:  # noqa: BLE001 - connection problems, named below
+        except Exception as err:
             raise RemoteModelError(self.entry, f"cannot submit the request ({type(err).__name__}: {err})") from err
 
     def follow(self, job, stop: threading.Event | None = None, on_status: Callable | None = None) -> Iterator[Any]:
@@ -140,7 +141,7 @@ class GradioRemote:
             return job.result()
         except AppError as err:
             raise RemoteModelError(self.entry, str(err)) from err
-        except Exception as err:  # noqa: BLE001 - connection lost and the like
+        except Exception as err:
             raise RemoteModelError(self.entry, f"the request failed ({type(err).__name__}: {err})") from err
 
     def call(self, endpoint: str | None = None, defaults: dict | None = None, **arguments):

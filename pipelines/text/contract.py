@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Iterator
 
 # typing_extensions' (pydantic's dependency): pydantic checks these on Python < 3.12 only in this
 # form, as the UI does with the JSON a page sends back (ui.common.check_inputs).
@@ -244,8 +244,8 @@ class TextGenerator(ABC):
     def generate(self, prompt: str, params: TextParams | None = None) -> TextUpdate:
         """The whole continuation at once (the last update of `stream`)."""
         final = None
-        for final in self.stream(prompt, params):
-            pass
+        for update in self.stream(prompt, params):
+            final = update
         return final
 
     def next_tokens(self, prompt: str, params: NextTokenParams | None = None) -> NextTokens:
@@ -259,5 +259,5 @@ class TextGenerator(ABC):
         """`next_tokens` for checked inputs, on a worker thread (models that can override this)."""
         raise InputError("model", f"'{self.name}' cannot show its next-token distribution; choose a model that runs in this app")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default that does nothing, not an abstract method
         """Release what the generator holds (the registry calls this when it unloads it)."""
