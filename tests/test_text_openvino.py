@@ -1,6 +1,7 @@
 """The OpenVINO text engine (`cpu_speedups: {engine: openvino}`) on a tiny GPT-Neo with GPT-Neo
-1.3B's 256-token local-attention window: the same tokens as PyTorch past the window, every
-control of the text task, the export cache, and the refusal when the package is missing."""
+1.3B's 256-token local-attention window: the same tokens as PyTorch past the window, through
+transformers' `generate`; every control of the text task and generate's own options; the export
+cache, and the refusal when the package is missing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import torch
 from pipelines.core.config import ConfigError, parse_config
 from pipelines.text import openvino_engine
 from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
-from pipelines.text.sampling import decode_tokens
 from pipelines.tiny import build_text_model
 
 WINDOW = 256  # GPT-Neo 1.3B's local attention window
@@ -56,11 +56,11 @@ def greedy(generator, max_new_tokens: int, prompt: str = "Once upon a time") -> 
 
 
 # -- the same tokens as PyTorch -----------------------------------------------------------------------
-def pytorch_greedy(model, prompt_ids: list[int], new: int, repetition_penalty: float) -> list[int]:
+def greedy_ids(model, prompt_ids: list[int], new: int, **options) -> list[int]:
+    """`generate`'s greedy tokens (the same call for a PyTorch and an OpenVINO model), no early stop."""
     with torch.inference_mode():
         out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                             max_new_tokens=new, do_sample=False, repetition_penalty=repetition_penalty,
-                             pad_token_id=0, eos_token_id=None)
+                             max_new_tokens=new, do_sample=False, pad_token_id=0, eos_token_id=None, **options)
     return out[0, len(prompt_ids):].tolist()
 
 
@@ -70,15 +70,16 @@ def test_float32_greedy_matches_pytorch_token_for_token_past_the_window(generato
     assert torch_gen.model.config.window_size == WINDOW
     prompt_ids = torch_gen.tokenizer("Once upon a time")["input_ids"]
     # 320 new tokens: the last ~70 positions see only the window in the local layer
-    new, penalty = 320, 1.0
-    reference = pytorch_greedy(torch_gen.model, prompt_ids, new, penalty)
-    config = ov_gen.generation_config
-    config.update(max_new_tokens=new, do_sample=False, repetition_penalty=penalty)
-    config.eos_token_id = -1  # as PyTorch above: no early stop
-    ov_gen.model.reset()
-    ours = [step.token for step in decode_tokens(ov_gen.model.step, prompt_ids, config, seed=0, stop=threading.Event())]
+    new = 320
+    reference = greedy_ids(torch_gen.model, prompt_ids, new, repetition_penalty=1.0)
     assert len(prompt_ids) + new > WINDOW + 50 and len(set(reference[WINDOW:])) > 20  # past the window, not a loop
-    assert ours == reference
+    assert greedy_ids(ov_gen.model, prompt_ids, new, repetition_penalty=1.0) == reference
+    # generate's own decoding loop (OpenVINOCausalLM.fast_sampling off) makes the same tokens
+    ov_gen.model.fast_sampling = False
+    try:
+        assert greedy_ids(ov_gen.model, prompt_ids, new, repetition_penalty=1.0) == reference
+    finally:
+        ov_gen.model.fast_sampling = True
 
     # the window matters in this test: without it (every layer global) PyTorch's tokens change past it
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -86,7 +87,7 @@ def test_float32_greedy_matches_pytorch_token_for_token_past_the_window(generato
     config = AutoConfig.from_pretrained(neo256)
     config.attention_layers = ["global"] * config.num_layers
     global_only = AutoModelForCausalLM.from_pretrained(neo256, config=config).eval()
-    unwindowed = pytorch_greedy(global_only, prompt_ids, new, penalty)
+    unwindowed = greedy_ids(global_only, prompt_ids, new, repetition_penalty=1.0)
     first_difference = next(i for i, (a, b) in enumerate(zip(unwindowed, reference)) if a != b)
     assert len(prompt_ids) + first_difference > WINDOW
 
@@ -150,15 +151,23 @@ def test_sampling_controls_reach_the_loop(generators):
     assert penalised["text"] != plain["text"]
 
 
-def test_each_step_exposes_the_processed_distribution(generators):
-    generator = generators["int4"]
-    config = generator.generation_config
-    config.update(max_new_tokens=6, do_sample=True, top_k=5, top_p=1.0, temperature=1.0, repetition_penalty=1.0)
-    generator.model.reset()
-    steps = list(decode_tokens(generator.model.step, [1, 2, 3], config, seed=4, stop=threading.Event()))
-    assert len(steps) == 6
-    for step in steps:
-        assert abs(float(step.probs.sum()) - 1) < 1e-5 and int((step.probs > 0).sum()) <= 5 and step.probs[step.token] > 0
+def test_generate_options_work_on_the_openvino_model(generators):
+    """Options TextParams does not offer (yet) work as on PyTorch: the model is a transformers one."""
+    torch_gen, ov_gen = generators["torch"], generators["float32"]
+    prompt_ids = torch_gen.tokenizer("Once upon a time")["input_ids"]
+    for options in [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5, suppress_tokens=[5, 6, 7]),
+                    dict(min_new_tokens=5, bad_words_ids=[[9]]), dict(use_cache=False)]:
+        assert greedy_ids(ov_gen.model, prompt_ids, 40, **options) == greedy_ids(torch_gen.model, prompt_ids, 40, **options), options
+
+    def sampled(**options):
+        torch.manual_seed(3)
+        return ov_gen.model.generate(torch.tensor([prompt_ids]), max_new_tokens=30, do_sample=True, top_k=0, pad_token_id=0,
+                                     **options)[0].tolist()
+
+    # typical_p and min_p, which TextParams does not have, reach the draw (same seed, other tokens)
+    assert sampled() == sampled() and sampled(typical_p=0.2) != sampled() and sampled(min_p=0.5) != sampled()
+    with pytest.raises(ValueError, match="does not run beam search"):
+        greedy_ids(ov_gen.model, prompt_ids, 5, num_beams=2)
 
 
 def test_token_view_records_the_distributions_the_tokens_were_drawn_from(generators):
