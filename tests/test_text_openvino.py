@@ -1,10 +1,11 @@
 """The OpenVINO text engine (`cpu_speedups: {engine: openvino}`) on a tiny GPT-Neo with GPT-Neo
 1.3B's 256-token local-attention window: the same tokens as PyTorch past the window, through
-transformers' `generate`; every control of the text task and generate's own options; the export
-cache, and the refusal when the package is missing."""
+transformers' `generate`; every parameter of the text task (the walk of tests/param_walk.py)
+and generate's own options; the export cache, and the refusal when the package is missing."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 
@@ -14,7 +15,9 @@ import torch
 from pipelines.core.config import ConfigError, parse_config
 from pipelines.text import openvino_engine
 from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
+from pipelines.text.contract import TextParams
 from pipelines.tiny import build_text_model
+from tests.param_walk import walk_text
 
 WINDOW = 256  # GPT-Neo 1.3B's local attention window
 UNUSED = {"source": "not-loaded"}
@@ -116,7 +119,7 @@ def test_compressed_formats_generate_with_smaller_weights(generators, weights, m
     assert generators[weights].memory_mb < 0.5 * generators["float32"].memory_mb
 
 
-# -- every control ------------------------------------------------------------------------------------
+# -- every parameter ------------------------------------------------------------------------------------
 def test_same_seed_same_text_other_seed_other_text(generators):
     generator = generators["int4"]
     params = generator.default_params(max_new_tokens=20, seed=1234)
@@ -137,18 +140,12 @@ def test_max_new_tokens_and_streamed_prefixes(generators):
     assert updates[-1]["tokens_per_s"] > 0 and updates[-1]["ttft_s"] > 0
 
 
-def test_sampling_controls_reach_the_loop(generators):
-    generator = generators["int4"]
-    text = generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=3))["text"]
-    # top_k 1 keeps only the likeliest token: sampling is then greedy, whatever the seed
-    top1 = {generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=s, top_k=1))["text"] for s in (1, 2)}
-    assert top1 == {generator.generate("The cat", generator.default_params(max_new_tokens=12, do_sample=False))["text"]}
-    assert text not in top1
-    hot = generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=3, temperature=2.0))["text"]
-    assert hot != text
-    penalised = generator.generate("The cat", generator.default_params(max_new_tokens=40, do_sample=False, repetition_penalty=2.0))
-    plain = generator.generate("The cat", generator.default_params(max_new_tokens=40, do_sample=False, repetition_penalty=1.0))
-    assert penalised["text"] != plain["text"]
+@pytest.mark.parametrize("weights", openvino_engine.WEIGHT_FORMATS)
+def test_every_text_parameter_changes_the_output_or_is_refused(generators, weights, monkeypatch):
+    config = generators[weights].generation_config  # every run makes max_new_tokens tokens
+    monkeypatch.setattr(config, "suppress_tokens", [config.eos_token_id])
+    verdicts = walk_text(generators[weights])
+    assert verdicts == {f.name: "used" for f in dataclasses.fields(TextParams)}
 
 
 def test_generate_options_work_on_the_openvino_model(generators):

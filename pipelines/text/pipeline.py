@@ -26,7 +26,7 @@ from pipelines.core.devices import Placement, choose_placement
 from pipelines.core.errors import InputError
 from pipelines.core.hub import from_pretrained_kwargs
 from pipelines.core.limits import chars_for_tokens
-from pipelines.core.params import call_kwargs
+from pipelines.core.params import call_kwargs, passed_fields, refuse_unsupported
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import NextTokenParams, NextTokens, StreamStats, TextGenerator, TextParams
 from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
@@ -75,6 +75,11 @@ class _StopFlag(StoppingCriteria):
 
 
 class LocalTextGenerator(TextGenerator):
+    # The TextParams fields this class implements itself; the others are `passed_as` fields, which
+    # `generate` receives (on PyTorch and on OpenVINO alike, so any generate option works on both).
+    # A field added with neither is refused with its name (`check_inputs`) until it is implemented here.
+    IMPLEMENTED = frozenset({"seed", "truncate_prompt", "token_probabilities"})
+
     def __init__(self, entry: TextEntry, model, tokenizer, placement: Placement, speedups: str = ""):
         self.entry, self.name = entry, entry.name
         self.model, self.tokenizer = model, tokenizer
@@ -105,6 +110,10 @@ class LocalTextGenerator(TextGenerator):
     @property
     def memory_mb(self) -> float:
         return model_memory_mb(self.model)
+
+    def check_inputs(self, prompt: object, params: TextParams) -> TextParams:
+        params = super().check_inputs(prompt, params)
+        return refuse_unsupported(params, self.IMPLEMENTED | passed_fields(type(params)), f"'{self.name}' ({self.placement})")
 
     def why_no_token_probabilities(self) -> str | None:
         untaken = untaken_warpers(self.model.generation_config)
