@@ -7,7 +7,7 @@ made here first if missing) and compiles it once per setting in one process:
 - f32 / bf16: `INFERENCE_PRECISION_HINT` (OpenVINO's default is bf16 on CPUs with native bfloat16);
 - dq0 / dq128: dynamic quantization of activations off / per 128 inputs (default 32);
 - 1 thread: `INFERENCE_NUM_THREADS` 1 instead of torch's thread count.
-Then decodes 48 tokens with the app's sampling loop, the settings taking turns round after round
+Then decodes 48 tokens with the app's `generate`, the settings taking turns round after round
 (a busy moment of the shared CPU then slows one run of each), best of `--repeats`; and prints, for
 the app's setting, the kernels that run (`PERF_COUNT`) with their milliseconds per token.
 """
@@ -18,8 +18,6 @@ import argparse
 import collections
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 from benchmarks.textgen import SAMPLING, SEED, openvino_model
@@ -42,14 +40,15 @@ def settings(weights: str) -> dict[str, dict]:
 
 
 def tokens_per_s(model) -> float:
-    from transformers import GenerationConfig
+    import torch
 
-    from pipelines.text.sampling import decode_tokens
+    from benchmarks.textgen import TokenTimes
 
-    config = GenerationConfig(**SAMPLING, max_new_tokens=NEW_TOKENS, eos_token_id=50256, suppress_tokens=[50256])
-    model.reset()
-    times = [time.perf_counter() for _ in decode_tokens(model.step, PROMPT_IDS, config, SEED, threading.Event())]
-    return (len(times) - 1) / (times[-1] - times[0])
+    times = TokenTimes()
+    torch.manual_seed(SEED)
+    model.generate(torch.tensor([PROMPT_IDS]), max_new_tokens=NEW_TOKENS, streamer=times, eos_token_id=50256,
+                   pad_token_id=50256, suppress_tokens=[50256], **SAMPLING)
+    return (len(times.times) - 1) / (times.times[-1] - times.times[0])
 
 
 def profile(model, steps: int = 20) -> dict[str, float]:

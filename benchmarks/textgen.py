@@ -23,8 +23,8 @@ runs go round by round, one run of each variant per round, and each variant's be
 
 The `openvino_<format>` variants run the OpenVINO engine (pipelines/text/openvino_engine.py) on
 the same random model, exported once into `--openvino-cache` (reused by later runs; an export
-builds the float32 model first, so its process's load peak includes it) and decoded with the
-app's sampling loop (pipelines/text/sampling.py). Their quality columns come from feeding the
+builds the float32 model first, so its process's load peak includes it) and decoded by
+transformers' `generate`, as the app does (with the engine's draw, pipelines/text/sampling.py). Their quality columns come from feeding the
 same 128 tokens one at a time through the stateful model (the KV cache path the app uses). The CPU is shared with other work: interleaving makes a busy moment
 slow one run of every variant instead of all runs of one, and the best run is the least
 disturbed. The "app" row runs the app's `/generate_text` endpoint with the speed-up that
@@ -33,6 +33,14 @@ models.yaml gives GPT-Neo 1.3B on a CPU (the fastest): the app is launched in it
 entry's speed-ups as `LocalTextGenerator.from_entry` does, instead of reading 5 GB from disk) and the
 request is streamed with `gradio_client` from this process; its rate is measured on the client,
 from the token counts in the streamed stats lines as they arrive.
+
+    nice -n 10 python -m benchmarks.textgen --compare-routes int4 --new-tokens 64 --repeats 6
+
+compares, in one process on one compiled model, the OpenVINO engine's decoding before it ran
+through `generate` (the hand-written loop of commit BASELINE_COMMIT, read from git), through
+`generate` as the app runs it, and through `generate`'s own sampling loop (which draws over the
+whole vocabulary); the routes take turns run after run, each's best counts, and the ratios to
+the loop are printed.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,35 +166,19 @@ class TokenTimes:
 
 
 def time_generation(model, input_ids, new_tokens: int) -> dict:
+    """One sampled `generate` (PyTorch, or the OpenVINO engine's model, which transformers runs the same way)."""
     import torch
 
-    if hasattr(model, "step"):  # the OpenVINO engine
-        return time_openvino_generation(model, input_ids[0].tolist(), new_tokens)
     streamer = TokenTimes()
     torch.manual_seed(SEED)
     started = time.perf_counter()
     with torch.inference_mode():
         model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
                        streamer=streamer, **SAMPLING)
-    times = streamer.times
-    assert len(times) == new_tokens, f"expected {new_tokens} tokens, got {len(times)}"
-    return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
+    return rate(streamer.times, started, new_tokens)
 
 
-def time_openvino_generation(model, prompt_ids: list[int], new_tokens: int) -> dict:
-    """As time_generation, through the app's sampling loop for engines without `generate`."""
-    import threading
-
-    from transformers import GenerationConfig
-
-    from pipelines.text.sampling import decode_tokens
-
-    config = GenerationConfig(**SAMPLING, max_new_tokens=new_tokens, eos_token_id=EOS_ID, suppress_tokens=[EOS_ID])
-    times = []
-    started = time.perf_counter()
-    model.reset()
-    for _ in decode_tokens(model.step, prompt_ids, config, SEED, threading.Event()):
-        times.append(time.perf_counter())
+def rate(times: list[float], started: float, new_tokens: int) -> dict:
     assert len(times) == new_tokens, f"expected {new_tokens} tokens, got {len(times)}"
     return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
 
@@ -200,7 +193,9 @@ def openvino_model(weights: str, layers: int, cache: Path):
     key = engine.cache_key("benchmark:gpt-neo-1.3B-random", f"seed0-layers{layers}", weights)
     xml, _ = engine.cached_export(cache / key, lambda folder: engine.export(build_model(layers), folder, weights))
     release_freed_memory()  # the float32 model an export was made from
-    return engine.OpenVINOCausalLM(xml, weights, GPTNeoConfig(**config))
+    model = engine.OpenVINOCausalLM(xml, weights, GPTNeoConfig(**config))
+    model.generation_config.update(suppress_tokens=[EOS_ID], pad_token_id=EOS_ID)  # as build_model's
+    return model
 
 
 def next_token_log_probs(model, ids):
@@ -256,6 +251,88 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path, 
                 break
             print("RUN " + json.dumps(time_generation(model, input_ids, new_tokens)), flush=True)
     print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb())}), flush=True)
+
+
+# The commit whose decoding loop the OpenVINO engine ran before it ran through `generate`
+# (pipelines/text/sampling.py's `decode_tokens`): `--compare-routes` reads it from git.
+BASELINE_COMMIT = "b682541"
+ROUTES = ("loop", "generate", "generate_stock")
+
+
+def baseline_loop():
+    """`decode_tokens` of BASELINE_COMMIT's pipelines/text/sampling.py, loaded from git history."""
+    import types
+
+    try:
+        source = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:pipelines/text/sampling.py"], capture_output=True,
+                                text=True, check=True, cwd=Path(__file__).resolve().parent).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise SystemExit(f"--compare-routes needs this repository's git history (commit {BASELINE_COMMIT}): {err}") from err
+    module = types.ModuleType("baseline_sampling")
+    sys.modules[module.__name__] = module  # its dataclass looks itself up there
+    exec(compile(source, f"{BASELINE_COMMIT}:pipelines/text/sampling.py", "exec"), module.__dict__)
+    return module.decode_tokens
+
+
+def time_route(route: str, model, prompt_ids: list[int], new_tokens: int, decode_tokens) -> dict:
+    """One sampled generation of `new_tokens` on the OpenVINO model by `route`: "loop" (the baseline's
+    own loop over `model.step`), "generate" (transformers' generate with the engine's `_sample`, what
+    the app runs) or "generate_stock" (generate's own `_sample`: draws over the whole vocabulary)."""
+    import threading
+
+    import torch
+    from transformers import GenerationConfig
+
+    started = time.perf_counter()
+    if route == "loop":
+        config = GenerationConfig(**SAMPLING, max_new_tokens=new_tokens, eos_token_id=EOS_ID, suppress_tokens=[EOS_ID])
+        model.reset()
+        times = [time.perf_counter() for _ in decode_tokens(model.step, prompt_ids, config, SEED, threading.Event())]
+        return rate(times, started, new_tokens)
+    model.fast_sampling = route == "generate"
+    try:
+        streamer = TokenTimes()
+        torch.manual_seed(SEED)
+        model.generate(torch.tensor([prompt_ids]), max_new_tokens=new_tokens, streamer=streamer, **SAMPLING)
+        return rate(streamer.times, started, new_tokens)
+    finally:
+        model.fast_sampling = True
+
+
+def compare_routes(args) -> dict:
+    """The OpenVINO engine's decoding routes, in one process on one compiled model, taking turns
+    run after run (a busy moment of the shared CPU slows one run of each), best of `--repeats`."""
+    weights = args.compare_routes
+    decode_tokens = baseline_loop()
+    enough_memory_for(args.layers, OPENVINO_PREFIX + weights, args.openvino_cache)
+    model = openvino_model(weights, args.layers, Path(args.openvino_cache))
+    prompt_ids = build_tokenizer()(PROMPT)["input_ids"]
+    for route in ROUTES:  # warm-up
+        time_route(route, model, prompt_ids, 4, decode_tokens)
+    runs: dict[str, list[dict]] = {route: [] for route in ROUTES}
+    for round_number in range(args.repeats):
+        order = ROUTES if round_number % 2 == 0 else ROUTES[::-1]  # neither route always goes first
+        for route in order:
+            runs[route].append(time_route(route, model, prompt_ids, args.new_tokens, decode_tokens))
+            print(f"round {round_number + 1}: {route} {runs[route][-1]['tokens_per_s']:.2f} tokens/s", flush=True)
+    best = {route: max(r["tokens_per_s"] for r in runs[route]) for route in ROUTES}
+    result = {"weights": weights, "layers": args.layers, "new_tokens": args.new_tokens, "repeats": args.repeats,
+              "baseline_commit": BASELINE_COMMIT, "sampling": SAMPLING,
+              "best_tokens_per_s": {route: round(v, 2) for route, v in best.items()},
+              "runs_tokens_per_s": {route: [round(r["tokens_per_s"], 2) for r in runs[route]] for route in ROUTES},
+              "generate_vs_loop": round(best["generate"] / best["loop"], 4),
+              "generate_stock_vs_loop": round(best["generate_stock"] / best["loop"], 4)}
+    # each round's runs ran side by side: the median of their ratios shrugs off a round the CPU was busy for
+    for route in ("generate", "generate_stock"):
+        ratios = sorted(a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[route], runs["loop"]))
+        result[f"{route}_vs_loop_median_of_rounds"] = round(statistics.median(ratios), 4)
+    print(f"\nOpenVINO {weights}, {args.layers} layers, {args.new_tokens} tokens per run, best of {args.repeats} interleaved runs:")
+    for route in ROUTES:
+        print(f"  {route:<15}{best[route]:>8.2f} tokens/s  (runs {result['runs_tokens_per_s'][route]})")
+    print(f"best of each, generate / loop: {result['generate_vs_loop']:.4f}; generate_stock / loop: {result['generate_stock_vs_loop']:.4f}")
+    print(f"median of the rounds' ratios, generate / loop: {result['generate_vs_loop_median_of_rounds']:.4f}; "
+          f"generate_stock / loop: {result['generate_stock_vs_loop_median_of_rounds']:.4f}")
+    return result
 
 
 def speedup_options(speedup: str) -> dict:
@@ -443,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also bf16, int8_dynamic+compile)")
     parser.add_argument("--openvino-cache", help="where the openvino variants' exports are kept and reused (default: the app's cache folder)")
     parser.add_argument("--no-app", action="store_true", help="skip the app row")
+    parser.add_argument("--compare-routes", metavar="WEIGHTS", choices=["float32", "int8", "int4"],
+                        help="instead: the OpenVINO engine's decoding before and after it ran through generate "
+                             f"(the loop of commit {BASELINE_COMMIT}, generate, generate's own sampling), in one process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one variant's process
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--serve-app", help=argparse.SUPPRESS)
@@ -457,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker:
         variant_worker(args.worker, args.layers, args.new_tokens, Path(args.reference), Path(args.openvino_cache))
+        return 0
+    if args.compare_routes:
+        result = compare_routes(args)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
         return 0
 
     started = time.perf_counter()

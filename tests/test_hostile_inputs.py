@@ -183,7 +183,8 @@ def test_strange_text_gives_correct_results_everywhere(client, api, names, kind)
     continuation, _, update = client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=text, seed=1))
     assert isinstance(continuation, str) and continuation == update["text"] and update["seed"] == 1
     gallery, _ = client.predict(
-        api_name="/generate_image", **call_args(api, names, "/generate_image", prompt=text, negative_prompt=text, seed=1)
+        api_name="/generate_image",
+        **call_args(api, names, "/generate_image", prompt=text, negative_prompt=text, guidance_scale=2.0, seed=1),  # guidance: it is read
     )
     assert len(gallery) == 1
 

@@ -1,9 +1,11 @@
 """The OpenVINO text engine (`cpu_speedups: {engine: openvino}`) on a tiny GPT-Neo with GPT-Neo
-1.3B's 256-token local-attention window: the same tokens as PyTorch past the window, every
-control of the text task, the export cache, and the refusal when the package is missing."""
+1.3B's 256-token local-attention window: the same tokens as PyTorch past the window, through
+transformers' `generate`; every parameter of the text task (the walk of tests/param_walk.py)
+and generate's own options; the export cache, and the refusal when the package is missing."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 
@@ -14,8 +16,9 @@ from pipelines.core.errors import ConfigError
 from pipelines.studio import parse_config
 from pipelines.text import openvino_engine
 from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
-from pipelines.text.sampling import decode_tokens
+from pipelines.text.contract import TextParams
 from pipelines.tiny import build_text_model
+from tests.param_walk import walk_text
 
 WINDOW = 256  # GPT-Neo 1.3B's local attention window
 UNUSED = {"source": "not-loaded"}
@@ -57,11 +60,11 @@ def greedy(generator, max_new_tokens: int, prompt: str = "Once upon a time") -> 
 
 
 # -- the same tokens as PyTorch -----------------------------------------------------------------------
-def pytorch_greedy(model, prompt_ids: list[int], new: int, repetition_penalty: float) -> list[int]:
+def greedy_ids(model, prompt_ids: list[int], new: int, **options) -> list[int]:
+    """`generate`'s greedy tokens (the same call for a PyTorch and an OpenVINO model), no early stop."""
     with torch.inference_mode():
         out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                             max_new_tokens=new, do_sample=False, repetition_penalty=repetition_penalty,
-                             pad_token_id=0, eos_token_id=None)
+                             max_new_tokens=new, do_sample=False, pad_token_id=0, eos_token_id=None, **options)
     return out[0, len(prompt_ids):].tolist()
 
 
@@ -71,15 +74,16 @@ def test_float32_greedy_matches_pytorch_token_for_token_past_the_window(generato
     assert torch_gen.model.config.window_size == WINDOW
     prompt_ids = torch_gen.tokenizer("Once upon a time")["input_ids"]
     # 320 new tokens: the last ~70 positions see only the window in the local layer
-    new, penalty = 320, 1.0
-    reference = pytorch_greedy(torch_gen.model, prompt_ids, new, penalty)
-    config = ov_gen.generation_config
-    config.update(max_new_tokens=new, do_sample=False, repetition_penalty=penalty)
-    config.eos_token_id = -1  # as PyTorch above: no early stop
-    ov_gen.model.reset()
-    ours = [step.token for step in decode_tokens(ov_gen.model.step, prompt_ids, config, seed=0, stop=threading.Event())]
+    new = 320
+    reference = greedy_ids(torch_gen.model, prompt_ids, new, repetition_penalty=1.0)
     assert len(prompt_ids) + new > WINDOW + 50 and len(set(reference[WINDOW:])) > 20  # past the window, not a loop
-    assert ours == reference
+    assert greedy_ids(ov_gen.model, prompt_ids, new, repetition_penalty=1.0) == reference
+    # generate's own decoding loop (OpenVINOCausalLM.fast_sampling off) makes the same tokens
+    ov_gen.model.fast_sampling = False
+    try:
+        assert greedy_ids(ov_gen.model, prompt_ids, new, repetition_penalty=1.0) == reference
+    finally:
+        ov_gen.model.fast_sampling = True
 
     # the window matters in this test: without it (every layer global) PyTorch's tokens change past it
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -87,7 +91,7 @@ def test_float32_greedy_matches_pytorch_token_for_token_past_the_window(generato
     config = AutoConfig.from_pretrained(neo256)
     config.attention_layers = ["global"] * config.num_layers
     global_only = AutoModelForCausalLM.from_pretrained(neo256, config=config).eval()
-    unwindowed = pytorch_greedy(global_only, prompt_ids, new, penalty)
+    unwindowed = greedy_ids(global_only, prompt_ids, new, repetition_penalty=1.0)
     first_difference = next(i for i, (a, b) in enumerate(zip(unwindowed, reference)) if a != b)
     assert len(prompt_ids) + first_difference > WINDOW
 
@@ -116,7 +120,7 @@ def test_compressed_formats_generate_with_smaller_weights(generators, weights, m
     assert generators[weights].memory_mb < 0.5 * generators["float32"].memory_mb
 
 
-# -- every control ------------------------------------------------------------------------------------
+# -- every parameter ------------------------------------------------------------------------------------
 def test_same_seed_same_text_other_seed_other_text(generators):
     generator = generators["int4"]
     params = generator.default_params(max_new_tokens=20, seed=1234)
@@ -137,29 +141,31 @@ def test_max_new_tokens_and_streamed_prefixes(generators):
     assert updates[-1]["tokens_per_s"] > 0 and updates[-1]["ttft_s"] > 0
 
 
-def test_sampling_controls_reach_the_loop(generators):
-    generator = generators["int4"]
-    text = generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=3))["text"]
-    # top_k 1 keeps only the likeliest token: sampling is then greedy, whatever the seed
-    top1 = {generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=s, top_k=1))["text"] for s in (1, 2)}
-    assert top1 == {generator.generate("The cat", generator.default_params(max_new_tokens=12, do_sample=False))["text"]}
-    assert text not in top1
-    hot = generator.generate("The cat", generator.default_params(max_new_tokens=12, seed=3, temperature=2.0))["text"]
-    assert hot != text
-    penalised = generator.generate("The cat", generator.default_params(max_new_tokens=40, do_sample=False, repetition_penalty=2.0))
-    plain = generator.generate("The cat", generator.default_params(max_new_tokens=40, do_sample=False, repetition_penalty=1.0))
-    assert penalised["text"] != plain["text"]
+@pytest.mark.parametrize("weights", openvino_engine.WEIGHT_FORMATS)
+def test_every_text_parameter_changes_the_output_or_is_refused(generators, weights, monkeypatch):
+    config = generators[weights].generation_config  # every run makes max_new_tokens tokens
+    monkeypatch.setattr(config, "suppress_tokens", [config.eos_token_id])
+    verdicts = walk_text(generators[weights])
+    assert verdicts == {f.name: "used" for f in dataclasses.fields(TextParams)}
 
 
-def test_each_step_exposes_the_processed_distribution(generators):
-    generator = generators["int4"]
-    config = generator.generation_config
-    config.update(max_new_tokens=6, do_sample=True, top_k=5, top_p=1.0, temperature=1.0, repetition_penalty=1.0)
-    generator.model.reset()
-    steps = list(decode_tokens(generator.model.step, [1, 2, 3], config, seed=4, stop=threading.Event()))
-    assert len(steps) == 6
-    for step in steps:
-        assert abs(float(step.probs.sum()) - 1) < 1e-5 and int((step.probs > 0).sum()) <= 5 and step.probs[step.token] > 0
+def test_generate_options_work_on_the_openvino_model(generators):
+    """Options TextParams does not offer (yet) work as on PyTorch: the model is a transformers one."""
+    torch_gen, ov_gen = generators["torch"], generators["float32"]
+    prompt_ids = torch_gen.tokenizer("Once upon a time")["input_ids"]
+    for options in [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5, suppress_tokens=[5, 6, 7]),
+                    dict(min_new_tokens=5, bad_words_ids=[[9]]), dict(use_cache=False)]:
+        assert greedy_ids(ov_gen.model, prompt_ids, 40, **options) == greedy_ids(torch_gen.model, prompt_ids, 40, **options), options
+
+    def sampled(**options):
+        torch.manual_seed(3)
+        return ov_gen.model.generate(torch.tensor([prompt_ids]), max_new_tokens=30, do_sample=True, top_k=0, pad_token_id=0,
+                                     **options)[0].tolist()
+
+    # typical_p and min_p, which TextParams does not have, reach the draw (same seed, other tokens)
+    assert sampled() == sampled() and sampled(typical_p=0.2) != sampled() and sampled(min_p=0.5) != sampled()
+    with pytest.raises(ValueError, match="does not run beam search"):
+        greedy_ids(ov_gen.model, prompt_ids, 5, num_beams=2)
 
 
 def test_token_view_records_the_distributions_the_tokens_were_drawn_from(generators):

@@ -10,6 +10,8 @@ that one declaration:
 - `check_params(params, ranges)`: the request checks, each message naming the field and the
   range (`ranges` are the dataclass' ranges narrowed by the entry's `limits:`);
 - `call_kwargs(params)`: the keyword arguments the model call receives;
+- `refuse_unsupported(params, supported, who)`: a model that does not implement a field refuses
+  a value other than its default, naming the field and the model, instead of ignoring it;
 - the UI controls (`ui.common.controls`) and the API parameters and their defaults (Gradio reads
   them from those controls).
 
@@ -84,7 +86,10 @@ class ParamInfo:
     range: Range | None = None  # numbers only
     widget: Widget | None = None  # how the value is entered; None: by its type (slider, checkbox, textbox)
     passed_as: str | None = None  # keyword of the model call that receives the value (None: used otherwise)
-    only_if: str | None = None  # passed only when this boolean parameter is true (e.g. sampling knobs)
+    # takes effect only when this other parameter is set (a boolean true, a text or file given):
+    # sampling knobs only when sampling (a passed_as one is then passed as None, the model's
+    # default), image-to-image settings only with an initial image
+    only_if: str | None = None
     choices: tuple[str, ...] | None = None  # text values allowed (a model's entry may narrow them)
 
 
@@ -154,6 +159,21 @@ def call_kwargs(params) -> dict:
             enabled = info.only_if is None or getattr(params, info.only_if)
             kwargs[info.passed_as] = getattr(params, name) if enabled else None
     return kwargs
+
+
+def passed_fields(cls) -> set[str]:
+    """The fields that reach the model call by keyword (`passed_as`)."""
+    return {name for name, info in param_infos(cls).items() if info.passed_as}
+
+
+def refuse_unsupported(params, supported: set[str], who: str):
+    """`params` if every field outside `supported` has its declared default; otherwise InputError
+    naming the first other field and `who` ("'GPT-Neo 1.3B' (cpu/openvino int4)", "'X' runs on
+    an OpenAI-compatible server that"): a value a model would ignore is refused, never dropped."""
+    for f in fields(params):
+        if f.name not in supported and getattr(params, f.name) != f.default:
+            raise InputError(f.name, f"{who} does not take it; leave it at {f.default!r}")
+    return params
 
 
 def as_dict(params) -> dict:

@@ -25,11 +25,11 @@ MODEL_SCHEDULER = "default"
 
 @dataclass(frozen=True)
 class ImageParams:
-    negative_prompt: str = param("", "Negative prompt", "What the image should not show (needs guidance above 0).",
+    negative_prompt: str = param("", "Negative prompt", "What the image should not show (needs guidance above 1).",
                                  passed_as="negative_prompt")
     steps: int = param(1, "Steps", "Denoising steps: each removes some noise; more are slower and usually finer.",
                        range=Range(1, 150, integer=True), passed_as="num_inference_steps")
-    guidance_scale: float = param(0.0, "Guidance scale", "How strongly the image follows the prompt (0 = off, as sd-turbo wants); high values look harsh.",
+    guidance_scale: float = param(0.0, "Guidance scale", "How strongly the image follows the prompt: 0 = off, as sd-turbo wants (guidance starts above 1); high values look harsh.",
                                   range=Range(0.0, 30.0, step=0.5), passed_as="guidance_scale")
     width: int = param(512, "Width", range=Range(8, 2048, multiple_of=8), passed_as="width")
     height: int = param(512, "Height", range=Range(8, 2048, multiple_of=8), passed_as="height")
@@ -44,9 +44,10 @@ class ImageParams:
     init_image: str = param("", "Initial image (optional: image to image)",
                             "Start from this picture instead of noise; empty: text to image.", widget="image")
     strength: float = param(0.6, "Strength", "How much of the initial image is redrawn: 0 keeps it, 1 ignores it. "
-                            "Steps x strength denoising steps run.", range=Range(0.0, 1.0, step=0.05))
+                            "Steps x strength denoising steps run.", range=Range(0.0, 1.0, step=0.05), only_if="init_image")
     init_fit: str = param("crop", "Fit the initial image", "crop (default): fill the size, cutting the edges; "
-                          "pad: keep all of it, with white bands.", widget="dropdown", choices=("crop", "pad"))
+                          "pad: keep all of it, with white bands.", widget="dropdown", choices=("crop", "pad"),
+                          only_if="init_image")
 
 
 class GeneratedImage(TypedDict):

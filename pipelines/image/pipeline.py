@@ -15,9 +15,10 @@ import threading
 import torch
 
 from pipelines.core.devices import Placement, module_size_mb
+from pipelines.core.errors import InputError
 from pipelines.core.hub import from_pretrained_kwargs
 from pipelines.core.limits import chars_for_tokens
-from pipelines.core.params import call_kwargs
+from pipelines.core.params import call_kwargs, passed_fields, refuse_unsupported
 from pipelines.image.config import SCHEDULERS, ImageEntry
 from pipelines.image.contract import (
     MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback, denoising_steps,
@@ -34,6 +35,11 @@ class _Stopped(Exception):
 
 
 class LocalImageGenerator(ImageGenerator):
+    # The ImageParams fields this class implements itself; the others are `passed_as` fields, which
+    # the diffusers pipeline receives. A field added with neither is refused with its name
+    # (`check_inputs`) until it is implemented here.
+    IMPLEMENTED = frozenset({"seed", "scheduler", "preview_every", "init_image", "strength", "init_fit"})
+
     def __init__(self, entry: ImageEntry, pipe, placement: Placement, speedups: list[str] | None = None):
         self.entry, self.name = entry, entry.name
         self.pipe = pipe
@@ -73,6 +79,26 @@ class LocalImageGenerator(ImageGenerator):
     @property
     def memory_mb(self) -> float:
         return module_size_mb(*(c for c in self.pipe.components.values() if isinstance(c, torch.nn.Module)))
+
+    def check_inputs(self, prompt: object, params: ImageParams) -> ImageParams:
+        """The contract's checks, then what this pipeline would silently ignore: fields it does not
+        implement, a guidance scale in (0, 1] (diffusers guides only above 1: it acts as 0) and a
+        negative prompt without guidance (only guidance reads it)."""
+        params = super().check_inputs(prompt, params)
+        who = f"'{self.name}' ({self.placement})"
+        refuse_unsupported(params, self.IMPLEMENTED | passed_fields(type(params)), who)
+        # a UNet with a guidance embedding (LCM) takes any scale as an input instead, and never a negative prompt
+        embedded = getattr(self.pipe.unet.config, "time_cond_proj_dim", None) is not None
+        if not embedded and 0 < params.guidance_scale <= 1:
+            raise InputError("guidance_scale", f"{params.guidance_scale:g} changes nothing in {who}: guidance starts above 1 "
+                             "(0 to 1 all mean off); use 0 or a value above 1")
+        if params.negative_prompt.strip() and embedded:
+            raise InputError("negative_prompt", f"{who} takes guidance as an input (a guidance embedding) and reads no "
+                             "negative prompt; leave it empty")
+        if params.negative_prompt.strip() and params.guidance_scale <= 1:
+            raise InputError("negative_prompt", f"{who} reads it only with guidance: set guidance_scale above 1 "
+                             f"(it is {params.guidance_scale:g}), or leave it empty")
+        return params
 
     def _use_scheduler(self, name: str) -> None:
         """Switch the pipeline to the scheduler `name` (caller holds the lock); the model is untouched."""

@@ -16,8 +16,9 @@ generation"). How a model gets there, once per model, format and OpenVINO versio
 4. the IR is saved into the cache folder, with the model's config, generation config and
    tokenizer, so later starts read only that folder.
 
-The sampling loop that runs the compiled model is `pipelines/text/sampling.py`; the generator
-the app uses is `OpenVINOTextGenerator` in `pipelines/text/pipeline.py`.
+The compiled model (`OpenVINOCausalLM`) is a transformers model as far as `generate` is concerned,
+so every generation option works on it; the generator the app uses is `OpenVINOTextGenerator` in
+`pipelines/text/pipeline.py`, which shares `LocalTextGenerator`'s decoding.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 log = logging.getLogger(__name__)
 
@@ -249,25 +252,102 @@ def cpu_properties(weights: str, threads: int | None = None) -> dict:
     return properties
 
 
-class OpenVINOCausalLM:
-    """A compiled stateful GPT-Neo: `reset()` starts a sequence, `step(ids)` feeds new tokens and
-    returns the next-token logits (float32, shape [vocab])."""
+class OpenVINOCausalLM(PreTrainedModel, GenerationMixin):
+    """A compiled stateful GPT-Neo that transformers' `generate` runs like any causal LM, so that
+    every generation option (sampling settings, repetition penalty, no-repeat n-grams, suppressed
+    tokens, stop strings, streamers, stopping criteria, ...) works on it as on PyTorch.
 
-    def __init__(self, xml_path: Path, weights: str, config, properties: dict | None = None):
+    The key/value cache lives inside the OpenVINO model (its state): `generate` starts a new
+    sequence (`reset`), `forward` feeds the tokens the state lacks and returns the last
+    position's logits. Greedy and sampling run `_sample` below, transformers' decoding method
+    with the draw of `sampling.next_token` (the same distribution, faster on a CPU); beam search
+    and assisted decoding would need the cache reordered or rewound, and are refused. `reset()` and
+    `step(ids)` (the next-token logits, float32, shape [vocab]) also serve callers of their own
+    (the next-token explorer, the benchmarks)."""
+
+    main_input_name = "input_ids"
+    _is_stateful = True  # generate then refuses assisted decoding, which rewinds the cache
+    # False: generate's own sampling loop instead of `_sample` below (benchmarks/textgen.py compares them)
+    fast_sampling = True
+
+    def __init__(self, xml_path: Path, weights: str, config, properties: dict | None = None, generation_config=None):
         import openvino as ov
 
-        self.path, self.weights, self.config = Path(xml_path), weights, config  # config: the model's (transformers)
+        super().__init__(config)  # config: the model's (transformers)
+        self.path, self.weights = Path(xml_path), weights
         self.compiled = ov.Core().compile_model(self.path, "CPU", properties or cpu_properties(weights))
         self.request = self.compiled.create_infer_request()
         self._beam = np.zeros(1, dtype=np.int32)  # one sequence: its cache stays where it is
+        self._length = 0  # tokens held in the state
+        if generation_config is not None:
+            self.generation_config = generation_config
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the cache is the OpenVINO model's state: generate makes none
 
     def reset(self) -> None:
         self.request.reset_state()
+        self._length = 0
 
     def step(self, token_ids) -> torch.Tensor:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         logits = self.request.infer({"input_ids": ids, "beam_idx": self._beam})["logits"]
+        self._length += ids.shape[1]
         return torch.from_numpy(np.array(logits[0, -1], dtype=np.float32))
+
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, use_cache: bool | None = True,
+                return_dict: bool | None = True) -> CausalLMOutputWithPast:
+        if input_ids.shape[0] != 1:
+            raise ValueError(f"the OpenVINO engine runs one sequence at a time, not a batch of {input_ids.shape[0]}")
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise ValueError("the OpenVINO engine runs unpadded sequences only (an attention mask of ones)")
+        if not use_cache:  # generate passes the whole sequence every step: feed what the state lacks
+            input_ids = input_ids[:, self._length :]
+        return CausalLMOutputWithPast(logits=self.step(input_ids[0].tolist()).view(1, 1, -1))
+
+    def generate(self, *args, **kwargs):
+        self.reset()  # a new sequence
+        return super().generate(*args, **kwargs)
+
+    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False, streamer=None,
+                **model_kwargs):
+        """GenerationMixin._sample for one sequence on a CPU: the processors and stopping criteria
+        `generate` prepared, each step's token from `sampling.next_token`."""
+        from pipelines.text.sampling import next_token
+
+        if not self.fast_sampling:
+            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus,
+                                   streamer, **model_kwargs)
+        if generation_config.return_dict_in_generate:
+            raise ValueError("the OpenVINO engine's generate returns the token ids only, not return_dict_in_generate")
+        outputs = self._prefill(input_ids, generation_config, model_kwargs)
+        while True:
+            model_kwargs = self._update_model_kwargs_for_generation(outputs, model_kwargs)
+            logits = outputs.logits[:, -1].to(dtype=torch.float32)
+            token = input_ids.new_tensor([next_token(logits_processor, input_ids, logits, generation_config.do_sample)])
+            input_ids = torch.cat([input_ids, token[:, None]], dim=-1)
+            if streamer is not None:
+                streamer.put(token)
+            if bool(stopping_criteria(input_ids, None).any()):
+                break
+            inputs = self.prepare_inputs_for_generation(input_ids, next_sequence_length=1 if model_kwargs["use_cache"] else None,
+                                                        **model_kwargs)
+            outputs = self(**inputs, return_dict=True)
+        if streamer is not None:
+            streamer.end()
+        return input_ids
+
+    def _beam_search(self, *args, **kwargs):
+        raise ValueError("the OpenVINO engine does not run beam search (num_beams > 1): its cache holds one sequence")
 
     @property
     def weights_mb(self) -> float:

@@ -7,13 +7,12 @@ Stop (or a client that went away) frees the model at once. With token_probabilit
 logits processor records each token's distribution (`token_probabilities.py`).
 
 An entry with `cpu_speedups: {engine: openvino}` that runs on a CPU gets `OpenVINOTextGenerator`
-instead: the same checks and streaming, with the model exported once to OpenVINO
-(text/openvino_engine.py) and decoded by text/sampling.py's loop.
+instead: the same checks, streaming and `generate` call, with the model exported once to
+OpenVINO (text/openvino_engine.py, whose model `generate` runs like a PyTorch one).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from pathlib import Path
@@ -27,7 +26,7 @@ from pipelines.core.devices import Placement, choose_placement
 from pipelines.core.errors import InputError
 from pipelines.core.hub import from_pretrained_kwargs
 from pipelines.core.limits import chars_for_tokens
-from pipelines.core.params import call_kwargs
+from pipelines.core.params import call_kwargs, passed_fields, refuse_unsupported
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import NextTokenParams, NextTokens, StreamStats, TextGenerator, TextParams
 from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
@@ -76,6 +75,11 @@ class _StopFlag(StoppingCriteria):
 
 
 class LocalTextGenerator(TextGenerator):
+    # The TextParams fields this class implements itself; the others are `passed_as` fields, which
+    # `generate` receives (on PyTorch and on OpenVINO alike, so any generate option works on both).
+    # A field added with neither is refused with its name (`check_inputs`) until it is implemented here.
+    IMPLEMENTED = frozenset({"seed", "truncate_prompt", "token_probabilities"})
+
     def __init__(self, entry: TextEntry, model, tokenizer, placement: Placement, speedups: str = ""):
         self.entry, self.name = entry, entry.name
         self.model, self.tokenizer = model, tokenizer
@@ -106,6 +110,10 @@ class LocalTextGenerator(TextGenerator):
     @property
     def memory_mb(self) -> float:
         return model_memory_mb(self.model)
+
+    def check_inputs(self, prompt: object, params: TextParams) -> TextParams:
+        params = super().check_inputs(prompt, params)
+        return refuse_unsupported(params, self.IMPLEMENTED | passed_fields(type(params)), f"'{self.name}' ({self.placement})")
 
     def why_no_token_probabilities(self) -> str | None:
         untaken = untaken_warpers(self.model.generation_config)
@@ -169,8 +177,8 @@ class OpenVINOTextGenerator(LocalTextGenerator):
 
     def __init__(self, entry: TextEntry, model, tokenizer, generation_config: GenerationConfig, placement: str):
         self.entry, self.name = entry, entry.name
-        self.model, self.tokenizer = model, tokenizer  # model: openvino_engine.OpenVINOCausalLM
-        self.generation_config = generation_config
+        self.model, self.tokenizer = model, tokenizer  # model: openvino_engine.OpenVINOCausalLM, which `generate` runs
+        model.generation_config = generation_config
         self.device = "cpu"
         self.placement = placement
         self.context_length = int(model.config.max_position_embeddings)
@@ -208,30 +216,12 @@ class OpenVINOTextGenerator(LocalTextGenerator):
         return cls(entry, model, tokenizer, generation_config, f"cpu/openvino {weights}")
 
     @property
+    def generation_config(self) -> GenerationConfig:
+        return self.model.generation_config
+
+    @property
     def memory_mb(self) -> float:
         return self.model.weights_mb
-
-    def decode(self, prompt: str, params: TextParams, seed: int, stats: StreamStats, stop: threading.Event) -> dict:
-        from pipelines.text.sampling import decode_tokens
-
-        inputs, dropped = self.prompt_inputs(prompt, params)
-        prompt_ids = inputs["input_ids"][0].tolist()
-        config = copy.deepcopy(self.generation_config)
-        config.update(**call_kwargs(params))
-        recorder = TokenRecorder(self.tokenizer, stats.token_recorded) if params.token_probabilities else None
-        streamer = _ReportingStreamer(self.tokenizer, stats, recorder)
-        with self._lock:
-            self.model.reset()
-            streamer.put(torch.tensor([prompt_ids]))  # the prompt: skipped, as generate() does
-            for step in decode_tokens(self.model.step, prompt_ids, config, seed, stop):
-                if recorder is not None:
-                    recorder.record(step.probs)  # the distribution the token was drawn from
-                streamer.put(torch.tensor([step.token]))
-            streamer.end()
-        return dropped
-
-    def why_no_token_probabilities(self) -> str | None:
-        return None  # decode_tokens hands over every step's distribution
 
     def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
         def last_logits(input_ids):

@@ -16,10 +16,11 @@ import json
 import math
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 from pipelines.core.entry import ModelEntry
 from pipelines.core.errors import InputError, ModelLoadError, RemoteModelError
+from pipelines.core.params import refuse_unsupported
 from pipelines.core.remote import GradioRemote, api_key
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import (
@@ -73,10 +74,7 @@ class OpenAITextGenerator(TextGenerator):
                 raise InputError("top_k", f"'{self.name}' runs on a server without top_k; set it to 0 (off), got {params.top_k}")
             if params.repetition_penalty != 1.0:
                 raise InputError("repetition_penalty", f"'{self.name}' runs on a server without it; set it to 1.0 (off), got {params.repetition_penalty}")
-        for f in fields(TextParams):
-            if f.name not in OPENAI_SENDS | {"truncate_prompt"} and getattr(params, f.name) != f.default:
-                raise InputError(f.name, f"'{self.name}' runs on an OpenAI-compatible server that does not take it; leave it at {f.default!r}")
-        return params
+        return refuse_unsupported(params, OPENAI_SENDS | {"truncate_prompt"}, f"'{self.name}' runs on an OpenAI-compatible server that")
 
     def request(self, prompt: str, params: TextParams, seed: int) -> dict:
         """The completions request body, in the dialect of `server`."""

@@ -1,61 +1,34 @@
-"""A token-by-token decoding loop for engines without transformers' `generate` (OpenVINO).
+"""How the OpenVINO engine picks each token: transformers' own logits processors, then a draw,
+made cheap on a CPU without changing the distribution.
 
-It makes the same choices `generate` makes from the same parameters, with transformers' own
-logits processors: the repetition penalty (greedy too), the model's suppressed tokens, then,
-when sampling, temperature, top-k and top-p in `generate`'s order, and a draw from the resulting
-distribution with a generator seeded from the request's seed (the same seed, the same text).
-It stops at the end-of-text token, after max_new_tokens, or when the Stop flag is set (checked
-before every token). Each step's token comes with the distribution it was drawn from (after
-every processor: what a per-token probability display shows).
+`generate` builds the processors (`GenerationMixin._get_logits_processor`: repetition penalty,
+no-repeat n-grams, suppressed tokens, ..., then temperature, top-k, top-p, min-p, typical-p, ...
+from the generation config and the request) and the stopping criteria; the OpenVINO model's
+decoding method (`openvino_engine.OpenVINOCausalLM._sample`) hands each step's logits to
+`next_token` with those processors. Two things make that faster than `generate`'s own loop,
+which a token at ~40 ms can feel (`python -m benchmarks.textgen --compare-routes`):
 
-The processors run on one thread: on [1, 50257] scores torch would split each operation over
-both cores, and with the engine's own threads (or anything else) busy, each such parallel region
-waits for a core; top-p took 60 ms per token on two busy threads against 5 ms on one.
-
-With top-k on, top-p and the draw run on the k best scores only, not the whole vocabulary: the
-same distribution (top-k leaves at most k tokens; ties at the k-th score take the full path), at
-a fraction of the cost (`python -m benchmarks.cpu_bounds --parts sampling`).
+- With top-k on, top-k and the top-p right after it run on the k best scores only, not the
+  whole vocabulary, and the token is drawn among those k: the same distribution (top-k leaves at
+  most k tokens; ties at the k-th score take the full path), at a fraction of the cost. On
+  GPT-Neo's 50,257 scores one thread took ~5 ms to sort them for top-p, and `torch.multinomial`
+  ~1.7 ms to draw from them (it makes a random number per token), against ~0.1 ms for k = 50.
+  The processors after them (the token view's recorder, ...) see the whole vocabulary as usual.
+- It runs on one thread: on [1, 50257] scores torch would split each operation over both cores,
+  and with the engine's own threads (or anything else) busy, each such parallel region waits
+  for a core; top-p took 60 ms per token on two busy threads against 5 ms on one.
 """
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
-from transformers import (
-    GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor, SuppressTokensLogitsProcessor,
-    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
-)
-
-
-@dataclass
-class Step:
-    token: int
-    probs: torch.Tensor  # [vocab]: the distribution the token was drawn from (greedy: its argmax)
-
-
-def logits_processors(config: GenerationConfig) -> LogitsProcessorList:
-    """The processors `generate` would apply for `config` (the subset our parameters reach)."""
-    processors = LogitsProcessorList()
-    if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
-    if config.suppress_tokens:
-        processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens))
-    if config.do_sample:
-        if config.temperature is not None and config.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(config.temperature))
-        if config.top_k:
-            processors.append(TopKLogitsWarper(top_k=config.top_k))
-        if config.top_p is not None and config.top_p < 1.0:
-            processors.append(TopPLogitsWarper(top_p=config.top_p))
-    return processors
+from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
 
 @contextmanager
-def _one_thread():
+def one_thread():
     """torch on one thread inside the block (threads started meanwhile inherit it: keep it short)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -65,63 +38,50 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def next_token(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor, do_sample: bool,
-               generator: torch.Generator) -> Step:
-    with _one_thread():
-        top_k_at = _top_k_position(processors) if do_sample else None
-        if top_k_at is not None:
-            step = _sample_among_top_k(processors, top_k_at, ids, logits, generator)
-            if step is not None:
-                return step
-        scores = processors(ids, logits.unsqueeze(0))[0]
-        probs = torch.softmax(scores, dim=-1)
-        token = int(torch.multinomial(probs, 1, generator=generator)) if do_sample else int(torch.argmax(scores))
-    return Step(token, probs)
+def next_token(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor, do_sample: bool) -> int:
+    """The next token after `ids` ([1, length]) given the model's `logits` ([1, vocab], float32):
+    `processors` in their order, then a draw from the softmax (torch's global generator: seeded
+    by the caller) or, without sampling, the best score."""
+    with one_thread():
+        if not do_sample:
+            return int(torch.argmax(processors(ids, logits)[0]))
+        tokens, probs = draw_distribution(processors, ids, logits)
+        choice = int(torch.multinomial(probs, 1))
+        return choice if tokens is None else int(tokens[choice])
 
 
-def _top_k_position(processors: LogitsProcessorList) -> int | None:
-    """Where top-k is in the chain, if only top-p may follow it (what makes the shortcut exact)."""
-    for i, processor in enumerate(processors):
-        if isinstance(processor, TopKLogitsWarper):
-            rest = processors[i + 1 :]
-            return i if all(isinstance(r, TopPLogitsWarper) for r in rest) else None
-    return None
+def draw_distribution(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(tokens, probabilities): what sampling draws from after `processors`; tokens None means the
+    whole vocabulary (probabilities [vocab]), otherwise the top-k ids and theirs."""
+    top_k_at = next((i for i, p in enumerate(processors) if isinstance(p, TopKLogitsWarper)), None)
+    if top_k_at is not None:
+        among_top_k = _among_top_k(processors, top_k_at, ids, logits)
+        if among_top_k is not None:
+            return among_top_k
+    return None, torch.softmax(processors(ids, logits)[0], dim=-1)
 
 
-def _sample_among_top_k(processors: LogitsProcessorList, top_k_at: int, ids: torch.Tensor, logits: torch.Tensor,
-                        generator: torch.Generator) -> Step | None:
-    """The chain's distribution and draw, with what follows top-k computed on the k best scores:
-    top-p then sorts k values instead of the vocabulary. None when scores tie at the k-th place
-    (top-k keeps every tied token) or fewer than k are finite: the caller takes the full path."""
-    scores = LogitsProcessorList(processors[:top_k_at])(ids, logits.unsqueeze(0))[0]
-    k = min(processors[top_k_at].top_k, scores.numel())
-    best, indices = torch.topk(scores, k)
-    if not torch.isfinite(best[-1]) or int((scores >= best[-1]).sum()) != k:
+def _among_top_k(processors: LogitsProcessorList, top_k_at: int, ids: torch.Tensor, logits: torch.Tensor):
+    """The chain's distribution with top-k, and the top-p processors right after it, computed on
+    the k best scores; the processors after those see the whole vocabulary (-inf outside the k).
+    None when scores tie at the k-th place (top-k keeps every tied token) or fewer than k are
+    finite: the caller takes the full path."""
+    scores = LogitsProcessorList(processors[:top_k_at])(ids, logits)
+    k = min(processors[top_k_at].top_k, scores.shape[-1])
+    best, indices = torch.topk(scores[0], k)
+    if not torch.isfinite(best[-1]) or int((scores[0] >= best[-1]).sum()) != k:
         return None
-    kept = LogitsProcessorList(processors[top_k_at + 1 :])(ids, best.unsqueeze(0))[0]
-    kept_probs = torch.softmax(kept, dim=-1)
-    token = int(indices[torch.multinomial(kept_probs, 1, generator=generator)])
-    return Step(token, torch.zeros_like(scores).index_copy_(0, indices, kept_probs))
-
-
-def decode_tokens(step: Callable[[list[int]], torch.Tensor], prompt_ids: list[int], config: GenerationConfig,
-                  seed: int, stop: threading.Event) -> Iterator[Step]:
-    """Yield the new tokens one by one. `step(ids)` feeds ids to the model (whose cache holds
-    what came before) and returns the next token's logits; `config` holds max_new_tokens,
-    do_sample and the sampling fields, eos_token_id and suppress_tokens."""
-    processors = logits_processors(config)
-    generator = torch.Generator().manual_seed(seed)
-    eos = config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id]
-    ids = torch.tensor([prompt_ids], dtype=torch.long)
-    logits = step(prompt_ids)
-    for _ in range(config.max_new_tokens):
-        if stop.is_set():
-            return
-        chosen = next_token(processors, ids, logits, config.do_sample, generator)
-        yield chosen
-        token = chosen.token
-        if token in eos:
-            return
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-        if ids.shape[1] - len(prompt_ids) < config.max_new_tokens:
-            logits = step([token])
+    end = top_k_at + 1
+    while end < len(processors) and isinstance(processors[end], TopPLogitsWarper):
+        end += 1
+    kept = LogitsProcessorList(processors[top_k_at + 1 : end])(ids, best.unsqueeze(0))
+    rest = processors[end:]
+    if rest:  # e.g. the token view's recorder: the whole vocabulary, as generate would give it
+        full = torch.full_like(scores, float("-inf"))
+        full[0, indices] = kept[0]
+        full = LogitsProcessorList(rest)(ids, full)
+        kept = full[:, indices]
+        # transformers' warpers only remove tokens (-inf); should one bring back a token outside the k, draw from all
+        if int(torch.isfinite(full[0]).sum()) != int(torch.isfinite(kept[0]).sum()):
+            return None, torch.softmax(full[0], dim=-1)  # (not run twice: the recorder would see two steps)
+    return indices, torch.softmax(kept[0], dim=-1)

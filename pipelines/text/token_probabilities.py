@@ -80,8 +80,7 @@ class TokenRecorder(LogitsProcessor):
         return scores  # unchanged: it only looks
 
     def record(self, probs: torch.Tensor) -> None:
-        """One step's distribution (after every processor), from `generate` (as a processor) or
-        from a decoding loop of its own (the OpenVINO engine's `sampling.decode_tokens`)."""
+        """One step's distribution (after every processor: `generate` calls the recorder last)."""
         top = probs.topk(min(self.top, probs.numel()))
         self._steps.append((probs, top.values.tolist(), top.indices.tolist()))
 
