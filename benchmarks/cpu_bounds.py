@@ -111,7 +111,7 @@ def linear(layers: int, repeats: int) -> dict:
         modules, dtype = linear_stack(fmt, layers)
         inputs = {HIDDEN: torch.randn(1, HIDDEN, dtype=dtype), 4 * HIDDEN: torch.randn(1, 4 * HIDDEN, dtype=dtype)}
 
-        def one_pass():
+        def one_pass(modules=modules, inputs=inputs):
             for module in modules:
                 module(inputs[module.in_features])
 
@@ -171,7 +171,8 @@ def gelu(layers: int, repeats: int, new_tokens: int) -> dict:
 
 
 def png(repeats: int) -> dict:
-    from benchmarks.image import PROMPT as IMAGE_PROMPT, build_generator
+    from benchmarks.image import PROMPT as IMAGE_PROMPT
+    from benchmarks.image import build_generator
     from pipelines.image.png import PNG_COMPRESS_LEVEL, PNG_ZLIB_STRATEGY
 
     generator = build_generator("sd-turbo", {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}, tiny=False)
@@ -185,7 +186,7 @@ def png(repeats: int) -> dict:
     for name, options in settings.items():
         buffer = io.BytesIO()
 
-        def save():
+        def save(buffer=buffer, options=options):
             buffer.seek(0)
             buffer.truncate()
             result["image"].save(buffer, format="PNG", **options)

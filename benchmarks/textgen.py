@@ -46,6 +46,7 @@ the loop are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -90,10 +91,8 @@ def release_freed_memory() -> None:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError):  # not glibc: RSS may then include freed memory
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: RSS may then include freed memory
-        pass
 
 
 def build_tokenizer():

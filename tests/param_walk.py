@@ -24,8 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from pipelines.core.errors import InputError
 from pipelines.core.params import declared_choices, default_ranges, param_infos

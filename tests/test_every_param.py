@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.core.config import parse_config
 from pipelines.core.errors import InputError
 from pipelines.core.params import Range, param
 from pipelines.image.contract import ImageParams, offered_schedulers
 from pipelines.image.pipeline import LocalImageGenerator
+from pipelines.studio import parse_config
 from pipelines.text.contract import TextParams
 from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 from pipelines.tiny import build_text_model

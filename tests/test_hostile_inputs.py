@@ -553,7 +553,7 @@ def test_no_public_file_input_reads_what_was_not_uploaded(app_url, api, names, n
     path outside the upload folder), and no answer holds or links to their content."""
     field = next(p["parameter_name"] for p in api[endpoint]["parameters"] if p["component"] in ("File", "Image"))
     suffix = ".png" if endpoint == "/generate_image" else ".csv"
-    for path in hostile_paths() + [str(not_uploads / f"link{suffix}"), str(not_uploads / f"pipe{suffix}")]:
+    for path in [*hostile_paths(), str(not_uploads / f"link{suffix}"), str(not_uploads / f"pipe{suffix}")]:
         for payload in ({"path": path}, {"path": path, "meta": FILE_META}):
             # strength 0 would give an image back as it is; one epoch, were a training to start
             overrides = {"strength": 0.0} if endpoint == "/generate_image" else {"epochs": 1} if endpoint == "/train_classifier" else {}
@@ -574,7 +574,7 @@ def test_no_private_event_reads_or_returns_a_path_a_client_sends(app_url, depend
     for index, dependency in private.items():
         if dependency["api_name"].startswith("next_tokens"):  # a text generation: no file input
             continue
-        for path in hostile_paths()[:3] + [str(not_uploads / "link.csv")]:
+        for path in [*hostile_paths()[:3], str(not_uploads / "link.csv")]:
             for payload in file_payloads(path):
                 _outcome, answer = call_event(app_url, index, [payload] * len(dependency["inputs"]), new_session(), timeout_s=30)
                 assert_no_secret_in(app_url, answer)

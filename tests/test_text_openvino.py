@@ -6,6 +6,7 @@ and generate's own options; the export cache, and the refusal when the package i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import threading
 
@@ -15,8 +16,8 @@ import torch
 from pipelines.core.errors import ConfigError
 from pipelines.studio import parse_config
 from pipelines.text import openvino_engine
-from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 from pipelines.text.contract import TextParams
+from pipelines.text.pipeline import LocalTextGenerator, OpenVINOTextGenerator
 from pipelines.tiny import build_text_model
 from tests.param_walk import walk_text
 
@@ -137,7 +138,7 @@ def test_max_new_tokens_and_streamed_prefixes(generators):
     updates = list(generator.stream("Once upon a time", generator.default_params(max_new_tokens=17, seed=5)))
     texts = [u["text"] for u in updates]
     assert updates[-1]["done"] and updates[-1]["new_tokens"] == 17 and not updates[-1]["stopped"]
-    assert len(texts) >= 3 and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert len(texts) >= 3 and all(b.startswith(a) for a, b in itertools.pairwise(texts))
     assert updates[-1]["tokens_per_s"] > 0 and updates[-1]["ttft_s"] > 0
 
 

@@ -64,7 +64,7 @@ class Range:
             raise InputError(name, f"must be a multiple of {self.multiple_of} in {self.describe()}, got {value!r}")
         return int(value) if whole else float(value)
 
-    def within(self, low: float | None = None, high: float | None = None) -> "Range":
+    def within(self, low: float | None = None, high: float | None = None) -> Range:
         """This range with an entry's own limits (models.yaml `limits:`) in place of its bounds."""
         return replace(self, low=self.low if low is None else low, high=self.high if high is None else high)
 

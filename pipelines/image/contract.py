@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterator, TypedDict
+from typing import Any, TypedDict
 
 from pipelines.core import background
 from pipelines.core.errors import InputError
@@ -110,7 +111,7 @@ class ImageGenerator(ABC):
     entry: object  # its models.yaml entry (ImageEntry)
     placement: str
     memory_mb: float = 0.0
-    speedups: list[str] = []  # names of the speed-ups / memory savers in effect
+    speedups: tuple[str, ...] | list[str] = ()  # names of the speed-ups / memory savers in effect
 
     def default_params(self, **overrides) -> ImageParams:
         params = from_defaults(ImageParams, self.entry.defaults, **overrides)
@@ -179,5 +180,5 @@ class ImageGenerator(ABC):
         return background.call(lambda emit: self._run(prompt, params, stop, on_step or (lambda done, total: None), on_preview),
                                f"generate-{self.name}", stop=stop)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default that does nothing, not an abstract method
         """Release what the generator holds (the registry calls this when it unloads it)."""

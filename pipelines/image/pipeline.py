@@ -21,7 +21,12 @@ from pipelines.core.limits import chars_for_tokens
 from pipelines.core.params import call_kwargs, passed_fields, refuse_unsupported
 from pipelines.image.config import SCHEDULERS, ImageEntry
 from pipelines.image.contract import (
-    MODEL_SCHEDULER, ImageGenerator, ImageParams, PreviewCallback, StepCallback, denoising_steps,
+    MODEL_SCHEDULER,
+    ImageGenerator,
+    ImageParams,
+    PreviewCallback,
+    StepCallback,
+    denoising_steps,
 )
 from pipelines.image.previews import latents_to_previews, noise_scale
 from pipelines.image.speedups import choose_image_placement, place_pipeline
@@ -55,7 +60,7 @@ class LocalImageGenerator(ImageGenerator):
         pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step instead
 
     @classmethod
-    def from_entry(cls, entry: ImageEntry, tiny_vae=None) -> "LocalImageGenerator":
+    def from_entry(cls, entry: ImageEntry, tiny_vae=None) -> LocalImageGenerator:
         """Load the entry's pipeline; `tiny_vae` (an AutoencoderTiny) overrides the entry's
         cpu_speedups.tiny_autoencoder source (tests and benchmarks build one in memory)."""
         from diffusers import AutoPipelineForText2Image
@@ -68,7 +73,7 @@ class LocalImageGenerator(ImageGenerator):
         return cls.from_pipeline(entry, pipe, placement, tiny_vae)
 
     @classmethod
-    def from_pipeline(cls, entry: ImageEntry, pipe, placement: Placement | None = None, tiny_vae=None) -> "LocalImageGenerator":
+    def from_pipeline(cls, entry: ImageEntry, pipe, placement: Placement | None = None, tiny_vae=None) -> LocalImageGenerator:
         """Wrap an already built pipeline, placing it and applying the entry's speed-ups."""
         placement = placement or choose_image_placement(entry)
         if pipe.unet.dtype != placement.dtype:  # e.g. a pipeline built in float32 for bfloat16

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextStreamer,
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextStreamer,
 )
 
 from pipelines.core.devices import Placement, choose_placement
@@ -30,7 +36,12 @@ from pipelines.core.params import call_kwargs, passed_fields, refuse_unsupported
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import NextTokenParams, NextTokens, StreamStats, TextGenerator, TextParams
 from pipelines.text.speedups import apply_cpu_speedups, describe_speedups, model_memory_mb
-from pipelines.text.token_probabilities import TokenRecorder, next_token_distribution, take_over_sampling, untaken_warpers
+from pipelines.text.token_probabilities import (
+    TokenRecorder,
+    next_token_distribution,
+    take_over_sampling,
+    untaken_warpers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +103,7 @@ class LocalTextGenerator(TextGenerator):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_entry(cls, entry: TextEntry) -> "LocalTextGenerator":
+    def from_entry(cls, entry: TextEntry) -> LocalTextGenerator:
         placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
         if placement.device == "cpu" and entry.cpu_speedups.engine == "openvino":
             return OpenVINOTextGenerator.from_entry(entry)
@@ -185,7 +196,7 @@ class OpenVINOTextGenerator(LocalTextGenerator):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_entry(cls, entry: TextEntry) -> "OpenVINOTextGenerator":
+    def from_entry(cls, entry: TextEntry) -> OpenVINOTextGenerator:
         from pipelines.text import openvino_engine as engine
 
         kwargs = from_pretrained_kwargs(entry)

@@ -24,7 +24,14 @@ from pipelines.core.params import refuse_unsupported
 from pipelines.core.remote import GradioRemote, api_key
 from pipelines.text.config import TextEntry
 from pipelines.text.contract import (
-    TOP_ALTERNATIVES, NextTokenParams, NextTokens, StreamStats, TextGenerator, TextParams, TokenChoice, TokenProbability,
+    TOP_ALTERNATIVES,
+    NextTokenParams,
+    NextTokens,
+    StreamStats,
+    TextGenerator,
+    TextParams,
+    TokenChoice,
+    TokenProbability,
 )
 
 # The parameters an OpenAI-compatible request carries (in the dialect of `server`); any other
@@ -41,7 +48,7 @@ class OpenAITextGenerator(TextGenerator):
         self.placement = f"remote: {entry.remote_model} on {entry.url} (openai)"
 
     @classmethod
-    def from_entry(cls, entry: TextEntry) -> "OpenAITextGenerator":
+    def from_entry(cls, entry: TextEntry) -> OpenAITextGenerator:
         import openai
 
         d = entry.defaults

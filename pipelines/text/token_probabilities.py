@@ -17,7 +17,13 @@ from collections import deque
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from pipelines.core.errors import InputError
 from pipelines.text.contract import TOP_ALTERNATIVES, NextTokenParams, NextTokens, TokenChoice, TokenProbability
@@ -45,7 +51,7 @@ def rank_of(probs: torch.Tensor, probability: float) -> int:
     return int((probs > probability).sum()) + 1
 
 
-def take_over_sampling(kwargs: dict, recorder: "TokenRecorder") -> dict:
+def take_over_sampling(kwargs: dict, recorder: TokenRecorder) -> dict:
     """`generate` keyword arguments with temperature/top-k/top-p as processors, then `recorder`."""
     processors = LogitsProcessorList()
     if kwargs.get("do_sample"):
