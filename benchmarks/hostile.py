@@ -81,22 +81,46 @@ def measure_requests(server: Server, names: dict, workdir: Path) -> dict:
     client = app_client(server.url)
     max_length_message = WORD * 510  # fills MiniLM's 512 tokens with [CLS] and [SEP]
     requests = [
-        ("typical: /classify one SMS", lambda: client.predict(message=SMS, model_name=classifier, api_name="/classify")),
+        (
+            "typical: /classify one SMS",
+            lambda: client.predict(message=SMS, model_name=classifier, api_name="/classify"),
+        ),
         ("typical: /explain one SMS", lambda: client.predict(message=SMS, model_name=classifier, api_name="/explain")),
-        ("typical: /explain a message of max_length tokens",
-         lambda: client.predict(message=max_length_message, model_name=classifier, api_name="/explain")),
-        ("hostile: /explain a 10,000-word message",
-         lambda: client.predict(message=WORD * 10_000, model_name=classifier, api_name="/explain")),
-        ("hostile: /classify a 5 MB message",
-         lambda: client.predict(message="x" * 5 * 2**20, model_name=classifier, api_name="/classify")),
-        ("hostile: /generate_text a 2 MB prompt",
-         lambda: client.predict(prompt="Once upon a time " * (2 * 2**20 // 17), model_name=text_model,
-                                max_new_tokens=4, api_name="/generate_text")),
-        ("hostile: /generate_text a 2 MB prompt, truncate_prompt",
-         lambda: client.predict(prompt="Once upon a time " * (2 * 2**20 // 17), model_name=text_model,
-                                max_new_tokens=4, truncate_prompt=True, api_name="/generate_text")),
-        ("hostile: a 150 MB upload (as a script sends it, without gradio_client's own size check)",
-         lambda: upload(server.url, big_csv)),
+        (
+            "typical: /explain a message of max_length tokens",
+            lambda: client.predict(message=max_length_message, model_name=classifier, api_name="/explain"),
+        ),
+        (
+            "hostile: /explain a 10,000-word message",
+            lambda: client.predict(message=WORD * 10_000, model_name=classifier, api_name="/explain"),
+        ),
+        (
+            "hostile: /classify a 5 MB message",
+            lambda: client.predict(message="x" * 5 * 2**20, model_name=classifier, api_name="/classify"),
+        ),
+        (
+            "hostile: /generate_text a 2 MB prompt",
+            lambda: client.predict(
+                prompt="Once upon a time " * (2 * 2**20 // 17),
+                model_name=text_model,
+                max_new_tokens=4,
+                api_name="/generate_text",
+            ),
+        ),
+        (
+            "hostile: /generate_text a 2 MB prompt, truncate_prompt",
+            lambda: client.predict(
+                prompt="Once upon a time " * (2 * 2**20 // 17),
+                model_name=text_model,
+                max_new_tokens=4,
+                truncate_prompt=True,
+                api_name="/generate_text",
+            ),
+        ),
+        (
+            "hostile: a 150 MB upload (as a script sends it, without gradio_client's own size check)",
+            lambda: upload(server.url, big_csv),
+        ),
     ]
     for _, call in requests[:3]:  # warm-up: first-call costs are not what is measured
         call()
@@ -106,17 +130,28 @@ def measure_requests(server: Server, names: dict, workdir: Path) -> dict:
         row = timed(name, call)
         row["server_rss_mb"] = round(server.rss_mb(), 1)
         rows.append(row)
-        print(f"{row['seconds']:>8.3f} s  {'refused' if row['refused'] else 'served ':8} {row['server_rss_mb']:>8.1f} MB  {name}"
-              + (f"\n           {row['refused']}" if row["refused"] else ""), flush=True)
+        print(
+            f"{row['seconds']:>8.3f} s  {'refused' if row['refused'] else 'served ':8} {row['server_rss_mb']:>8.1f} MB  {name}"
+            + (f"\n           {row['refused']}" if row["refused"] else ""),
+            flush=True,
+        )
     time.sleep(2)  # let the last request's buffers go
     rss_after = server.rss_mb()
     by_name = {row["request"]: row for row in rows}
-    explain_ratio = by_name["hostile: /explain a 10,000-word message"]["seconds"] / by_name["typical: /explain a message of max_length tokens"]["seconds"]
-    print(f"server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after (+{rss_after - rss_before:.0f} MB); "
-          f"explaining 10,000 words took {explain_ratio:.2f}x a max_length explanation")
+    explain_ratio = (
+        by_name["hostile: /explain a 10,000-word message"]["seconds"]
+        / by_name["typical: /explain a message of max_length tokens"]["seconds"]
+    )
+    print(
+        f"server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after (+{rss_after - rss_before:.0f} MB); "
+        f"explaining 10,000 words took {explain_ratio:.2f}x a max_length explanation"
+    )
     return {
-        "rows": rows, "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1),
-        "rss_growth_mb": round(rss_after - rss_before, 1), "explain_10000_words_over_max_length": round(explain_ratio, 2),
+        "rows": rows,
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "rss_growth_mb": round(rss_after - rss_before, 1),
+        "explain_10000_words_over_max_length": round(explain_ratio, 2),
     }
 
 
@@ -148,8 +183,11 @@ def page_events(url: str) -> tuple[dict[str, int], list[tuple[int, int]]]:
 
     config = httpx.get(f"{url}config", timeout=30).json()
     by_name = {dependency.get("api_name"): dependency["id"] for dependency in reversed(config["dependencies"])}
-    page_load = [(dependency["id"], len(dependency["inputs"])) for dependency in config["dependencies"]
-                 if any(event == "load" for _, event in dependency["targets"])]
+    page_load = [
+        (dependency["id"], len(dependency["inputs"]))
+        for dependency in config["dependencies"]
+        if any(event == "load" for _, event in dependency["targets"])
+    ]
     return by_name, page_load
 
 
@@ -215,14 +253,25 @@ def measure_previews(server: Server, workdir: Path) -> dict:
     time.sleep(IDLE_BEFORE_RSS_S)
     rss_after = server.rss_mb()
     rss_after_trim = rss_at_rest(server)
-    row = {"previews": PREVIEWS, "file_mb": round(data.stat().st_size / 2**20, 1), "seconds": round(seconds, 1),
-           "completed": outcomes.count("complete"), "errors": sorted({o for o in outcomes if o != "complete"})[:3],
-           "rss_mb_before": round(rss_before, 1), "peak_rss_mb": round(peak.mb, 1), "rss_mb_after": round(rss_after, 1),
-           "peak_growth_mb": round(peak.mb - rss_before, 1), "growth_after_mb": round(rss_after - rss_before, 1),
-           "rss_mb_after_trim": round(rss_after_trim, 1)}
-    print(f"{PREVIEWS} previews of a {row['file_mb']} MB file at once: {row['completed']} completed in {seconds:.1f} s; "
-          f"server RSS {rss_before:.0f} MB before, peak {peak.mb:.0f} MB (+{row['peak_growth_mb']:.0f}), "
-          f"{rss_after:.0f} MB after (+{row['growth_after_mb']:.0f}), {rss_after_trim:.0f} MB after a trim", flush=True)
+    row = {
+        "previews": PREVIEWS,
+        "file_mb": round(data.stat().st_size / 2**20, 1),
+        "seconds": round(seconds, 1),
+        "completed": outcomes.count("complete"),
+        "errors": sorted({o for o in outcomes if o != "complete"})[:3],
+        "rss_mb_before": round(rss_before, 1),
+        "peak_rss_mb": round(peak.mb, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "peak_growth_mb": round(peak.mb - rss_before, 1),
+        "growth_after_mb": round(rss_after - rss_before, 1),
+        "rss_mb_after_trim": round(rss_after_trim, 1),
+    }
+    print(
+        f"{PREVIEWS} previews of a {row['file_mb']} MB file at once: {row['completed']} completed in {seconds:.1f} s; "
+        f"server RSS {rss_before:.0f} MB before, peak {peak.mb:.0f} MB (+{row['peak_growth_mb']:.0f}), "
+        f"{rss_after:.0f} MB after (+{row['growth_after_mb']:.0f}), {rss_after_trim:.0f} MB after a trim",
+        flush=True,
+    )
     return row
 
 
@@ -248,13 +297,24 @@ def measure_sessions(server: Server) -> dict:
     time.sleep(IDLE_BEFORE_RSS_S)
     rss_after = server.rss_mb()  # page-load events are no model job: no trim (what the sessions hold, and garbage)
     rss_after_trim = rss_at_rest(server)
-    row = {"sessions": NEW_SESSIONS, "page_load_events": len(page_load), "seconds": round(seconds, 1),
-           "errors": len(outcomes) - outcomes.count("complete"), "error_samples": sorted({o for o in outcomes if o != "complete"})[:3],
-           "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1), "growth_mb": round(rss_after - rss_before, 1),
-           "kb_per_session": round((rss_after - rss_before) * 1024 / NEW_SESSIONS, 1), "rss_mb_after_trim": round(rss_after_trim, 1)}
-    print(f"{NEW_SESSIONS} new sessions ({len(page_load)} page-load events each) in {seconds:.1f} s, {row['errors']} errors: "
-          f"server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after (+{row['growth_mb']:.0f} MB, "
-          f"{row['kb_per_session']:.0f} KB per session), {rss_after_trim:.0f} MB after a trim", flush=True)
+    row = {
+        "sessions": NEW_SESSIONS,
+        "page_load_events": len(page_load),
+        "seconds": round(seconds, 1),
+        "errors": len(outcomes) - outcomes.count("complete"),
+        "error_samples": sorted({o for o in outcomes if o != "complete"})[:3],
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "growth_mb": round(rss_after - rss_before, 1),
+        "kb_per_session": round((rss_after - rss_before) * 1024 / NEW_SESSIONS, 1),
+        "rss_mb_after_trim": round(rss_after_trim, 1),
+    }
+    print(
+        f"{NEW_SESSIONS} new sessions ({len(page_load)} page-load events each) in {seconds:.1f} s, {row['errors']} errors: "
+        f"server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after (+{row['growth_mb']:.0f} MB, "
+        f"{row['kb_per_session']:.0f} KB per session), {rss_after_trim:.0f} MB after a trim",
+        flush=True,
+    )
     return row
 
 
@@ -265,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = args.only or list(PARTS)
 
-    report: dict = {"command": "python -m benchmarks.hostile --out " + args.out + "".join(f" --only {p}" for p in args.only or [])}
+    report: dict = {
+        "command": "python -m benchmarks.hostile --out " + args.out + "".join(f" --only {p}" for p in args.only or [])
+    }
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as tmp:
         workdir = Path(tmp)
         config = write_configs(workdir)[True]

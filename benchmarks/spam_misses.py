@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="the file the --cv run used")
     p.add_argument("--cv-result", required=True, help="the --out file of `python -m benchmarks.spam --cv K`")
-    p.add_argument("--epochs", type=int, default=training.EPOCHS,
-                   help=f"the transformer after this many epochs (default {training.EPOCHS}, the recipe's)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=training.EPOCHS,
+        help=f"the transformer after this many epochs (default {training.EPOCHS}, the recipe's)",
+    )
     args = p.parse_args(argv)
     texts = read_messages(args.data).texts
     result = json.loads(Path(args.cv_result).read_text(encoding="utf-8"))
@@ -53,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     for fold in result["folds"]:
         similarity, neighbour = nearest_in_training(texts, fold["test"])
         scores = training.blend(transformer(fold, epochs, [seed]), fold["tfidf"], recipe.transformer_weight)
-        for k, (i, label, score, svm) in enumerate(zip(fold["test"], fold["labels"], scores, fold["baseline_predictions"])):
+        for k, (i, label, score, svm) in enumerate(
+            zip(fold["test"], fold["labels"], scores, fold["baseline_predictions"])
+        ):
             recipe_right = int(score >= recipe.threshold) == label
             if similarity[k] >= NEAR_COPY:
                 near_total += 1
@@ -61,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             if not recipe_right and svm != label:
                 shared.append((label, similarity[k], texts[i], texts[neighbour[k]]))
     closest = [sim for _, sim, _, _ in shared]
-    print(f"missed by both: {len(shared)}" + (f"; their nearest training message: cosine {min(closest):.2f}-{max(closest):.2f}"
-                                               if shared else ""))
-    print(f"held-out messages with a near-copy in training (cosine >= {NEAR_COPY}): {near_total}, "
-          f"{near_right} of them right by the recipe")
+    print(
+        f"missed by both: {len(shared)}"
+        + (f"; their nearest training message: cosine {min(closest):.2f}-{max(closest):.2f}" if shared else "")
+    )
+    print(
+        f"held-out messages with a near-copy in training (cosine >= {NEAR_COPY}): {near_total}, "
+        f"{near_right} of them right by the recipe"
+    )
     for label, sim, text, nearest in sorted(shared, key=lambda row: -row[1]):
         print(f"  labelled {'spam' if label else 'ham'}, cosine {sim:.2f}: {text[:90]!r}  nearest: {nearest[:50]!r}")
     return 0

@@ -63,9 +63,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # EleutherAI/gpt-neo-1.3B's config.json (the fields that shape the model), written here: no download.
 GPT_NEO_1_3B = dict(
-    vocab_size=50257, max_position_embeddings=2048, hidden_size=2048, num_layers=24, num_heads=16,
-    attention_types=[[["global", "local"], 12]], window_size=256, intermediate_size=None,
-    activation_function="gelu_new", bos_token_id=50256, eos_token_id=50256,
+    vocab_size=50257,
+    max_position_embeddings=2048,
+    hidden_size=2048,
+    num_layers=24,
+    num_heads=16,
+    attention_types=[[["global", "local"], 12]],
+    window_size=256,
+    intermediate_size=None,
+    activation_function="gelu_new",
+    bos_token_id=50256,
+    eos_token_id=50256,
 )
 EOS_ID = 50256
 # One row each besides fp32; "bf16" and "int8_dynamic+compile" only when asked (--variants): every
@@ -112,8 +120,11 @@ def build_tokenizer():
     small["model"]["vocab"] = vocab
     small["added_tokens"][0]["id"] = EOS_ID
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(small)), bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=2048,
+        tokenizer_object=Tokenizer.from_str(json.dumps(small)),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=2048,
     )
     assert len(tokenizer) == GPT_NEO_1_3B["vocab_size"] and tokenizer.decode(tokenizer(PROMPT)["input_ids"]) == PROMPT
     return tokenizer
@@ -172,14 +183,23 @@ def time_generation(model, input_ids, new_tokens: int) -> dict:
     torch.manual_seed(SEED)
     started = time.perf_counter()
     with torch.inference_mode():
-        model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
-                       streamer=streamer, **SAMPLING)
+        model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=new_tokens,
+            streamer=streamer,
+            **SAMPLING,
+        )
     return rate(streamer.times, started, new_tokens)
 
 
 def rate(times: list[float], started: float, new_tokens: int) -> dict:
     assert len(times) == new_tokens, f"expected {new_tokens} tokens, got {len(times)}"
-    return {"tokens_per_s": (len(times) - 1) / (times[-1] - times[0]), "ttft_s": times[0] - started, "tokens": len(times)}
+    return {
+        "tokens_per_s": (len(times) - 1) / (times[-1] - times[0]),
+        "ttft_s": times[0] - started,
+        "tokens": len(times),
+    }
 
 
 def openvino_model(weights: str, layers: int, cache: Path):
@@ -239,7 +259,11 @@ def variant_worker(variant: str, layers: int, new_tokens: int, reference: Path, 
     else:
         model = convert(build_model(layers), variant)
     release_freed_memory()  # the float32 weights that quantizing replaced
-    ready = {"variant": variant, "prepare_s": round(time.perf_counter() - started, 1), "weights_mb": round(weights_mb(model), 1)}
+    ready = {
+        "variant": variant,
+        "prepare_s": round(time.perf_counter() - started, 1),
+        "weights_mb": round(weights_mb(model), 1),
+    }
     ready |= quality(model, reference, write_reference=variant == "fp32")
     input_ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     time_generation(model, input_ids, 4)  # warm-up: first-call allocations, compilation
@@ -263,10 +287,17 @@ def baseline_loop():
     import types
 
     try:
-        source = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:pipelines/text/sampling.py"], capture_output=True,
-                                text=True, check=True, cwd=Path(__file__).resolve().parent).stdout
+        source = subprocess.run(
+            ["git", "show", f"{BASELINE_COMMIT}:pipelines/text/sampling.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as err:
-        raise SystemExit(f"--compare-routes needs this repository's git history (commit {BASELINE_COMMIT}): {err}") from err
+        raise SystemExit(
+            f"--compare-routes needs this repository's git history (commit {BASELINE_COMMIT}): {err}"
+        ) from err
     module = types.ModuleType("baseline_sampling")
     sys.modules[module.__name__] = module  # its dataclass looks itself up there
     exec(compile(source, f"{BASELINE_COMMIT}:pipelines/text/sampling.py", "exec"), module.__dict__)
@@ -315,22 +346,34 @@ def compare_routes(args) -> dict:
             runs[route].append(time_route(route, model, prompt_ids, args.new_tokens, decode_tokens))
             print(f"round {round_number + 1}: {route} {runs[route][-1]['tokens_per_s']:.2f} tokens/s", flush=True)
     best = {route: max(r["tokens_per_s"] for r in runs[route]) for route in ROUTES}
-    result = {"weights": weights, "layers": args.layers, "new_tokens": args.new_tokens, "repeats": args.repeats,
-              "baseline_commit": BASELINE_COMMIT, "sampling": SAMPLING,
-              "best_tokens_per_s": {route: round(v, 2) for route, v in best.items()},
-              "runs_tokens_per_s": {route: [round(r["tokens_per_s"], 2) for r in runs[route]] for route in ROUTES},
-              "generate_vs_loop": round(best["generate"] / best["loop"], 4),
-              "generate_stock_vs_loop": round(best["generate_stock"] / best["loop"], 4)}
+    result = {
+        "weights": weights,
+        "layers": args.layers,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "baseline_commit": BASELINE_COMMIT,
+        "sampling": SAMPLING,
+        "best_tokens_per_s": {route: round(v, 2) for route, v in best.items()},
+        "runs_tokens_per_s": {route: [round(r["tokens_per_s"], 2) for r in runs[route]] for route in ROUTES},
+        "generate_vs_loop": round(best["generate"] / best["loop"], 4),
+        "generate_stock_vs_loop": round(best["generate_stock"] / best["loop"], 4),
+    }
     # each round's runs ran side by side: the median of their ratios shrugs off a round the CPU was busy for
     for route in ("generate", "generate_stock"):
         ratios = sorted(a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[route], runs["loop"]))
         result[f"{route}_vs_loop_median_of_rounds"] = round(statistics.median(ratios), 4)
-    print(f"\nOpenVINO {weights}, {args.layers} layers, {args.new_tokens} tokens per run, best of {args.repeats} interleaved runs:")
+    print(
+        f"\nOpenVINO {weights}, {args.layers} layers, {args.new_tokens} tokens per run, best of {args.repeats} interleaved runs:"
+    )
     for route in ROUTES:
         print(f"  {route:<15}{best[route]:>8.2f} tokens/s  (runs {result['runs_tokens_per_s'][route]})")
-    print(f"best of each, generate / loop: {result['generate_vs_loop']:.4f}; generate_stock / loop: {result['generate_stock_vs_loop']:.4f}")
-    print(f"median of the rounds' ratios, generate / loop: {result['generate_vs_loop_median_of_rounds']:.4f}; "
-          f"generate_stock / loop: {result['generate_stock_vs_loop_median_of_rounds']:.4f}")
+    print(
+        f"best of each, generate / loop: {result['generate_vs_loop']:.4f}; generate_stock / loop: {result['generate_stock_vs_loop']:.4f}"
+    )
+    print(
+        f"median of the rounds' ratios, generate / loop: {result['generate_vs_loop_median_of_rounds']:.4f}; "
+        f"generate_stock / loop: {result['generate_stock_vs_loop_median_of_rounds']:.4f}"
+    )
     return result
 
 
@@ -355,8 +398,13 @@ def text_generator(entry, layers: int, openvino_cache: Path):
     if entry.cpu_speedups.engine == "openvino":
         weights = entry.cpu_speedups.weights
         generation_config = GenerationConfig(eos_token_id=EOS_ID, pad_token_id=EOS_ID, suppress_tokens=[EOS_ID])
-        return OpenVINOTextGenerator(entry, openvino_model(weights, layers, openvino_cache), tokenizer,
-                                     generation_config, f"cpu/openvino {weights}")
+        return OpenVINOTextGenerator(
+            entry,
+            openvino_model(weights, layers, openvino_cache),
+            tokenizer,
+            generation_config,
+            f"cpu/openvino {weights}",
+        )
     placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
     model = apply_cpu_speedups(build_model(layers), quantize=entry.cpu_speedups.quantize)
     return LocalTextGenerator(entry, model, tokenizer, placement, describe_speedups(entry.cpu_speedups.quantize))
@@ -368,13 +416,21 @@ def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) 
     from pipelines.studio import ModelRegistry, default_loaders, parse_config
 
     unused = {"source": "not-loaded"}
-    config = parse_config({
-        "settings": {"memory_budget_mb": 64000, "idle_unload_minutes": 0},
-        "classification": [{"name": "unused", **unused}],
-        "text": [{"name": "GPT-Neo 1.3B (random weights)", "source": "benchmark:in-memory",
-                  "defaults": dict(SAMPLING, max_new_tokens=new_tokens), "cpu_speedups": speedup_options(speedup)}],
-        "image": [{"name": "unused", **unused}],
-    })
+    config = parse_config(
+        {
+            "settings": {"memory_budget_mb": 64000, "idle_unload_minutes": 0},
+            "classification": [{"name": "unused", **unused}],
+            "text": [
+                {
+                    "name": "GPT-Neo 1.3B (random weights)",
+                    "source": "benchmark:in-memory",
+                    "defaults": dict(SAMPLING, max_new_tokens=new_tokens),
+                    "cpu_speedups": speedup_options(speedup),
+                }
+            ],
+            "image": [{"name": "unused", **unused}],
+        }
+    )
 
     def load_text(entry):
         return text_generator(entry, layers, openvino_cache)
@@ -391,8 +447,13 @@ def serve_app(speedup: str, layers: int, new_tokens: int, openvino_cache: Path) 
         print(f"URL {url} {name}", flush=True)
         sys.stdin.read()  # the benchmark closes stdin when its client is done
     demo.close()
-    print("MEM " + json.dumps({"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb()),
-                               "placement": generator.placement}), flush=True)
+    print(
+        "MEM "
+        + json.dumps(
+            {"peak_mem_mb": round(rss.mb), "peak_load_mb": round(process_peak_mb()), "placement": generator.placement}
+        ),
+        flush=True,
+    )
 
 
 APP_POLL_S = 0.01  # client-side timing resolution of the app's streamed updates (a token takes ~0.1 s)
@@ -402,8 +463,19 @@ def time_app_request(client, name: str, new_tokens: int, **extra) -> dict:
     """One streamed /generate_text request (`extra`: more of its parameters, by name); the rate
     from the token counts of its JSON updates."""
     submitted = time.perf_counter()
-    job = client.submit(PROMPT, name, new_tokens, SAMPLING["temperature"], SAMPLING["top_p"], SAMPLING["top_k"],
-                        SAMPLING["repetition_penalty"], SAMPLING["do_sample"], SEED, api_name="/generate_text", **extra)
+    job = client.submit(
+        PROMPT,
+        name,
+        new_tokens,
+        SAMPLING["temperature"],
+        SAMPLING["top_p"],
+        SAMPLING["top_k"],
+        SAMPLING["repetition_penalty"],
+        SAMPLING["do_sample"],
+        SEED,
+        api_name="/generate_text",
+        **extra,
+    )
     arrivals = []  # (time, tokens so far)
     # Poll the streamed outputs every APP_POLL_S instead of iterating the job: gradio_client's
     # iterator wakes every millisecond, and on 2 cores that busy loop slows the server it measures.
@@ -425,23 +497,32 @@ def time_app_request(client, name: str, new_tokens: int, **extra) -> dict:
     (t_first, n_first), (t_last, n_last) = arrivals[0], arrivals[-1]
     if n_last - n_first < 2 or t_last <= t_first:
         raise RuntimeError(f"too few streamed updates to time ({arrivals}); use more --new-tokens")
-    return {"tokens_per_s": (n_last - n_first) / (t_last - t_first), "ttft_s": t_first - submitted, "tokens": total,
-            "server_stats": final_stats, "tokens_recorded": len(final.get("tokens") or [])}
+    return {
+        "tokens_per_s": (n_last - n_first) / (t_last - t_first),
+        "ttft_s": t_first - submitted,
+        "tokens": total,
+        "server_stats": final_stats,
+        "tokens_recorded": len(final.get("tokens") or []),
+    }
 
 
 class Worker:
     """A variant's process: started once, then asked for one timed run at a time."""
 
     def __init__(self, command: list[str], ready_prefix: str):
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.textgen", *command],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.textgen", *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.read(ready_prefix)
         self.ready = json.loads(line) if ready_prefix == "READY " else line
 
     def read(self, prefix: str) -> str:
         for line in self.process.stdout:  # libraries may print other lines first
             if line.startswith(prefix):
-                return line[len(prefix):].rstrip("\n")
+                return line[len(prefix) :].rstrip("\n")
         raise RuntimeError(f"benchmark worker {self.process.args[3:5]} ended early (its errors are above)")
 
     def run(self) -> dict:
@@ -480,21 +561,29 @@ def enough_memory_for(layers: int, variant: str, openvino_cache: str) -> None:
     if variant.startswith(OPENVINO_PREFIX):  # a cached export: its weights, compiled (about twice the file)
         from pipelines.text import openvino_engine as engine
 
-        key = engine.cache_key("benchmark:gpt-neo-1.3B-random", f"seed0-layers{layers}", variant.removeprefix(OPENVINO_PREFIX))
+        key = engine.cache_key(
+            "benchmark:gpt-neo-1.3B-random", f"seed0-layers{layers}", variant.removeprefix(OPENVINO_PREFIX)
+        )
         weights = Path(openvino_cache) / key / "model.bin"
         need_mb = 2 * weights.stat().st_size / 2**20 + 1000 if weights.is_file() else 7000 * layers / 24 + 600
     available_mb = psutil.virtual_memory().available / 2**20
     if available_mb < need_mb:
-        raise SystemExit(f"only {available_mb:,.0f} MB of memory available; building {variant} needs ~{need_mb:,.0f} MB")
+        raise SystemExit(
+            f"only {available_mb:,.0f} MB of memory available; building {variant} needs ~{need_mb:,.0f} MB"
+        )
 
 
 def print_table(rows: list[dict], baseline: float) -> None:
-    print(f"\n{'variant':<22}{'tokens/s':>9}{'x fp32':>8}{'TTFT s':>8}{'peak MB':>9}{'load MB':>9}{'weights MB':>11}{'top-1':>7}{'KL':>10}")
+    print(
+        f"\n{'variant':<22}{'tokens/s':>9}{'x fp32':>8}{'TTFT s':>8}{'peak MB':>9}{'load MB':>9}{'weights MB':>11}{'top-1':>7}{'KL':>10}"
+    )
     for row in rows:
         top1 = f"{row['top1_agreement']:.3f}" if "top1_agreement" in row else "-"
         kl = f"{row['kl_vs_fp32']:.5f}" if "kl_vs_fp32" in row else "-"
-        print(f"{row['variant']:<22}{row['tokens_per_s']:>9.2f}{row['tokens_per_s'] / baseline:>8.2f}{row['ttft_s']:>8.2f}"
-              f"{row['peak_mem_mb']:>9}{row['peak_load_mb']:>9}{row.get('weights_mb', '-'):>11}{top1:>7}{kl:>10}")
+        print(
+            f"{row['variant']:<22}{row['tokens_per_s']:>9.2f}{row['tokens_per_s'] / baseline:>8.2f}{row['ttft_s']:>8.2f}"
+            f"{row['peak_mem_mb']:>9}{row['peak_load_mb']:>9}{row.get('weights_mb', '-'):>11}{top1:>7}{kl:>10}"
+        )
 
 
 def openvino_summary(by_name: dict[str, dict]) -> dict:
@@ -503,8 +592,10 @@ def openvino_summary(by_name: dict[str, dict]) -> dict:
     if not engine_rows or "int8_dynamic" not in by_name:
         return {}
     fastest = max(engine_rows, key=lambda row: row["tokens_per_s"])
-    summary = {"openvino_fastest": fastest["variant"],
-               "openvino_fastest_vs_int8_dynamic": round(fastest["tokens_per_s"] / by_name["int8_dynamic"]["tokens_per_s"], 3)}
+    summary = {
+        "openvino_fastest": fastest["variant"],
+        "openvino_fastest_vs_int8_dynamic": round(fastest["tokens_per_s"] / by_name["int8_dynamic"]["tokens_per_s"], 3),
+    }
     if "app" in by_name:
         summary["app_vs_openvino_fastest"] = round(by_name["app"]["tokens_per_s"] / fastest["tokens_per_s"], 3)
     return summary
@@ -513,15 +604,38 @@ def openvino_summary(by_name: dict[str, dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.textgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the JSON results here")
-    parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"rounds of runs; each variant's best counts (default {DEFAULT_REPEATS})")
-    parser.add_argument("--layers", type=int, default=GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try the benchmark quickly (default 24: the real size)")
-    parser.add_argument("--variants", default=",".join(SPEEDUPS), help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also bf16, int8_dynamic+compile)")
-    parser.add_argument("--openvino-cache", help="where the openvino variants' exports are kept and reused (default: the app's cache folder)")
+    parser.add_argument(
+        "--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help=f"rounds of runs; each variant's best counts (default {DEFAULT_REPEATS})",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=GPT_NEO_1_3B["num_layers"],
+        help="fewer (even) layers to try the benchmark quickly (default 24: the real size)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(SPEEDUPS),
+        help=f"speed-ups to measure besides fp32 (default {','.join(SPEEDUPS)}; also bf16, int8_dynamic+compile)",
+    )
+    parser.add_argument(
+        "--openvino-cache",
+        help="where the openvino variants' exports are kept and reused (default: the app's cache folder)",
+    )
     parser.add_argument("--no-app", action="store_true", help="skip the app row")
-    parser.add_argument("--compare-routes", metavar="WEIGHTS", choices=["float32", "int8", "int4"],
-                        help="instead: the OpenVINO engine's decoding before and after it ran through generate "
-                             f"(the loop of commit {BASELINE_COMMIT}, generate, generate's own sampling), in one process")
+    parser.add_argument(
+        "--compare-routes",
+        metavar="WEIGHTS",
+        choices=["float32", "int8", "int4"],
+        help="instead: the OpenVINO engine's decoding before and after it ran through generate "
+        f"(the loop of commit {BASELINE_COMMIT}, generate, generate's own sampling), in one process",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one variant's process
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--serve-app", help=argparse.SUPPRESS)
@@ -544,7 +658,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    shape = ["--layers", str(args.layers), "--new-tokens", str(args.new_tokens), "--openvino-cache", args.openvino_cache]
+    shape = [
+        "--layers",
+        str(args.layers),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--openvino-cache",
+        args.openvino_cache,
+    ]
     variants = ["fp32", *[v for v in args.variants.split(",") if v]]
     speedup = None if args.no_app else app_speedup()
     workers: dict[str, Worker] = {}
@@ -579,10 +700,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in workers:
         best = max(runs[name], key=lambda run: run["tokens_per_s"])
-        row = {"variant": name, "tokens_per_s": round(best["tokens_per_s"], 2),
-               "ttft_s": round(min(r["ttft_s"] for r in runs[name]), 3), "tokens": best["tokens"],
-               "peak_mem_mb": memory[name]["peak_mem_mb"], "peak_load_mb": memory[name]["peak_load_mb"],
-               "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs[name]]}
+        row = {
+            "variant": name,
+            "tokens_per_s": round(best["tokens_per_s"], 2),
+            "ttft_s": round(min(r["ttft_s"] for r in runs[name]), 3),
+            "tokens": best["tokens"],
+            "peak_mem_mb": memory[name]["peak_mem_mb"],
+            "peak_load_mb": memory[name]["peak_load_mb"],
+            "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in runs[name]],
+        }
         if name == "app":
             row |= {"speedup": speedup, "placement": memory[name]["placement"], "server_stats": best["server_stats"]}
         else:
@@ -593,9 +719,17 @@ def main(argv: list[str] | None = None) -> int:
         by_name["app"]["vs_raw_pipeline"] = round(by_name["app"]["tokens_per_s"] / by_name[speedup]["tokens_per_s"], 3)
     print_table(rows, rows[0]["tokens_per_s"])
     total_s = time.perf_counter() - started
-    print(f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats} interleaved rounds; {total_s:.0f} s in all")
-    result = {"rows": rows, "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
-              "new_tokens": args.new_tokens, "repeats": args.repeats, "total_s": round(total_s, 1), "sampling": SAMPLING}
+    print(
+        f"\n{args.layers} layers, {args.new_tokens} new tokens per run, best of {args.repeats} interleaved rounds; {total_s:.0f} s in all"
+    )
+    result = {
+        "rows": rows,
+        "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "total_s": round(total_s, 1),
+        "sampling": SAMPLING,
+    }
     result |= openvino_summary(by_name)
     for key, value in openvino_summary(by_name).items():
         print(f"{key}: {value}")

@@ -43,12 +43,20 @@ def local_generator(layers: int, speedup: str, new_tokens: int, openvino_cache: 
     """The 1.3B model as the app's loader makes it under `speedup` (its models.yaml default), minus reading weights."""
     from pipelines.studio import parse_config
 
-    entry = parse_config({
-        "classification": [{"name": "unused", "source": "unused"}], "image": [{"name": "unused", "source": "unused"}],
-        "text": [{"name": "GPT-Neo 1.3B (random weights)", "source": "benchmark:in-memory",
-                  "defaults": dict(textgen.SAMPLING, max_new_tokens=new_tokens, seed=textgen.SEED),
-                  "cpu_speedups": textgen.speedup_options(speedup)}],
-    }).text[0]
+    entry = parse_config(
+        {
+            "classification": [{"name": "unused", "source": "unused"}],
+            "image": [{"name": "unused", "source": "unused"}],
+            "text": [
+                {
+                    "name": "GPT-Neo 1.3B (random weights)",
+                    "source": "benchmark:in-memory",
+                    "defaults": dict(textgen.SAMPLING, max_new_tokens=new_tokens, seed=textgen.SEED),
+                    "cpu_speedups": textgen.speedup_options(speedup),
+                }
+            ],
+        }
+    ).text[0]
     generator = textgen.text_generator(entry, layers, openvino_cache)
     textgen.release_freed_memory()
     return generator
@@ -59,8 +67,12 @@ def time_pipeline(generator, new_tokens: int, token_probabilities: bool) -> dict
     for update in generator.stream(textgen.PROMPT, generator.default_params(token_probabilities=token_probabilities)):
         final = update
     assert final["new_tokens"] == new_tokens, final
-    return {"tokens_per_s": final["tokens_per_s"], "ttft_s": final["ttft_s"], "tokens_recorded": len(final["tokens"] or []),
-            "update_bytes": len(json.dumps(final))}
+    return {
+        "tokens_per_s": final["tokens_per_s"],
+        "ttft_s": final["ttft_s"],
+        "tokens_recorded": len(final["tokens"] or []),
+        "update_bytes": len(json.dumps(final)),
+    }
 
 
 def recording_ms_per_token(generator, tokens: int = 256) -> float:
@@ -85,9 +97,21 @@ def recording_ms_per_token(generator, tokens: int = 256) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.token_view", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the JSON results here")
-    parser.add_argument("--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"rounds; each variant's best counts (default {DEFAULT_REPEATS})")
-    parser.add_argument("--layers", type=int, default=textgen.GPT_NEO_1_3B["num_layers"], help="fewer (even) layers to try it quickly (default 24)")
+    parser.add_argument(
+        "--new-tokens", type=int, default=DEFAULT_NEW_TOKENS, help=f"tokens per run (default {DEFAULT_NEW_TOKENS})"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help=f"rounds; each variant's best counts (default {DEFAULT_REPEATS})",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=textgen.GPT_NEO_1_3B["num_layers"],
+        help="fewer (even) layers to try it quickly (default 24)",
+    )
     parser.add_argument("--no-app", action="store_true", help="measure the pipeline only")
     parser.add_argument("--openvino-cache", help="where OpenVINO exports are kept (default: the app's cache folder)")
     args = parser.parse_args(argv)
@@ -108,8 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_app:
             textgen.enough_memory_for(args.layers, quantize, openvino_cache)
-            app = textgen.Worker(["--serve-app", quantize, "--layers", str(args.layers), "--new-tokens", str(args.new_tokens),
-                                  "--openvino-cache", openvino_cache], "URL ")
+            app = textgen.Worker(
+                [
+                    "--serve-app",
+                    quantize,
+                    "--layers",
+                    str(args.layers),
+                    "--new-tokens",
+                    str(args.new_tokens),
+                    "--openvino-cache",
+                    openvino_cache,
+                ],
+                "URL ",
+            )
             url, app_name = app.ready.split(" ", 1)
             from benchmarks.app_client import app_client
 
@@ -136,27 +171,49 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, measured in runs.items():
         best = max(measured, key=lambda run: run["tokens_per_s"])
-        rows.append({"variant": name, "tokens_per_s": round(best["tokens_per_s"], 2), "ttft_s": round(min(r["ttft_s"] for r in measured), 3),
-                     "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in measured]}
-                    | ({"final_update_bytes": best["update_bytes"]} if "update_bytes" in best else {}))
+        rows.append(
+            {
+                "variant": name,
+                "tokens_per_s": round(best["tokens_per_s"], 2),
+                "ttft_s": round(min(r["ttft_s"] for r in measured), 3),
+                "runs_tokens_per_s": [round(r["tokens_per_s"], 2) for r in measured],
+            }
+            | ({"final_update_bytes": best["update_bytes"]} if "update_bytes" in best else {})
+        )
     by_name = {row["variant"]: row for row in rows}
     print(f"\n{'variant':<32}{'tokens/s':>9}{'on/off':>8}{'median':>8}{'TTFT s':>8}")
     for row in rows:
         where = row["variant"].split(",")[0]
         off = by_name[f"{where}, token view off"]
         row["on_vs_off"] = round(row["tokens_per_s"] / off["tokens_per_s"], 3)
-        row["median_round_on_vs_off"] = round(statistics.median(
-            on / off for on, off in zip(row["runs_tokens_per_s"], off["runs_tokens_per_s"])), 3)
-        print(f"{row['variant']:<32}{row['tokens_per_s']:>9.2f}{row['on_vs_off']:>8.3f}{row['median_round_on_vs_off']:>8.3f}{row['ttft_s']:>8.2f}")
+        row["median_round_on_vs_off"] = round(
+            statistics.median(on / off for on, off in zip(row["runs_tokens_per_s"], off["runs_tokens_per_s"])), 3
+        )
+        print(
+            f"{row['variant']:<32}{row['tokens_per_s']:>9.2f}{row['on_vs_off']:>8.3f}{row['median_round_on_vs_off']:>8.3f}{row['ttft_s']:>8.2f}"
+        )
     recording_ms = recording_ms_per_token(generator)
     token_ms = 1000 / by_name["pipeline, token view off"]["tokens_per_s"]
-    print(f"recording alone: {recording_ms:.3f} ms per token, {recording_ms / token_ms:.2%} of a token's {token_ms:.0f} ms")
+    print(
+        f"recording alone: {recording_ms:.3f} ms per token, {recording_ms / token_ms:.2%} of a token's {token_ms:.0f} ms"
+    )
     total_s = time.perf_counter() - started
-    print(f"\n{args.layers} layers ({quantize}), {args.new_tokens} new tokens per run, best of {args.repeats} alternating rounds; {total_s:.0f} s in all")
-    result = {"rows": rows, "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
-              "quantize": quantize, "new_tokens": args.new_tokens, "repeats": args.repeats, "sampling": textgen.SAMPLING,
-              "total_s": round(total_s, 1), "pipeline_peak_mb": round(process_peak_mb()), "app_memory": app_memory,
-              "recording_ms_per_token": round(recording_ms, 4), "recording_share_of_a_token": round(recording_ms / token_ms, 5)}
+    print(
+        f"\n{args.layers} layers ({quantize}), {args.new_tokens} new tokens per run, best of {args.repeats} alternating rounds; {total_s:.0f} s in all"
+    )
+    result = {
+        "rows": rows,
+        "model": "GPT-Neo 1.3B config, random weights" if args.layers == 24 else f"GPT-Neo, {args.layers} layers",
+        "quantize": quantize,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "sampling": textgen.SAMPLING,
+        "total_s": round(total_s, 1),
+        "pipeline_peak_mb": round(process_peak_mb()),
+        "app_memory": app_memory,
+        "recording_ms_per_token": round(recording_ms, 4),
+        "recording_share_of_a_token": round(recording_ms / token_ms, 5),
+    }
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

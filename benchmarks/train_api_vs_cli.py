@@ -27,8 +27,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHOWN = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "confusion_matrix", "validation_messages", "epochs_run",
-         "best_epoch", "train_seconds")
+SHOWN = (
+    "accuracy",
+    "spam_precision",
+    "spam_recall",
+    "spam_f1",
+    "confusion_matrix",
+    "validation_messages",
+    "epochs_run",
+    "best_epoch",
+    "train_seconds",
+)
 
 
 def app_defaults() -> dict:
@@ -52,21 +61,44 @@ def train_through_the_api(workdir: Path, data: Path, base: str) -> dict:
         server.wait_ready()
         started = time.perf_counter()
         *_, final = app_client(server.url).predict(file=handle_file(str(data)), api_name="/train_classifier")
-        return {"how": "client.predict(file=handle_file(DATA), api_name='/train_classifier')  # every other parameter: the app's default",
-                "wall_s": round(time.perf_counter() - started, 1), **{k: final["metrics"][k] for k in SHOWN}}
+        return {
+            "how": "client.predict(file=handle_file(DATA), api_name='/train_classifier')  # every other parameter: the app's default",
+            "wall_s": round(time.perf_counter() - started, 1),
+            **{k: final["metrics"][k] for k in SHOWN},
+        }
     finally:
         server.stop()
 
 
 def train_with_the_command(workdir: Path, data: Path, base: str, validation_fraction: float) -> dict:
     out = workdir / "cli-model"
-    command = [sys.executable, "-m", "pipelines.train_classifier", "--data", str(data), "--base-model", base,
-               "--output", str(out), "--validation-fraction", str(validation_fraction)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.train_classifier",
+        "--data",
+        str(data),
+        "--base-model",
+        base,
+        "--output",
+        str(out),
+        "--validation-fraction",
+        str(validation_fraction),
+    ]
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = json.loads((out / "metrics.json").read_text())
-    shown = ["python -m pipelines.train_classifier", "--data", "DATA", "--base-model", "MINILM", "--output", "DIR",
-             "--validation-fraction", str(validation_fraction)]
+    shown = [
+        "python -m pipelines.train_classifier",
+        "--data",
+        "DATA",
+        "--base-model",
+        "MINILM",
+        "--output",
+        "DIR",
+        "--validation-fraction",
+        str(validation_fraction),
+    ]
     return {"how": " ".join(shown), "wall_s": round(time.perf_counter() - started, 1), **{k: metrics[k] for k in SHOWN}}
 
 
@@ -87,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     print("api:", json.dumps(api), flush=True)
     cli = train_with_the_command(workdir, data, base, defaults.get("validation_fraction", 0.0))
     print("cli:", json.dumps(cli), flush=True)
-    result = {"data": str(data), "base_model": base, "app_defaults": defaults, "api": api, "cli": cli,
-              "spam_f1_difference": round(abs(api["spam_f1"] - cli["spam_f1"]), 4)}
+    result = {
+        "data": str(data),
+        "base_model": base,
+        "app_defaults": defaults,
+        "api": api,
+        "cli": cli,
+        "spam_f1_difference": round(abs(api["spam_f1"] - cli["spam_f1"]), 4),
+    }
     print(f"spam F1: API {api['spam_f1']:.4f}, command {cli['spam_f1']:.4f}, difference {result['spam_f1_difference']}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")

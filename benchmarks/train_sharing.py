@@ -65,8 +65,11 @@ def write_config(out: Path, classifier: Path, base: str, training: dict | None) 
     config = tiny_config(paths)
     config["classification"] = [{"name": "MiniLM-L6 spam (random head)", "source": str(classifier)}]
     config["settings"]["trained_models_dir"] = str(out / "trained")
-    config["training"] = {"base_models": [{"name": "MiniLM-L6", "source": str(base)}], "defaults": {"validation_fraction": 0.15},
-                          **(training or {})}
+    config["training"] = {
+        "base_models": [{"name": "MiniLM-L6", "source": str(base)}],
+        "defaults": {"validation_fraction": 0.15},
+        **(training or {}),
+    }
     path = out / f"models-{len(list(out.glob('models-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -89,7 +92,9 @@ def latest(job) -> dict | None:
     return outputs[-1][-1] if outputs else None
 
 
-def measure_row(name: str, training: dict | None, load: bool, config: Path, data: Path, workdir: Path, window_s: float) -> dict:
+def measure_row(
+    name: str, training: dict | None, load: bool, config: Path, data: Path, workdir: Path, window_s: float
+) -> dict:
     from gradio_client import handle_file
 
     from benchmarks.app_client import app_client
@@ -101,7 +106,12 @@ def measure_row(name: str, training: dict | None, load: bool, config: Path, data
         client = app_client(server.url)
         classify_for(client, 3.0)  # warm-up
         # the machine's 1-minute load average as the row starts: on a shared machine, other work shows here
-        row: dict = {"row": name, "training": training, "classify_load": load, "load_avg_before": round(os.getloadavg()[0], 2)}
+        row: dict = {
+            "row": name,
+            "training": training,
+            "classify_load": load,
+            "load_avg_before": round(os.getloadavg()[0], 2),
+        }
         if training is None:
             latencies = classify_for(client, window_s)
         else:
@@ -115,13 +125,21 @@ def measure_row(name: str, training: dict | None, load: bool, config: Path, data
             first = latest(job)
             latencies = classify_for(client, window_s) if load else (time.sleep(window_s) or [])
             last = latest(job)  # the server stops below, training and all
-            row |= {"steps": last["step"] - first["step"], "steps_per_s": round(
-                (last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"]), 4), "max_steps": last["max_steps"]}
+            row |= {
+                "steps": last["step"] - first["step"],
+                "steps_per_s": round((last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"]), 4),
+                "max_steps": last["max_steps"],
+            }
         if latencies:
             ordered = sorted(latencies)
-            row |= {"requests": len(latencies), "latency_ms": {
-                "median": round(statistics.median(ordered) * 1000, 1), "p95": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1),
-                "max": round(ordered[-1] * 1000, 1)}}
+            row |= {
+                "requests": len(latencies),
+                "latency_ms": {
+                    "median": round(statistics.median(ordered) * 1000, 1),
+                    "p95": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1),
+                    "max": round(ordered[-1] * 1000, 1),
+                },
+            }
         return row
     finally:
         server.stop()
@@ -129,7 +147,9 @@ def measure_row(name: str, training: dict | None, load: bool, config: Path, data
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_sharing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DATA), help="the labelled file to train on (default: the SMS training file)")
+    parser.add_argument(
+        "--data", default=str(DATA), help="the labelled file to train on (default: the SMS training file)"
+    )
     parser.add_argument("--window-s", type=float, default=WINDOW_S)
     parser.add_argument("--out", help="write the JSON result here")
     args = parser.parse_args(argv)
@@ -153,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         if "steps_per_s" in row:
             row["training_time_x_alone"] = round(alone / row["steps_per_s"], 2)
     result = {"data": args.data, "window_s": args.window_s, "pause_s": PAUSE_S, "cpus": os.cpu_count(), "rows": rows}
-    print("\n| row | /classify median (p95, max) ms | × idle | training steps/s | training time × alone |\n|---|---:|---:|---:|---:|")
+    print(
+        "\n| row | /classify median (p95, max) ms | × idle | training steps/s | training time × alone |\n|---|---:|---:|---:|---:|"
+    )
     for row in rows:
         lat = row.get("latency_ms")
         shown = f"{lat['median']} ({lat['p95']}, {lat['max']})" if lat else "—"
-        print(f"| {row['row']} | {shown} | {row.get('latency_x_idle', '—')} "
-              f"| {row.get('steps_per_s', '—')} | {row.get('training_time_x_alone', '—')} |")
+        print(
+            f"| {row['row']} | {shown} | {row.get('latency_x_idle', '—')} "
+            f"| {row.get('steps_per_s', '—')} | {row.get('training_time_x_alone', '—')} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0

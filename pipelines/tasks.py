@@ -64,9 +64,12 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task(
-            "classification", ClassificationEntry, "pipelines.classification.pipeline:LocalClassifier",
+            "classification",
+            ClassificationEntry,
+            "pipelines.classification.pipeline:LocalClassifier",
             {"gradio": "pipelines.classification.remote:GradioClassifier"},
-            gpu_seconds=classification.gpu_seconds, tabs=("ui.classification_tab", "ui.train_tab"),
+            gpu_seconds=classification.gpu_seconds,
+            tabs=("ui.classification_tab", "ui.train_tab"),
             interface=classification.Classifier,
             # Training in the app: what the Train tab may fine-tune (models.yaml `training:`), and
             # the models trained here before, offered again at start-up like models.yaml entries.
@@ -74,14 +77,27 @@ TASKS: dict[str, Task] = {
             on_start=("pipelines.classification.trained_models:on_start",),
         ),
         Task(
-            "text", TextEntry, "pipelines.text.pipeline:LocalTextGenerator",
-            {"openai": "pipelines.text.remote:OpenAITextGenerator", "gradio": "pipelines.text.remote:GradioTextGenerator"},
-            gpu_seconds=text.gpu_seconds, tabs=("ui.text_tab",), tab_group="Generation", interface=text.TextGenerator,
+            "text",
+            TextEntry,
+            "pipelines.text.pipeline:LocalTextGenerator",
+            {
+                "openai": "pipelines.text.remote:OpenAITextGenerator",
+                "gradio": "pipelines.text.remote:GradioTextGenerator",
+            },
+            gpu_seconds=text.gpu_seconds,
+            tabs=("ui.text_tab",),
+            tab_group="Generation",
+            interface=text.TextGenerator,
         ),
         Task(
-            "image", ImageEntry, "pipelines.image.pipeline:LocalImageGenerator",
+            "image",
+            ImageEntry,
+            "pipelines.image.pipeline:LocalImageGenerator",
             {"gradio": "pipelines.image.remote:GradioImageGenerator"},
-            gpu_seconds=image.gpu_seconds, tabs=("ui.image_tab",), tab_group="Generation", interface=image.ImageGenerator,
+            gpu_seconds=image.gpu_seconds,
+            tabs=("ui.image_tab",),
+            tab_group="Generation",
+            interface=image.ImageGenerator,
         ),
     )
 }

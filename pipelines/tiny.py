@@ -62,8 +62,13 @@ def build_wordpiece_tokenizer(max_length: int):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=max_length,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
     )
 
 
@@ -80,7 +85,10 @@ def build_byte_level_bpe_tokenizer(max_length: int):
     )
     tok.train_from_iterator(_training_text(), trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
         model_max_length=max_length,
     )
 
@@ -100,7 +108,9 @@ def build_clip_tokenizer():
     vocab = tok.get_vocab()
     import json
 
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]
+    ]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>", model_max_length=77)
 
 
@@ -110,9 +120,16 @@ def build_classifier(out: Path) -> Path:
     path = out / "tiny-bert-spam"
     tokenizer = build_wordpiece_tokenizer(max_length=128)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=128, num_labels=2,
-        id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1}, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "ham", 1: "spam"},
+        label2id={"ham": 0, "spam": 1},
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(SEED)
     BertForSequenceClassification(config).save_pretrained(path)
@@ -120,8 +137,9 @@ def build_classifier(out: Path) -> Path:
     return path
 
 
-def build_text_model(out: Path, context: int = 256, window_size: int = 64, name: str = "tiny-gpt-neo",
-                     initializer_range: float = 0.02) -> Path:
+def build_text_model(
+    out: Path, context: int = 256, window_size: int = 64, name: str = "tiny-gpt-neo", initializer_range: float = 0.02
+) -> Path:
     """A 2-layer GPT-Neo (one global, one local attention layer). The OpenVINO engine's tests use
     GPT-Neo 1.3B's real window of 256 with a longer context, to generate past the window, and
     larger random weights (initializer_range 0.2), whose greedy text does not settle into a loop
@@ -131,10 +149,17 @@ def build_text_model(out: Path, context: int = 256, window_size: int = 64, name:
     path = out / name
     tokenizer = build_byte_level_bpe_tokenizer(max_length=context)
     config = GPTNeoConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=context, hidden_size=32, num_layers=2, num_heads=2,
-        intermediate_size=64, attention_types=[[["global", "local"], 1]], window_size=window_size,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=context,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        attention_types=[[["global", "local"], 1]],
+        window_size=window_size,
         initializer_range=initializer_range,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(SEED)
     GPTNeoForCausalLM(config).save_pretrained(path)
@@ -150,21 +175,38 @@ def build_image_pipeline(out: Path) -> Path:
     path = out / "tiny-sd"
     torch.manual_seed(SEED)
     unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
     )
     vae = AutoencoderKL(
-        block_out_channels=[4, 8], in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4, norm_num_groups=2,
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
     )
     tokenizer = build_clip_tokenizer()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=tokenizer.model_max_length,
         )
     )
     # sd-turbo's scheduler: Euler with trailing timesteps, so 1-4 steps give an image
@@ -172,8 +214,14 @@ def build_image_pipeline(out: Path) -> Path:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="trailing"
     )
     pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(path)
     return path
@@ -184,25 +232,40 @@ def tiny_config(paths: dict[str, Path]) -> dict:
     return {
         "settings": {"memory_budget_mb": 2000, "idle_unload_minutes": 30, "trained_models_dir": "trained-models"},
         "classification": [
-            {"name": "Tiny BERT spam (random weights)", "source": str(paths["classification"]),
-             "description": "Random weights: verdicts are meaningless, the plumbing is real."},
+            {
+                "name": "Tiny BERT spam (random weights)",
+                "source": str(paths["classification"]),
+                "description": "Random weights: verdicts are meaningless, the plumbing is real.",
+            },
         ],
         "text": [
-            {"name": "Tiny GPT-Neo (random weights)", "source": str(paths["text"]),
-             "description": "Random weights: the text is gibberish, streaming and controls are real.",
-             "defaults": {"max_new_tokens": 24}, "limits": {"max_new_tokens": 200}},
+            {
+                "name": "Tiny GPT-Neo (random weights)",
+                "source": str(paths["text"]),
+                "description": "Random weights: the text is gibberish, streaming and controls are real.",
+                "defaults": {"max_new_tokens": 24},
+                "limits": {"max_new_tokens": 200},
+            },
         ],
         "image": [
-            {"name": "Tiny Stable Diffusion (random weights)", "source": str(paths["image"]),
-             "description": "Random weights: images are noise, steps, seeds and sizes are real.",
-             "defaults": {"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64, "preview_every": 1},
-             "limits": {"min_steps": 1, "max_steps": 20, "min_size": 32, "max_size": 256, "max_images": 4},
-             "schedulers": ["Euler (trailing)", "Euler a (trailing)", "DPM++ 2M Karras", "DDIM"]},
+            {
+                "name": "Tiny Stable Diffusion (random weights)",
+                "source": str(paths["image"]),
+                "description": "Random weights: images are noise, steps, seeds and sizes are real.",
+                "defaults": {"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64, "preview_every": 1},
+                "limits": {"min_steps": 1, "max_steps": 20, "min_size": 32, "max_size": 256, "max_images": 4},
+                "schedulers": ["Euler (trailing)", "Euler a (trailing)", "DPM++ 2M Karras", "DDIM"],
+            },
         ],
         # the Train tab fine-tunes the tiny BERT (its head is replaced), with validation curves
         "training": {
-            "base_models": [{"name": "Tiny BERT (random weights)", "source": str(paths["classification"]),
-                             "description": "Random weights: trains in seconds; what it learns is real."}],
+            "base_models": [
+                {
+                    "name": "Tiny BERT (random weights)",
+                    "source": str(paths["classification"]),
+                    "description": "Random weights: trains in seconds; what it learns is real.",
+                }
+            ],
             "defaults": {"validation_fraction": 0.15},
         },
     }

@@ -11,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
-SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"))
+SCREENSHOT_DIR = Path(
+    os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "artifacts" / "screenshots")
+)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOCS_WIDTH, DOCS_MAX_HEIGHT = 640, 800  # the README's copies: small, the top of the page
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 RESULT_TIMEOUT_MS = 60_000  # bound on a page's waits for a result; the tiny models answer in about a second
 
@@ -27,7 +35,9 @@ def launch_local(config, registry=None, max_queue: int = 64):
     from app import build_app, enable_queue, launch_options
 
     demo = enable_queue(build_app(config, registry), max_size=max_queue)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config))  # as app.py
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options(config)
+    )  # as app.py
     return demo, url.rstrip("/") + "/"
 
 
@@ -129,12 +139,18 @@ def call_event(url: str, fn_index: int, data: list, session_hash: str, timeout_s
     if response.status_code == 200:
         return "complete", response.json()["data"]
     if "queue" not in response.text.lower():  # an unqueued event's error, or a refusal
-        detail = response.json().get("error") if response.headers.get("content-type", "").startswith("application/json") else None
+        detail = (
+            response.json().get("error")
+            if response.headers.get("content-type", "").startswith("application/json")
+            else None
+        )
         return ("error", detail) if detail else ("rejected", response.text)
     response = httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=timeout_s)  # a queued event
     if response.status_code != 200:
         return "rejected", response.text
-    with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}, timeout=timeout_s) as stream:
+    with httpx.stream(
+        "GET", f"{url}gradio_api/queue/data", params={"session_hash": session_hash}, timeout=timeout_s
+    ) as stream:
         for line in stream.iter_lines():
             message = json.loads(line[5:]) if line.startswith("data:") else {}
             if message.get("msg") == "process_completed":

@@ -76,8 +76,15 @@ def outcome(run: Callable[[Any], Any], params) -> tuple:
         return ("refused", err.field)
 
 
-def walk(base, run: Callable[[Any], Any], ranges: dict, choices: dict, samples: dict[str, list] | None = None,
-         contexts: list[Callable[[Any], Any]] | None = None, engine: str = "") -> dict[str, str]:
+def walk(
+    base,
+    run: Callable[[Any], Any],
+    ranges: dict,
+    choices: dict,
+    samples: dict[str, list] | None = None,
+    contexts: list[Callable[[Any], Any]] | None = None,
+    engine: str = "",
+) -> dict[str, str]:
     """Walk every field of `base`'s dataclass; `run(params)` returns a comparable outcome (raising
     InputError when refused). `contexts` are other ways to run (e.g. with a too-long prompt),
     tried in turn when the first shows no difference. Returns {field: "used" | "refused"} and fails
@@ -127,10 +134,17 @@ TEXT_SAMPLES: dict[str, list] = {}
 
 def text_outcome(generator, prompt: str):
     """What a text request makes: its text, token count, truncation and recorded tokens."""
+
     def run(params):
         final = generator.generate(prompt, params)
-        return json.dumps({key: final[key] for key in ("text", "new_tokens", "truncated_tokens", "truncated_chars",
-                                                        "tokens", "tokens_unavailable")}, sort_keys=True)
+        return json.dumps(
+            {
+                key: final[key]
+                for key in ("text", "new_tokens", "truncated_tokens", "truncated_chars", "tokens", "tokens_unavailable")
+            },
+            sort_keys=True,
+        )
+
     return run
 
 
@@ -141,5 +155,12 @@ def walk_text(generator, base=None, samples: dict[str, list] | None = None) -> d
     base = base or generator.default_params(seed=7)
     samples = TEXT_SAMPLES if samples is None else samples
     too_long = SHORT_PROMPT + " " + " ".join([SHORT_PROMPT] * (generator.context_length // 2))  # ~4 tokens each
-    return walk(base, text_outcome(generator, SHORT_PROMPT), generator.entry.ranges(), generator.entry.choices(), samples,
-                contexts=[text_outcome(generator, too_long)], engine=f"{generator.name} ({generator.placement})")
+    return walk(
+        base,
+        text_outcome(generator, SHORT_PROMPT),
+        generator.entry.ranges(),
+        generator.entry.choices(),
+        samples,
+        contexts=[text_outcome(generator, too_long)],
+        engine=f"{generator.name} ({generator.placement})",
+    )

@@ -20,8 +20,14 @@ def test_only_public_endpoints_are_listed_with_descriptions(client, public_endpo
 # What each endpoint cannot do without; every other parameter has a default, so that
 # `client.predict(main_input, api_name=...)` works the way the README's examples call it.
 REQUIRED_INPUTS = {
-    "/classify": ["message"], "/explain": ["message"], "/classify_batch": ["file"], "/similar": ["message", "file"],
-    "/embed": ["messages"], "/generate_text": ["prompt"], "/next_tokens": ["prompt"], "/generate_image": ["prompt"],
+    "/classify": ["message"],
+    "/explain": ["message"],
+    "/classify_batch": ["file"],
+    "/similar": ["message", "file"],
+    "/embed": ["messages"],
+    "/generate_text": ["prompt"],
+    "/next_tokens": ["prompt"],
+    "/generate_image": ["prompt"],
     "/train_classifier": ["file"],
 }
 
@@ -43,7 +49,9 @@ def test_classify_batch_with_the_file_alone(client, tmp_path):
 
 
 def test_classify(client, names):
-    label, _verdict, details = client.predict("WIN a FREE prize, call now", names["classification"], 0.5, api_name="/classify")
+    label, _verdict, details = client.predict(
+        "WIN a FREE prize, call now", names["classification"], 0.5, api_name="/classify"
+    )
     assert {c["label"] for c in label["confidences"]} == {"ham", "spam"}
     assert sum(c["confidence"] for c in label["confidences"]) == pytest.approx(1.0, abs=1e-5)
     assert details["label"] == label["label"] and details["model"] == names["classification"]

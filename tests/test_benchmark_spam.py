@@ -17,24 +17,48 @@ HAM = ["see you at lunch {}", "can you pick up some milk {}", "thanks for the lo
 @pytest.fixture(scope="module")
 def cv_result(tmp_path_factory):
     rng = random.Random(1)
-    rows = ["label\ttext"] + [f"{label}\t" + rng.choice(pool).format(i)
-                              for i in range(30) for label, pool in (("spam", SPAM), ("ham", HAM))]
+    rows = ["label\ttext"] + [
+        f"{label}\t" + rng.choice(pool).format(i) for i in range(30) for label, pool in (("spam", SPAM), ("ham", HAM))
+    ]
     folder = tmp_path_factory.mktemp("cv")
     data = folder / "train.tsv"
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     base = build_classifier(folder / "base")
     out = folder / "cv.json"
-    assert spam.main(["--data", str(data), "--cv", "3", "--seeds", "2", "--max-epochs", "1", "--fold-seed", "5",
-                      "--base-model", str(base), "--out", str(out)]) == 0
+    assert (
+        spam.main(
+            [
+                "--data",
+                str(data),
+                "--cv",
+                "3",
+                "--seeds",
+                "2",
+                "--max-epochs",
+                "1",
+                "--fold-seed",
+                "5",
+                "--base-model",
+                str(base),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
 def test_cross_validation_scores_every_row_on_every_fold(cv_result):
     rows = cv_result["rows"]
     assert cv_result["seeds"] == [42, 43] and cv_result["fold_seed"] == 5
-    assert {"baseline: TF-IDF + linear SVM", "TF-IDF + logistic regression @0.5",
-            "transformer alone, seed 42, 1 epochs @0.5", "transformer alone, mean of 2 seeds, 1 epochs @0.5",
-            "blend chosen on the other folds (nested)"} <= set(rows)
+    assert {
+        "baseline: TF-IDF + linear SVM",
+        "TF-IDF + logistic regression @0.5",
+        "transformer alone, seed 42, 1 epochs @0.5",
+        "transformer alone, mean of 2 seeds, 1 epochs @0.5",
+        "blend chosen on the other folds (nested)",
+    } <= set(rows)
     for name, row in rows.items():
         assert len(row["folds"]) == 3, name
         assert 0.0 <= row["mean"] <= 1.0, name
@@ -85,9 +109,14 @@ def test_shared_misses_are_listed_from_a_saved_cv_run(cv_result, tmp_path, capsy
 
 def test_the_recipe_estimate_pools_every_partitions_folds_and_pairs_them_with_the_baseline():
     def saved(fold_seed, recipe, baseline):
-        return {"k": 2, "fold_seed": fold_seed, "rows": {
-            "baseline: TF-IDF + linear SVM": {"folds": baseline},
-            "recipe blend, seed 42: 3 epochs, weight 0.3, threshold 0.5": {"folds": recipe}}}
+        return {
+            "k": 2,
+            "fold_seed": fold_seed,
+            "rows": {
+                "baseline: TF-IDF + linear SVM": {"folds": baseline},
+                "recipe blend, seed 42: 3 epochs, weight 0.3, threshold 0.5": {"folds": recipe},
+            },
+        }
 
     estimate = spam.recipe_estimate([saved(7, [0.9, 1.0], [0.8, 0.9]), saved(11, [0.8, 0.9], [0.8, 0.8])])
     assert estimate["folds"] == [0.9, 1.0, 0.8, 0.9]
@@ -104,5 +133,17 @@ def test_the_shipped_recipe_estimate_is_what_the_benchmark_writes():
 
     estimate = json.loads(training.RECIPE_ESTIMATE_FILE.read_text(encoding="utf-8"))
     assert estimate["spam_f1_mean"] == pytest.approx(statistics.mean(estimate["folds"]), abs=1e-4)
-    assert set(estimate) == set(spam.recipe_estimate([{"k": 2, "fold_seed": 1, "rows": {
-        "baseline: TF-IDF + linear SVM": {"folds": [0.9, 0.8]}, "recipe blend, seed 42": {"folds": [0.9, 1.0]}}}]))
+    assert set(estimate) == set(
+        spam.recipe_estimate(
+            [
+                {
+                    "k": 2,
+                    "fold_seed": 1,
+                    "rows": {
+                        "baseline: TF-IDF + linear SVM": {"folds": [0.9, 0.8]},
+                        "recipe blend, seed 42": {"folds": [0.9, 1.0]},
+                    },
+                }
+            ]
+        )
+    )

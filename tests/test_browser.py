@@ -93,7 +93,10 @@ def test_a_waiting_user_sees_their_place_in_the_queue(page, app_url, names, monk
 
     monkeypatch.setattr(LocalTextGenerator, "stream", stream)
     other = Client(app_url, verbose=False).submit(
-        prompt="someone else's long story", model_name=names["text"], max_new_tokens=4, api_name="/generate_text",
+        prompt="someone else's long story",
+        model_name=names["text"],
+        max_new_tokens=4,
+        api_name="/generate_text",
     )
     try:
         assert started.wait(RESULT_TIMEOUT_MS / 1000)
@@ -119,7 +122,9 @@ def test_use_an_image_as_input_and_generate_from_it(page):
     visible(page.locator('img[src*="/gradio_api/file="]')).first.wait_for()
     visible(page.get_by_text("Start from an image (image to image)")).first.click()
     button(page, "Use as input").click()
-    page.wait_for_function("() => document.querySelectorAll('img[src*=\"/gradio_api/file=\"]').length >= 2")  # gallery + input
+    page.wait_for_function(
+        "() => document.querySelectorAll('img[src*=\"/gradio_api/file=\"]').length >= 2"
+    )  # gallery + input
     prompt.fill("The same lighthouse in winter")
     button(page, "Generate").click()
     info = visible(page.get_by_test_id("json")).first

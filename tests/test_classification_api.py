@@ -12,7 +12,9 @@ from ui.handlers import TabState, bind
 
 
 def classify_file(client, names, path, threshold=0.5, text_column=""):
-    return client.predict(handle_file(str(path)), names["classification"], threshold, text_column, api_name="/classify_batch")
+    return client.predict(
+        handle_file(str(path)), names["classification"], threshold, text_column, api_name="/classify_batch"
+    )
 
 
 def test_classify_is_batched_with_the_configured_size(tiny_config):
@@ -54,14 +56,18 @@ def batched_classify(tiny_config, registry):
 def test_batched_requests_each_get_their_own_result_or_error(batched_classify, names):
     name = names["classification"]
     scores, _verdicts, details = batched_classify(
-        ["free prize", "", "hello", "hi", "x" * 10**6], [name, name, "no-such-model", name, name], [0.0, 0.5, 0.5, 1.0, 0.5]
+        ["free prize", "", "hello", "hi", "x" * 10**6],
+        [name, name, "no-such-model", name, name],
+        [0.0, 0.5, 0.5, 1.0, 0.5],
     )
     assert scores[0] and scores[3] and scores[1] is None and scores[2] is None and scores[4] is None
     assert (details[0]["label"], details[3]["label"]) == ("spam", "ham")  # thresholds 0 and 1
     assert details[0]["scores"] == scores[0] and details[0]["model"] == name
     assert details[1] == {"error": "message: is empty; enter the text of a message to classify"}
     assert details[2]["error"].startswith("model: unknown classification model 'no-such-model'")
-    assert details[4]["error"].startswith("message: is 1,000,000 characters; the limit is")  # the request layer's text limit
+    assert details[4]["error"].startswith(
+        "message: is 1,000,000 characters; the limit is"
+    )  # the request layer's text limit
 
 
 def test_a_batch_where_all_fail_alike_raises_the_message(batched_classify, names):

@@ -18,7 +18,9 @@ def classifier(registry, names):
 def test_classify_many_matches_one_by_one_in_input_order(classifier):
     texts = ["short", "a much longer message about a free prize " * 3, "mid length text here", "x"] * 20
     progress = []
-    many = classifier.classify_many(texts, 0.5, batch_size=8, on_progress=lambda done, total: progress.append((done, total)))
+    many = classifier.classify_many(
+        texts, 0.5, batch_size=8, on_progress=lambda done, total: progress.append((done, total))
+    )
     assert len(many) == len(texts)
     for text, result in zip(texts[:4], many[:4]):
         single = classifier([text])[0]

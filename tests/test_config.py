@@ -23,7 +23,10 @@ def write(tmp_path, text):
 
 def test_bundled_config_lists_the_product_defaults():
     config = load_config(DEFAULT_CONFIG_PATH)
-    assert config.entry("classification", config.default_name("classification")).source == "mrm8488/bert-tiny-finetuned-sms-spam-detection"
+    assert (
+        config.entry("classification", config.default_name("classification")).source
+        == "mrm8488/bert-tiny-finetuned-sms-spam-detection"
+    )
     assert config.entry("text", config.default_name("text")).source == "EleutherAI/gpt-neo-1.3B"
     assert "EleutherAI/gpt-neo-125m" in [e.source for e in config.text]
     assert config.entry("image", config.default_name("image")).source == "stabilityai/sd-turbo"
@@ -80,8 +83,13 @@ def test_missing_field_is_reported(tmp_path):
 
 
 def test_bad_value_is_reported(tmp_path):
-    path = write(tmp_path, MINIMAL.replace("{name: T, source: some/lm}", "{name: T, source: some/lm, defaults: {temperature: -1}}"))
-    with pytest.raises(ConfigError, match=r"text\[0\] \('T'\), field 'defaults.temperature'.*greater than or equal to 0.05"):
+    path = write(
+        tmp_path,
+        MINIMAL.replace("{name: T, source: some/lm}", "{name: T, source: some/lm, defaults: {temperature: -1}}"),
+    )
+    with pytest.raises(
+        ConfigError, match=r"text\[0\] \('T'\), field 'defaults.temperature'.*greater than or equal to 0.05"
+    ):
         load_config(path)
 
 
@@ -97,7 +105,9 @@ def test_duplicate_names_and_bad_labels_rejected(tmp_path):
     dup = MINIMAL.replace("  - {name: T, source: some/lm}", "  - {name: T, source: a}\n  - {name: T, source: b}")
     with pytest.raises(ConfigError, match="duplicate model name"):
         load_config(write(tmp_path, dup))
-    labels = MINIMAL.replace("{name: C, source: some/classifier}", "{name: C, source: x, labels: {LABEL_0: ham, LABEL_1: ham}}")
+    labels = MINIMAL.replace(
+        "{name: C, source: some/classifier}", "{name: C, source: x, labels: {LABEL_0: ham, LABEL_1: ham}}"
+    )
     with pytest.raises(ConfigError, match="both 'ham' and 'spam'"):
         load_config(write(tmp_path, labels))
 
@@ -116,6 +126,8 @@ def test_unknown_model_name_lists_choices(tmp_path):
 
 
 def test_image_defaults_must_fit_limits(tmp_path):
-    bad = MINIMAL.replace("{name: I, source: some/diffusion}", "{name: I, source: x, defaults: {steps: 30}, limits: {max_steps: 4}}")
+    bad = MINIMAL.replace(
+        "{name: I, source: some/diffusion}", "{name: I, source: x, defaults: {steps: 30}, limits: {max_steps: 4}}"
+    )
     with pytest.raises(ConfigError, match="defaults.steps=30 is outside limits"):
         load_config(write(tmp_path, bad))

@@ -68,7 +68,9 @@ def test_bad_message_lists_name_the_field():
         check_messages("hello", 10, 100)
     with pytest.raises(InputError, match=r"^messages: is empty"):
         check_messages([], 10, 100)
-    with pytest.raises(InputError, match=r"^messages: has 11 messages; the limit is 10 per request \(settings.embedding_map_max_rows\)"):
+    with pytest.raises(
+        InputError, match=r"^messages: has 11 messages; the limit is 10 per request \(settings.embedding_map_max_rows\)"
+    ):
         check_messages(["hi"] * 11, 10, 100)
     with pytest.raises(InputError, match=r"^messages\[1\]: is empty"):
         check_messages(["hi", " "], 10, 100)
@@ -124,8 +126,29 @@ def test_a_file_without_labels_is_mapped_uncoloured(classifier, tmp_path):
 
 
 def test_five_thousand_messages_are_embedded_in_batches_with_progress(classifier, tmp_path):
-    words = ["free", "prize", "call", "now", "lunch", "tomorrow", "home", "milk", "dinner", "weekend", "win", "cash", "text", "reply", "robot", "sky", "cat", "sun"]
-    texts = [f"{words[i % 18]} {words[i // 18 % 18]} {words[i // 324 % 18]} and {words[(i * 7) % 18]}" for i in range(5000)]
+    words = [
+        "free",
+        "prize",
+        "call",
+        "now",
+        "lunch",
+        "tomorrow",
+        "home",
+        "milk",
+        "dinner",
+        "weekend",
+        "win",
+        "cash",
+        "text",
+        "reply",
+        "robot",
+        "sky",
+        "cat",
+        "sun",
+    ]
+    texts = [
+        f"{words[i % 18]} {words[i // 18 % 18]} {words[i // 324 % 18]} and {words[(i * 7) % 18]}" for i in range(5000)
+    ]
     path = tmp_path / "many.csv"
     path.write_text("message\n" + "".join(f"{text}\n" for text in texts), encoding="utf-8")
     progress = []
@@ -135,12 +158,27 @@ def test_five_thousand_messages_are_embedded_in_batches_with_progress(classifier
     assert (first["row"], first["text"]) == (1235, texts[1234]) and first["similarity"] == pytest.approx(1, abs=1e-5)
 
 
-@pytest.mark.parametrize("content, limits, message", [
-    ("message\nhello\nhi\nhey\n", {"max_rows": 2}, r"^file: 'f.csv' has 3 messages; the embedding map takes at most 2 \(settings.embedding_map_max_rows\)"),
-    ("message\n \n\n \n", {}, r"^file: 'f.csv' has a header but no messages|^file: column 'message' has no text in any row"),
-    ("label,message\nham, \nspam,  \n", {}, r"^file: column 'message' has no text in any row"),
-    ("message\nhello\n" + "x" * 60 + "\n", {"max_cell_chars": 50}, r"^file: row 2's message is 60 characters; the limit is 50"),
-])
+@pytest.mark.parametrize(
+    "content, limits, message",
+    [
+        (
+            "message\nhello\nhi\nhey\n",
+            {"max_rows": 2},
+            r"^file: 'f.csv' has 3 messages; the embedding map takes at most 2 \(settings.embedding_map_max_rows\)",
+        ),
+        (
+            "message\n \n\n \n",
+            {},
+            r"^file: 'f.csv' has a header but no messages|^file: column 'message' has no text in any row",
+        ),
+        ("label,message\nham, \nspam,  \n", {}, r"^file: column 'message' has no text in any row"),
+        (
+            "message\nhello\n" + "x" * 60 + "\n",
+            {"max_cell_chars": 50},
+            r"^file: row 2's message is 60 characters; the limit is 50",
+        ),
+    ],
+)
 def test_bad_files_name_the_reason(classifier, tmp_path, content, limits, message):
     path = tmp_path / "f.csv"
     path.write_text(content, encoding="utf-8")
@@ -152,39 +190,63 @@ def test_a_classifier_that_cannot_give_embeddings_says_so(tiny_config):
     from pipelines.classification.remote import GradioClassifier
     from pipelines.studio import parse_config
 
-    entry = parse_config({
-        "classification": [{"name": "Old remote", "backend": "gradio", "url": "http://127.0.0.1:9/"}],
-        "text": [{"name": "T", "source": "t"}], "image": [{"name": "I", "source": "i"}],
-    }).classification[0]
+    entry = parse_config(
+        {
+            "classification": [{"name": "Old remote", "backend": "gradio", "url": "http://127.0.0.1:9/"}],
+            "text": [{"name": "T", "source": "t"}],
+            "image": [{"name": "I", "source": "i"}],
+        }
+    ).classification[0]
     old = GradioClassifier(entry, client=None)
     old.parameters = {"/classify": {"message"}}  # a remote app from before /embed
-    with pytest.raises(RemoteModelError, match=r"Remote model 'Old remote' .*: the remote app has no /embed endpoint: embeddings .* not available"):
+    with pytest.raises(
+        RemoteModelError,
+        match=r"Remote model 'Old remote' .*: the remote app has no /embed endpoint: embeddings .* not available",
+    ):
         old.embed_many(["hello"])
 
 
 # -- through the app -------------------------------------------------------------------------------
 def test_similar_and_embed_endpoints(client, names, labelled_file):
     points, table, summary, result = client.predict(
-        message=LABELLED[1][1], file=handle_file(str(labelled_file)), model_name=names["classification"], k=3, api_name="/similar")
+        message=LABELLED[1][1],
+        file=handle_file(str(labelled_file)),
+        model_name=names["classification"],
+        k=3,
+        api_name="/similar",
+    )
     assert len(points["data"]) == 6 + 1 and table["headers"] == ["rank", "similarity", "label", "row", "message"]
     first = result["neighbours"][0]
-    assert (first["row"], first["label"], len(result["neighbours"])) == (2, "spam", 3) and first["similarity"] == pytest.approx(1, abs=1e-5)
-    assert result["file"]["messages"] == 6 and result["file"]["label_column"] == "label" and not result["file"]["cached"]
-    assert summary.startswith(f"**{result['file']['messages']} messages** of `{result['file']['name']}`")  # the JSON's file
-    again = client.predict(message="hello", file=handle_file(str(labelled_file)), model_name=names["classification"], api_name="/similar")[-1]
+    assert (first["row"], first["label"], len(result["neighbours"])) == (2, "spam", 3) and first[
+        "similarity"
+    ] == pytest.approx(1, abs=1e-5)
+    assert (
+        result["file"]["messages"] == 6 and result["file"]["label_column"] == "label" and not result["file"]["cached"]
+    )
+    assert summary.startswith(
+        f"**{result['file']['messages']} messages** of `{result['file']['name']}`"
+    )  # the JSON's file
+    again = client.predict(
+        message="hello", file=handle_file(str(labelled_file)), model_name=names["classification"], api_name="/similar"
+    )[-1]
     assert again["file"]["cached"] and len(again["neighbours"]) == 5  # k's default
     vectors = client.predict(messages=[LABELLED[1][1], "hello"], model_name=names["classification"], api_name="/embed")
     assert len(vectors["vectors"]) == 2 and vectors["dimensions"] == len(vectors["vectors"][0])
     assert np.dot(vectors["vectors"][0], vectors["vectors"][0]) == pytest.approx(1, abs=1e-4)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"message": "  "}, r"^message: is empty"),
-    ({"file": None}, r"^file: no file was uploaded"),
-    ({"k": 0}, r"^k: must be an integer in \[1, 50\], got 0"),
-    ({"text_column": "nope"}, r"^text_column: 'nope' is not a column of the file"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"message": "  "}, r"^message: is empty"),
+        ({"file": None}, r"^file: no file was uploaded"),
+        ({"k": 0}, r"^k: must be an integer in \[1, 50\], got 0"),
+        ({"text_column": "nope"}, r"^text_column: 'nope' is not a column of the file"),
+    ],
+)
 def test_bad_similar_requests_name_the_field(client, names, labelled_file, arguments, message):
-    request = dict(message="hello", file=handle_file(str(labelled_file)), model_name=names["classification"]) | arguments
+    request = (
+        dict(message="hello", file=handle_file(str(labelled_file)), model_name=names["classification"]) | arguments
+    )
     with pytest.raises(AppError, match=message):
         client.predict(**request, api_name="/similar")

@@ -35,11 +35,20 @@ def text_engines(tmp_path_factory):
     max_new_tokens tokens."""
     folder = tmp_path_factory.mktemp("walk-text")
     source = build_text_model(folder, initializer_range=0.2)
-    config = parse_config({"classification": [{"name": "unused", **UNUSED}], "image": [{"name": "unused", **UNUSED}], "text": [
-        {"name": "neo torch", "source": str(source)},
-        {"name": "neo openvino", "source": str(source),
-         "cpu_speedups": {"engine": "openvino", "weights": "float32", "cache_dir": str(folder / "openvino")}},
-    ]})
+    config = parse_config(
+        {
+            "classification": [{"name": "unused", **UNUSED}],
+            "image": [{"name": "unused", **UNUSED}],
+            "text": [
+                {"name": "neo torch", "source": str(source)},
+                {
+                    "name": "neo openvino",
+                    "source": str(source),
+                    "cpu_speedups": {"engine": "openvino", "weights": "float32", "cache_dir": str(folder / "openvino")},
+                },
+            ],
+        }
+    )
     engines = {entry.name: LocalTextGenerator.from_entry(entry) for entry in config.text}
     for generator in engines.values():
         generator.model.generation_config.suppress_tokens = [generator.tokenizer.eos_token_id]
@@ -58,7 +67,9 @@ def test_every_text_parameter_changes_the_output_or_is_refused(text_engines, eng
 class WithNgrams(TextParams):
     """CONTRIBUTING.md's example: a generate option declared with passed_as."""
 
-    no_repeat_ngram_size: int = param(0, "No repeat n-gram size", range=Range(0, 10, integer=True), passed_as="no_repeat_ngram_size")
+    no_repeat_ngram_size: int = param(
+        0, "No repeat n-gram size", range=Range(0, 10, integer=True), passed_as="no_repeat_ngram_size"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,14 +82,21 @@ class WithUnimplemented(TextParams):
 @pytest.mark.parametrize("engine", ["neo torch", "neo openvino"])
 def test_a_parameter_added_with_passed_as_works_on_both_engines(text_engines, engine):
     generator = text_engines[engine]
-    base = WithNgrams(**asdict(generator.default_params(seed=7, max_new_tokens=60, do_sample=False, repetition_penalty=1.0,
-                                                        token_probabilities=True)))
+    base = WithNgrams(
+        **asdict(
+            generator.default_params(
+                seed=7, max_new_tokens=60, do_sample=False, repetition_penalty=1.0, token_probabilities=True
+            )
+        )
+    )
     plain = generator.generate(SHORT_PROMPT, base)["text"]
     no_repeats = generator.generate(SHORT_PROMPT, dataclasses.replace(base, no_repeat_ngram_size=1))
     assert no_repeats["text"] != plain and no_repeats["params"]["no_repeat_ngram_size"] == 1
     ids = generator.tokenizer(SHORT_PROMPT)["input_ids"] + [token["id"] for token in no_repeats["tokens"]]
     assert len(ids) == len(set(ids)) == len(generator.tokenizer(SHORT_PROMPT)["input_ids"]) + 60  # no token twice
-    assert walk_text(generator, WithNgrams(**asdict(generator.default_params(seed=7))))["no_repeat_ngram_size"] == "used"
+    assert (
+        walk_text(generator, WithNgrams(**asdict(generator.default_params(seed=7))))["no_repeat_ngram_size"] == "used"
+    )
 
 
 @pytest.mark.parametrize("engine", ["neo torch", "neo openvino"])
@@ -107,19 +125,29 @@ def pictures(tmp_path_factory):
 
 def image_outcome(generator):
     """What an image request makes: each image's size and pixels, and the previews sent."""
+
     def run(params):
         previews = []
-        result = generator("a cat", params, on_preview=lambda done, images: previews.append((done, [i.size for i in images])))
+        result = generator(
+            "a cat", params, on_preview=lambda done, images: previews.append((done, [i.size for i in images]))
+        )
         images = [(r["image"].size, hashlib.sha256(r["image"].tobytes()).hexdigest()) for r in result["images"]]
         return images, previews, result["stopped"]
+
     return run
 
 
 def walk_image(generator, pictures, **base_fields) -> dict[str, str]:
     base = generator.default_params(seed=7, **base_fields)
     samples = {"init_image": pictures, "negative_prompt": ["blurry, dark, low quality"]}
-    return walk(base, image_outcome(generator), generator.entry.ranges(), generator.entry.choices(), samples,
-                engine=f"{generator.name} ({generator.placement}, {base_fields or 'defaults'})")
+    return walk(
+        base,
+        image_outcome(generator),
+        generator.entry.ranges(),
+        generator.entry.choices(),
+        samples,
+        engine=f"{generator.name} ({generator.placement}, {base_fields or 'defaults'})",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +156,9 @@ def image_generator(registry, names):
 
 
 # the tiny image entry's schedulers (pipelines/tiny.py): each consumes the steps its own way
-TINY_SCHEDULERS = tiny_models_config(dict.fromkeys(["classification", "text", "image"], "unused"))["image"][0]["schedulers"]
+TINY_SCHEDULERS = tiny_models_config(dict.fromkeys(["classification", "text", "image"], "unused"))["image"][0][
+    "schedulers"
+]
 
 
 @pytest.mark.parametrize("variant", [f"text to image, {name}" for name in TINY_SCHEDULERS] + ["image to image"])
@@ -160,9 +190,15 @@ def test_with_guidance_the_negative_prompt_is_used_and_low_guidance_is_refused(i
     run = image_outcome(image_generator)
     assert run(params) != run(dataclasses.replace(params, negative_prompt="blurry"))
     for scale in (0.5, 1.0):
-        with pytest.raises(InputError, match=rf"^guidance_scale: {scale:g} changes nothing in 'Tiny Stable Diffusion.*guidance "
-                                             r"starts above 1 \(0 to 1 all mean off\); use 0 or a value above 1$"):
+        with pytest.raises(
+            InputError,
+            match=rf"^guidance_scale: {scale:g} changes nothing in 'Tiny Stable Diffusion.*guidance "
+            r"starts above 1 \(0 to 1 all mean off\); use 0 or a value above 1$",
+        ):
             run(dataclasses.replace(params, guidance_scale=scale))
-    with pytest.raises(InputError, match=r"^negative_prompt: 'Tiny Stable Diffusion .*' \(cpu/float32\) reads it only with guidance: "
-                                         r"set guidance_scale above 1 \(it is 0\), or leave it empty$"):
+    with pytest.raises(
+        InputError,
+        match=r"^negative_prompt: 'Tiny Stable Diffusion .*' \(cpu/float32\) reads it only with guidance: "
+        r"set guidance_scale above 1 \(it is 0\), or leave it empty$",
+    ):
         run(dataclasses.replace(params, guidance_scale=0.0, negative_prompt="blurry"))

@@ -58,16 +58,21 @@ def faulty_config(tiny_config, tmp_path_factory):
     no_weights = shutil.copytree(tiny_config.text[0].source, root / "no-weights-neo")
     (no_weights / "model.safetensors").unlink()
     classification, text, image = tiny_config.classification[0], tiny_config.text[0], tiny_config.image[0]
-    return tiny_config.model_copy(update={
-        "classification": [classification, classification.model_copy(update={"name": CORRUPT, "source": str(corrupt)})],
-        "text": [
-            text,
-            text.model_copy(update={"name": NO_WEIGHTS, "source": str(no_weights)}),
-            text.model_copy(update={"name": NOWHERE, "source": str(root / "nothing-here")}),
-            text.model_copy(update={"name": SLOW}),
-        ],
-        "image": [image, image.model_copy(update={"name": OOM})],
-    })
+    return tiny_config.model_copy(
+        update={
+            "classification": [
+                classification,
+                classification.model_copy(update={"name": CORRUPT, "source": str(corrupt)}),
+            ],
+            "text": [
+                text,
+                text.model_copy(update={"name": NO_WEIGHTS, "source": str(no_weights)}),
+                text.model_copy(update={"name": NOWHERE, "source": str(root / "nothing-here")}),
+                text.model_copy(update={"name": SLOW}),
+            ],
+            "image": [image, image.model_copy(update={"name": OOM})],
+        }
+    )
 
 
 def faulty_loaders() -> dict:
@@ -114,7 +119,9 @@ def faulty_client(faulty_app):
 def other_models_still_serve(client, names) -> None:
     label, _, _ = client.predict(message="see you at 7", model_name=names["classification"], api_name="/classify")
     assert label["label"] in ("ham", "spam")
-    text, stats, _ = client.predict(prompt="Once upon a time", model_name=names["text"], max_new_tokens=5, seed=1, api_name="/generate_text")
+    text, stats, _ = client.predict(
+        prompt="Once upon a time", model_name=names["text"], max_new_tokens=5, seed=1, api_name="/generate_text"
+    )
     assert isinstance(text, str) and "seed 1" in stats
     gallery, _ = client.predict(prompt="a cat", model_name=names["image"], seed=1, api_name="/generate_image")
     assert len(gallery) == 1
@@ -146,7 +153,13 @@ def test_out_of_memory_load_gives_clear_error_through_the_app(faulty_client, nam
 
 @pytest.mark.parametrize(
     "error",
-    [MemoryError(), torch.OutOfMemoryError("tried to allocate 20.00 GiB"), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 21474836480 bytes")],
+    [
+        MemoryError(),
+        torch.OutOfMemoryError("tried to allocate 20.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 21474836480 bytes"
+        ),
+    ],
     ids=["MemoryError", "torch.OutOfMemoryError", "cpu-allocator"],
 )
 def test_out_of_memory_load_releases_what_it_allocated(tiny_config, names, error):
@@ -219,15 +232,22 @@ def test_closing_the_stream_mid_generation_stops_it(faulty_app, faulty_client):
     url, registry = faulty_app
     fn_index = faulty_client.endpoints[faulty_client._infer_fn_index("/generate_text", None)].fn_index
     session = uuid.uuid4().hex
-    body = {"data": generate_text_request(faulty_client, fn_index, "Once upon a time"), "fn_index": fn_index,
-            "session_hash": session, "event_data": None, "trigger_id": None}
+    body = {
+        "data": generate_text_request(faulty_client, fn_index, "Once upon a time"),
+        "fn_index": fn_index,
+        "session_hash": session,
+        "event_data": None,
+        "trigger_id": None,
+    }
     assert httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
     with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as stream:
         for line in stream.iter_lines():  # read until the text has started to stream, then hang up
             if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_generating":
                 break
         assert generation_threads(SLOW), "the generation should be running while the client listens"
-    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), "the generation kept running without its client"
+    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), (
+        "the generation kept running without its client"
+    )
     assert generates_at_once(registry.get("text", SLOW)), "the model is still held"
 
 
@@ -250,7 +270,9 @@ def test_killed_client_process_does_not_leave_a_generation_running(faulty_app):
     finally:
         client.kill()
         client.wait()
-    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), "the generation kept running after its client was killed"
+    assert wait_until(lambda: not generation_threads(SLOW), STOP_WITHIN_S), (
+        "the generation kept running after its client was killed"
+    )
     assert generates_at_once(registry.get("text", SLOW)), "the model is still held"
 
 
@@ -258,7 +280,9 @@ def test_killed_client_process_does_not_leave_a_generation_running(faulty_app):
 TRAIN_FAST = dict(epochs=1, transformer_weight=1.0, batch_size=8, learning_rate=5e-3)
 
 
-def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(app_url, client, tiny_config_path, tiny_config, tmp_path):
+def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(
+    app_url, client, tiny_config_path, tiny_config, tmp_path
+):
     """gradio_client cannot send a lone surrogate (httpx encodes JSON as UTF-8); raw HTTP can, as an escape."""
     from app import build_app
     from pipelines.classification import trained_models
@@ -269,12 +293,21 @@ def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(app_
     folder = trained_models.folder_of(tiny_config)
     before = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     uploaded = httpx.post(f"{app_url}gradio_api/upload", files={"files": data.open("rb")}, timeout=30).json()[0]
-    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_classifier"]["parameters"]
-    values = {p["parameter_name"]: p["parameter_default"] for p in parameters} | TRAIN_FAST | {
-        "file": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "save_as": "b\udfff"}
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_classifier"][
+        "parameters"
+    ]
+    values = (
+        {p["parameter_name"]: p["parameter_default"] for p in parameters}
+        | TRAIN_FAST
+        | {"file": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "save_as": "b\udfff"}
+    )
     body = json.dumps({"data": [values[p["parameter_name"]] for p in parameters]})  # "\udfff" travels as a JSON escape
-    event = httpx.post(f"{app_url}gradio_api/call/train_classifier", content=body, headers={"content-type": "application/json"},
-                       timeout=30).json()["event_id"]
+    event = httpx.post(
+        f"{app_url}gradio_api/call/train_classifier",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    ).json()["event_id"]
     answer = httpx.get(f"{app_url}gradio_api/call/train_classifier/{event}", timeout=60).text
     assert "event: error" in answer and "save_as: contains a lone surrogate (U+DFFF)" in answer
     assert httpx.get(app_url, timeout=30).status_code == 200  # pages still load
@@ -291,8 +324,9 @@ def per_session_app(tiny_config_path, tmp_path_factory):
     from tests.helpers import launch_local
 
     config = load_config(tiny_config_path)
-    settings = config.settings.model_copy(update={"trained_models": "per_session",
-                                                  "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))})
+    settings = config.settings.model_copy(
+        update={"trained_models": "per_session", "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))}
+    )
     config = config.model_copy(update={"settings": settings})
     demo, url = launch_local(config)
     yield demo, url, config
@@ -308,7 +342,9 @@ def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_ano
     demo, url, config = per_session_app
     alice, bob = Client(url, verbose=False), Client(url, verbose=False)
     data = write_messages(tmp_path / "messages.tsv")
-    *_, final = alice.predict(file=handle_file(str(data)), save_as="Alice's model", api_name="/train_classifier", **TRAIN_FAST)
+    *_, final = alice.predict(
+        file=handle_file(str(data)), save_as="Alice's model", api_name="/train_classifier", **TRAIN_FAST
+    )
     name = final["model"]
     assert re.fullmatch(r"Alice's model #[a-z2-7]{8}", name)
 
@@ -327,7 +363,9 @@ def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_ano
     with zipfile.ZipFile(io.BytesIO(httpx.get(archive["url"], timeout=30).content)) as unzipped:
         saved = {n: unzipped.read(n).decode() for n in unzipped.namelist() if n.endswith(".json")}
     base_folder = config.training.base_models[0].source
-    assert saved and not any(base_folder in text or str(data.parent) in text or "/tmp/" in text for text in saved.values())
+    assert saved and not any(
+        base_folder in text or str(data.parent) in text or "/tmp/" in text for text in saved.values()
+    )
 
     # Bob: not in his lists, not by its shown name, no download, and no trace of it in his errors
     outcome, (table, chosen, snippet) = call_event(url, listing, [], bob.session_hash)
@@ -339,7 +377,9 @@ def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_ano
         bob.predict(message="WIN a prize", model_name="Alice's model", api_name="/classify")
     assert name not in str(refused.value)
     outcome, message = call_event(url, zipping, [name], bob.session_hash)
-    assert outcome == "error" and ("Choose one of your trained models first" in message or "not in the list of choices" in message)
+    assert outcome == "error" and (
+        "Choose one of your trained models first" in message or "not in the list of choices" in message
+    )
     outcome, (update,) = call_event(url, dropdown, [], alice.session_hash)
     assert name in json.dumps(update)
 
@@ -388,15 +428,27 @@ def test_an_over_limit_json_body_gets_413_before_it_is_read(app_url, tiny_config
     assert httpx.get(f"{app_url}config", timeout=30).status_code == 200
 
 
-def test_the_body_limit_holds_the_longest_request_and_leaves_uploads_to_theirs(app_url, client, names, tiny_config, tmp_path):
+def test_the_body_limit_holds_the_longest_request_and_leaves_uploads_to_theirs(
+    app_url, client, names, tiny_config, tmp_path
+):
     from ui.request_limits import json_body_limit
 
-    limit, longest = json_body_limit(tiny_config.settings.max_text_chars), "\U0001f600" * tiny_config.settings.max_text_chars
-    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate_image"]["parameters"]
-    values = {p["parameter_name"]: p["parameter_default"] for p in parameters} | {"prompt": longest, "negative_prompt": longest}
+    limit, longest = (
+        json_body_limit(tiny_config.settings.max_text_chars),
+        "\U0001f600" * tiny_config.settings.max_text_chars,
+    )
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate_image"][
+        "parameters"
+    ]
+    values = {p["parameter_name"]: p["parameter_default"] for p in parameters} | {
+        "prompt": longest,
+        "negative_prompt": longest,
+    }
     body = {"data": [values[p["parameter_name"]] for p in parameters], "fn_index": 99, "session_hash": "x" * 64}
     assert len(json.dumps(body)) < limit  # two longest texts, each character a 12-byte escape (as httpx sends it)
-    label, _, _ = client.predict(message=longest, model_name=names["classification"], api_name="/classify")  # 1.2 MB of JSON
+    label, _, _ = client.predict(
+        message=longest, model_name=names["classification"], api_name="/classify"
+    )  # 1.2 MB of JSON
     assert label["label"] in ("ham", "spam")
     upload = tmp_path / "messages.csv"
     upload.write_text("text\n" + "hello there\n" * (limit // 12 + 1000), encoding="utf-8")  # over the JSON limit

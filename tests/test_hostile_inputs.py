@@ -40,10 +40,15 @@ def public_events() -> dict:
 
 # Every public endpoint and the task whose models it offers (None: it names no model): the queue
 # group its events run in, which is their task's for the task table's tasks.
-ENDPOINTS = {endpoint: fn.concurrency_id if fn.concurrency_id in TASKS else None for endpoint, fn in public_events().items()}
+ENDPOINTS = {
+    endpoint: fn.concurrency_id if fn.concurrency_id in TASKS else None for endpoint, fn in public_events().items()
+}
 # The text arguments each endpoint declares to the request layer (ui/handlers.py), its main one first.
-TEXTS = {endpoint: list(fn.fn.request_declaration.texts) for endpoint, fn in public_events().items()
-         if fn.fn.request_declaration.texts}
+TEXTS = {
+    endpoint: list(fn.fn.request_declaration.texts)
+    for endpoint, fn in public_events().items()
+    if fn.fn.request_declaration.texts
+}
 TEXT_FIELD = {endpoint: texts[0] for endpoint, texts in TEXTS.items()}
 MEGABYTE_OF_TEXT = ("WIN a free prize now! " * 50_000)[: 2**20]
 # Control characters, ANSI escapes, emoji (incl. ZWJ sequences and skin tones), right-to-left
@@ -57,7 +62,9 @@ STRANGE_TEXTS = {
 
 
 def normal_request_succeeds(client, names) -> None:
-    label, _, _ = client.predict(message="hello, see you at 7", model_name=names["classification"], api_name="/classify")
+    label, _, _ = client.predict(
+        message="hello, see you at 7", model_name=names["classification"], api_name="/classify"
+    )
     assert label["label"] in ("ham", "spam")
 
 
@@ -84,7 +91,9 @@ def messages_file(tmp_path_factory):
 def call_args(api, names, endpoint: str, file=None, **overrides) -> dict:
     """Every parameter of `endpoint` by name: its default (the UI's initial value), a normal
     text for the message/prompt (a file for /classify_batch), the tiny model, and `overrides`."""
-    args = {p["parameter_name"]: p["parameter_default"] for p in api[endpoint]["parameters"] if p["parameter_has_default"]}
+    args = {
+        p["parameter_name"]: p["parameter_default"] for p in api[endpoint]["parameters"] if p["parameter_has_default"]
+    }
     if ENDPOINTS[endpoint]:
         args["model_name"] = names[ENDPOINTS[endpoint]]
     if endpoint in TEXT_FIELD:
@@ -112,7 +121,9 @@ def upload(app_url: str, value):
 def raw_call(app_url: str, api, endpoint: str, args: dict) -> tuple[str, object]:
     """Gradio's plain HTTP API, with any JSON (NaN included), files uploaded first: ("complete",
     outputs), ("error", message) or ("rejected", HTTP body)."""
-    return raw_call_as_is(app_url, endpoint, [upload(app_url, args[p["parameter_name"]]) for p in api[endpoint]["parameters"]])
+    return raw_call_as_is(
+        app_url, endpoint, [upload(app_url, args[p["parameter_name"]]) for p in api[endpoint]["parameters"]]
+    )
 
 
 def numeric_fields(api) -> list[tuple[str, str]]:
@@ -125,7 +136,9 @@ def numeric_fields(api) -> list[tuple[str, str]]:
 
 
 # -- text -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", ["", " ", "\n\t  \r\n", "\u3000\u00a0\u2003"], ids=["empty", "space", "newlines", "unicode-spaces"])
+@pytest.mark.parametrize(
+    "text", ["", " ", "\n\t  \r\n", "\u3000\u00a0\u2003"], ids=["empty", "space", "newlines", "unicode-spaces"]
+)
 @pytest.mark.parametrize("endpoint", list(TEXT_FIELD))
 def test_empty_or_whitespace_text_is_rejected_naming_the_field(client, api, names, endpoint, text):
     field = TEXT_FIELD[endpoint]
@@ -144,7 +157,9 @@ def test_megabyte_texts_are_refused_before_any_work_naming_the_limit(client, api
         client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=MEGABYTE_OF_TEXT))
     for field in ("prompt", "negative_prompt"):
         with pytest.raises(AppError, match=rf"^{field}: {refused}"):
-            client.predict(api_name="/generate_image", **call_args(api, names, "/generate_image", **{field: MEGABYTE_OF_TEXT}))
+            client.predict(
+                api_name="/generate_image", **call_args(api, names, "/generate_image", **{field: MEGABYTE_OF_TEXT})
+            )
 
 
 def test_long_message_within_the_limit_is_classified_and_said_to_be_truncated(client, names, tiny_config):
@@ -157,19 +172,25 @@ def test_a_prompt_that_may_be_truncated_is_cut_whatever_its_length(client, api, 
     """truncate_prompt: a 2 MB prompt is cut by characters, then by tokens, and the result says so."""
     prompt = MEGABYTE_OF_TEXT * 2
     _text, _stats, update = client.predict(
-        api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=prompt, truncate_prompt=True, max_new_tokens=4))
+        api_name="/generate_text",
+        **call_args(api, names, "/generate_text", prompt=prompt, truncate_prompt=True, max_new_tokens=4),
+    )
     assert update["done"] and update["truncated_chars"] > 0 and update["truncated_tokens"] > 0
 
 
 def test_long_image_prompt_within_the_limit_still_gives_an_image(client, api, names, tiny_config):
     prompt = MEGABYTE_OF_TEXT[: tiny_config.settings.max_text_chars]
-    gallery, info = client.predict(api_name="/generate_image", **call_args(api, names, "/generate_image", prompt=prompt))
+    gallery, info = client.predict(
+        api_name="/generate_image", **call_args(api, names, "/generate_image", prompt=prompt)
+    )
     assert len(gallery) == 1 and len(info["seeds"]) == 1
 
 
 def test_explaining_10000_words_explains_what_the_model_reads(client, names):
     message = " ".join(f"word{i}" for i in range(10_000))
-    _highlighted, note, explanation = client.predict(message=message, model_name=names["classification"], api_name="/explain")
+    _highlighted, note, explanation = client.predict(
+        message=message, model_name=names["classification"], api_name="/explain"
+    )
     assert explanation["truncated"] and "Only the start" in note
     assert explanation["words"][-1]["end"] < len(message) // 4  # the unread tail is neither occluded nor tokenized
     assert "".join(piece for piece, _ in explanation["segments"]) == message
@@ -180,11 +201,15 @@ def test_strange_text_gives_correct_results_everywhere(client, api, names, kind)
     text = STRANGE_TEXTS[kind]
     label, _, result = client.predict(message=text, model_name=names["classification"], api_name="/classify")
     assert label["label"] == result["label"] in ("ham", "spam")
-    continuation, _, update = client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=text, seed=1))
+    continuation, _, update = client.predict(
+        api_name="/generate_text", **call_args(api, names, "/generate_text", prompt=text, seed=1)
+    )
     assert isinstance(continuation, str) and continuation == update["text"] and update["seed"] == 1
     gallery, _ = client.predict(
         api_name="/generate_image",
-        **call_args(api, names, "/generate_image", prompt=text, negative_prompt=text, guidance_scale=2.0, seed=1),  # guidance: it is read
+        **call_args(
+            api, names, "/generate_image", prompt=text, negative_prompt=text, guidance_scale=2.0, seed=1
+        ),  # guidance: it is read
     )
     assert len(gallery) == 1
 
@@ -204,7 +229,11 @@ def assert_clear_number_error(message: str | None, field: str, index: int, value
     assert any(re.search(p, message, re.S) for p in patterns), f"{field}={value!r}: unclear message {message!r}"
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1e9, 1e30, 2**70], ids=["nan", "inf", "-inf", "negative", "huge", "huge-int"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), float("-inf"), -1e9, 1e30, 2**70],
+    ids=["nan", "inf", "-inf", "negative", "huge", "huge-int"],
+)
 def test_bad_numbers_in_every_numeric_field_get_clear_errors(app_url, api, names, messages_file, value):
     fields = numeric_fields(api)
     assert len(fields) >= 13  # 2 thresholds; 6 text and 5 image parameters
@@ -216,16 +245,22 @@ def test_bad_numbers_in_every_numeric_field_get_clear_errors(app_url, api, names
         assert_clear_number_error(payload, field, index, value)
 
 
-@pytest.mark.parametrize("value", [None, "abc", [1, 2], {"a": 1}, True, False], ids=["null", "string", "list", "object", "true", "false"])
+@pytest.mark.parametrize(
+    "value", [None, "abc", [1, 2], {"a": 1}, True, False], ids=["null", "string", "list", "object", "true", "false"]
+)
 def test_non_numbers_in_numeric_fields_get_errors_with_messages(app_url, api, names, messages_file, value):
     for endpoint, field in numeric_fields(api):
-        outcome, payload = raw_call(app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, **{field: value}))
+        outcome, payload = raw_call(
+            app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, **{field: value})
+        )
         if value is None and outcome == "complete":  # None means "the default" (seed=None: a random seed)
             assert payload and payload[0] is not None
             continue
         assert outcome == "error" and payload, f"{endpoint} {field}={value!r}: error without a message"
         if value is not None:  # refused by our checks, naming the field and its range (True is not 1)
-            assert re.match(rf"^{field}: must be (an integer|a number) in [[(]", payload), f"{endpoint} {field}={value!r}: {payload}"
+            assert re.match(rf"^{field}: must be (an integer|a number) in [[(]", payload), (
+                f"{endpoint} {field}={value!r}: {payload}"
+            )
 
 
 def test_negative_and_huge_numbers_through_gradio_client(client, api, names):
@@ -261,9 +296,16 @@ def test_bad_request_batched_with_good_ones_fails_alone(client, names):
 def test_wrong_model_name_is_rejected_listing_the_choices(client, app_url, api, names, messages_file, endpoint):
     # Gradio's dropdown refuses it, or (an API-only endpoint such as /embed, or classification, whose
     # list grows as the Train tab adds models) the registry
-    with pytest.raises(AppError, match=r"no-such-model.*(not in the list of choices|choose one of).*" + re.escape(names[ENDPOINTS[endpoint]])):
-        client.predict(api_name=endpoint, **call_args(api, names, endpoint, file=messages_file, model_name="no-such-model"))
-    outcome, message = raw_call(app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, model_name=None))
+    with pytest.raises(
+        AppError,
+        match=r"no-such-model.*(not in the list of choices|choose one of).*" + re.escape(names[ENDPOINTS[endpoint]]),
+    ):
+        client.predict(
+            api_name=endpoint, **call_args(api, names, endpoint, file=messages_file, model_name="no-such-model")
+        )
+    outcome, message = raw_call(
+        app_url, api, endpoint, call_args(api, names, endpoint, file=messages_file, model_name=None)
+    )
     assert outcome == "error" and message.startswith("model: unknown"), message
 
 
@@ -271,22 +313,33 @@ def test_wrong_model_name_is_rejected_listing_the_choices(client, app_url, api, 
 def text_generation_threads() -> list[str]:
     """The per-request threads text generations run in ("generate-<model>"). (The image tab's pool
     threads, "generate-image_N", live on idle between requests by design.)"""
-    return [t.name for t in threading.enumerate()
-            if t.name.startswith("generate-") and not t.name.startswith("generate-image") and t.is_alive()]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("generate-") and not t.name.startswith("generate-image") and t.is_alive()
+    ]
 
 
 def test_many_requests_cancelled_midway_leave_nothing_running(client, api, names, app_registry):
     from tests.helpers import SlowSteps, settles
 
     steps = SlowSteps(delay_s=0)  # counts the text model's and the image model's forward passes
-    hooks = [app_registry.get("text", names["text"]).model.register_forward_pre_hook(steps),
-             app_registry.get("image", names["image"]).pipe.unet.register_forward_pre_hook(steps)]
+    hooks = [
+        app_registry.get("text", names["text"]).model.register_forward_pre_hook(steps),
+        app_registry.get("image", names["image"]).pipe.unet.register_forward_pre_hook(steps),
+    ]
     try:
         jobs = []
         for i in range(8):
-            jobs.append(client.submit(api_name="/generate_text", **call_args(api, names, "/generate_text", max_new_tokens=200, seed=i)))
+            jobs.append(
+                client.submit(
+                    api_name="/generate_text", **call_args(api, names, "/generate_text", max_new_tokens=200, seed=i)
+                )
+            )
             jobs.append(client.submit(message=f"message {i}", model_name=names["classification"], api_name="/classify"))
-            jobs.append(client.submit(api_name="/generate_image", **call_args(api, names, "/generate_image", steps=20, seed=i)))
+            jobs.append(
+                client.submit(api_name="/generate_image", **call_args(api, names, "/generate_image", steps=20, seed=i))
+            )
         time.sleep(0.3)  # let some of them start
         cancelled = [job.cancel() for job in jobs]
         assert any(cancelled)  # queued jobs were cancelled
@@ -308,7 +361,9 @@ def test_many_requests_cancelled_midway_leave_nothing_running(client, api, names
 @pytest.fixture
 def batch_endpoint(api):
     if "/classify_batch" not in api:
-        pytest.skip("/classify_batch (issue 3: batch files) does not exist yet; its hostile-file tests run once it does")
+        pytest.skip(
+            "/classify_batch (issue 3: batch files) does not exist yet; its hostile-file tests run once it does"
+        )
     return "/classify_batch"
 
 
@@ -339,7 +394,9 @@ def test_file_with_control_characters_emoji_and_rtl_is_classified(client, api, n
     path = tmp_path / "messages.csv"
     rows = [STRANGE_TEXTS[kind].replace("\n", " ").replace("\r", " ").replace('"', "") for kind in STRANGE_TEXTS]
     path.write_text("message\n" + "".join(f'"{row}"\n' for row in rows), encoding="utf-8")
-    assert output_rows(client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))) == len(rows)
+    assert output_rows(client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))) == len(
+        rows
+    )
 
 
 def test_file_of_the_wrong_type_is_rejected_clearly(client, api, names, batch_endpoint, tmp_path):
@@ -351,20 +408,26 @@ def test_file_of_the_wrong_type_is_rejected_clearly(client, api, names, batch_en
         client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))
 
 
-def test_upload_over_the_size_limit_is_refused_naming_it(client, app_url, api, names, batch_endpoint, tiny_config, tmp_path):
+def test_upload_over_the_size_limit_is_refused_naming_it(
+    client, app_url, api, names, batch_endpoint, tiny_config, tmp_path
+):
     limit = int(tiny_config.settings.max_upload_mb * 2**20)
     path = tmp_path / "huge.csv"
     with open(path, "w", encoding="utf-8") as f:
         f.write("message\n")
         f.truncate(limit + 2**20)  # sparse: a file over the limit without writing it
-    with pytest.raises(ValueError, match=rf"exceeds the maximum file size of {limit} bytes"):  # gradio_client checks first
+    with pytest.raises(
+        ValueError, match=rf"exceeds the maximum file size of {limit} bytes"
+    ):  # gradio_client checks first
         client.predict(api_name=batch_endpoint, **batch_args(api, names, batch_endpoint, path))
     with open(path, "rb") as f:  # a script that skips that check is refused by the server while it uploads
         response = httpx.post(f"{app_url}gradio_api/upload", files={"files": f}, timeout=60)
     assert response.status_code >= 400 and f"maximum allowed size of {limit} bytes" in response.text
 
 
-def test_file_with_a_message_over_the_cell_limit_is_refused_naming_it(client, api, names, batch_endpoint, tiny_config, tmp_path):
+def test_file_with_a_message_over_the_cell_limit_is_refused_naming_it(
+    client, api, names, batch_endpoint, tiny_config, tmp_path
+):
     limit = tiny_config.settings.max_file_cell_chars
     path = tmp_path / "long.csv"
     path.write_text("message\nhello\n" + "x" * (limit + 1) + "\n", encoding="utf-8")
@@ -406,14 +469,25 @@ def assert_refused(answer, field: str) -> None:
     with FileData's meta, a File input's value without it or of another file type."""
     from ui.uploads import NOT_AN_UPLOAD
 
-    allowed = (f"^{re.escape(not_an_upload(field))}$", f"^That {re.escape(NOT_AN_UPLOAD)}$",
-               "^Cannot move .* not uploaded by a user", "The 'meta' field must be", "^Invalid file type")
+    allowed = (
+        f"^{re.escape(not_an_upload(field))}$",
+        f"^That {re.escape(NOT_AN_UPLOAD)}$",
+        "^Cannot move .* not uploaded by a user",
+        "The 'meta' field must be",
+        "^Invalid file type",
+    )
     assert isinstance(answer, str) and any(re.search(pattern, answer) for pattern in allowed), answer
 
 
 def secret_files() -> dict[str, bytes]:
     """Files of the server that no request may return: the app's code and config, git's, the system's."""
-    candidates = [REPO / "app.py", REPO / "models.yaml", REPO / ".git" / "HEAD", REPO / ".git" / "config", Path("/etc/hostname")]
+    candidates = [
+        REPO / "app.py",
+        REPO / "models.yaml",
+        REPO / ".git" / "HEAD",
+        REPO / ".git" / "config",
+        Path("/etc/hostname"),
+    ]
     return {str(path): path.read_bytes() for path in candidates if path.is_file()}
 
 
@@ -424,8 +498,13 @@ def hostile_paths() -> list[str]:
 def file_payloads(path: str) -> list:
     """What a raw client may send for a file, an image or a gallery: a bare path, FileData without
     and with its meta, gallery items."""
-    return [path, {"path": path}, {"path": path, "meta": FILE_META}, [{"image": {"path": path}, "caption": None}],
-            [{"image": {"path": path, "meta": FILE_META}, "caption": None}]]
+    return [
+        path,
+        {"path": path},
+        {"path": path, "meta": FILE_META},
+        [{"image": {"path": path}, "caption": None}],
+        [{"image": {"path": path, "meta": FILE_META}, "caption": None}],
+    ]
 
 
 def assert_no_secret_in(app_url: str, answer) -> None:
@@ -519,11 +598,16 @@ def test_use_as_input_returns_only_this_sessions_own_image(app_url, dependencies
         for payload in file_payloads(path):
             outcome, answer = call_event(app_url, use, [payload, 0], new_session(), timeout_s=30)
             assert_no_secret_in(app_url, answer)
-            assert (outcome, answer) == ("error", "There is no image to use yet: generate one first."), (payload, answer)
+            assert (outcome, answer) == ("error", "There is no image to use yet: generate one first."), (
+                payload,
+                answer,
+            )
     alice = Client(app_url, verbose=False)
     alice.predict(prompt="a cat", seed=3, api_name="/generate_image")
     for path in hostile_paths():
-        outcome, answer = call_event(app_url, use, [[{"image": {"path": path}, "caption": None}], 5], alice.session_hash, timeout_s=30)
+        outcome, answer = call_event(
+            app_url, use, [[{"image": {"path": path}, "caption": None}], 5], alice.session_hash, timeout_s=30
+        )
         assert outcome == "complete", answer
         url = answer[0]["url"]
         image = httpx.get(url if url.startswith("http") else app_url.rstrip("/") + url, timeout=30)
@@ -531,19 +615,29 @@ def test_use_as_input_returns_only_this_sessions_own_image(app_url, dependencies
         assert_no_secret_in(app_url, answer)
 
 
-@pytest.mark.parametrize("where", ["/dev/zero", "/proc/self/fd/1", "/etc/hostname", "app.py", "/tmp", "missing.png",
-                                   "symlink out", "fifo", "folder"])
+@pytest.mark.parametrize(
+    "where",
+    ["/dev/zero", "/proc/self/fd/1", "/etc/hostname", "app.py", "/tmp", "missing.png", "symlink out", "fifo", "folder"],
+)
 def test_init_image_not_uploaded_gets_one_error_and_nothing_is_read(app_url, client, api, names, not_uploads, where):
     """Devices, a pipe, the app's files, a directory, a symlink out of the upload folder, a FIFO in
     it: one `init_image: ...` error, the same whether the path exists or not, before anything is
     opened (through raw HTTP without FileData's meta, and gradio_client)."""
-    path = {"symlink out": not_uploads / "link.png", "fifo": not_uploads / "pipe.png",
-            "folder": not_uploads / "folder.png"}.get(where, where)
+    path = {
+        "symlink out": not_uploads / "link.png",
+        "fifo": not_uploads / "pipe.png",
+        "folder": not_uploads / "folder.png",
+    }.get(where, where)
     data = endpoint_data(api, names, "/generate_image", init_image={"path": str(path)}, strength=0.0)
     assert raw_call_as_is(app_url, "/generate_image", data) == ("error", not_an_upload("init_image"))
     with pytest.raises(AppError, match=rf"^{re.escape(not_an_upload('init_image'))}$"):
-        client.predict(prompt="a cat", model_name=names["image"], init_image={"path": str(path)}, strength=0.0,
-                       api_name="/generate_image")
+        client.predict(
+            prompt="a cat",
+            model_name=names["image"],
+            init_image={"path": str(path)},
+            strength=0.0,
+            api_name="/generate_image",
+        )
 
 
 @pytest.mark.parametrize("endpoint", ["/generate_image", "/classify_batch", "/similar", "/train_classifier"])
@@ -556,8 +650,16 @@ def test_no_public_file_input_reads_what_was_not_uploaded(app_url, api, names, n
     for path in [*hostile_paths(), str(not_uploads / f"link{suffix}"), str(not_uploads / f"pipe{suffix}")]:
         for payload in ({"path": path}, {"path": path, "meta": FILE_META}):
             # strength 0 would give an image back as it is; one epoch, were a training to start
-            overrides = {"strength": 0.0} if endpoint == "/generate_image" else {"epochs": 1} if endpoint == "/train_classifier" else {}
-            outcome, answer = raw_call_as_is(app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload}, **overrides))
+            overrides = (
+                {"strength": 0.0}
+                if endpoint == "/generate_image"
+                else {"epochs": 1}
+                if endpoint == "/train_classifier"
+                else {}
+            )
+            outcome, answer = raw_call_as_is(
+                app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload}, **overrides)
+            )
             assert outcome == "error", (endpoint, payload, outcome, str(answer)[:300])
             assert_refused(answer, field)
             assert_no_secret_in(app_url, answer)
@@ -569,14 +671,20 @@ def test_no_private_event_reads_or_returns_a_path_a_client_sends(app_url, depend
     file's upload in the browser: that event has no server function to call.)"""
     from tests.helpers import call_event
 
-    private = {i: d for i, d in dependencies.items() if d.get("api_visibility") == "private" and d["inputs"] and d["backend_fn"]}
+    private = {
+        i: d
+        for i, d in dependencies.items()
+        if d.get("api_visibility") == "private" and d["inputs"] and d["backend_fn"]
+    }
     assert {"use_as_input", "preview", "zip_chosen", "snippet_of"} <= {d["api_name"] for d in private.values()}
     for index, dependency in private.items():
         if dependency["api_name"].startswith("next_tokens"):  # a text generation: no file input
             continue
         for path in [*hostile_paths()[:3], str(not_uploads / "link.csv")]:
             for payload in file_payloads(path):
-                _outcome, answer = call_event(app_url, index, [payload] * len(dependency["inputs"]), new_session(), timeout_s=30)
+                _outcome, answer = call_event(
+                    app_url, index, [payload] * len(dependency["inputs"]), new_session(), timeout_s=30
+                )
                 assert_no_secret_in(app_url, answer)
 
 
@@ -584,7 +692,12 @@ def test_train_preview_of_what_was_not_uploaded_is_refused(app_url, dependencies
     from tests.helpers import call_event
 
     preview = fn_index_named(dependencies, "preview")
-    for path in ("app.py", str(not_uploads / "link.csv"), str(not_uploads / "pipe.csv"), str(not_uploads / "folder.csv")):
+    for path in (
+        "app.py",
+        str(not_uploads / "link.csv"),
+        str(not_uploads / "pipe.csv"),
+        str(not_uploads / "folder.csv"),
+    ):
         payload = {"path": path, "meta": FILE_META}
         outcome, answer = call_event(app_url, preview, [payload, "", "", 0.15, 42], new_session(), timeout_s=30)
         assert outcome == "error" or not_an_upload("file") in answer[0], (path, answer)
@@ -609,7 +722,9 @@ def test_another_sessions_upload_cannot_be_found(app_url, client, api, names, tm
     for guess in (get_upload_folder(), str(folder), str(folder / "*"), f"{folder}/", f"{folder}/../{folder.name}"):
         for endpoint, field in (("/classify_batch", "file"), ("/generate_image", "init_image")):
             for payload in ({"path": guess}, {"path": guess, "meta": FILE_META}):
-                outcome, answer = raw_call_as_is(app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload}))
+                outcome, answer = raw_call_as_is(
+                    app_url, endpoint, endpoint_data(api, names, endpoint, **{field: payload})
+                )
                 assert outcome == "error", (guess, payload, answer)
                 assert_refused(answer, field)
                 assert content.decode() not in json.dumps(answer)
@@ -641,8 +756,14 @@ def test_the_pipelines_read_regular_files_only_and_within_their_limit(tmp_path, 
     from pipelines.core.errors import InputError
     from pipelines.image.init_image import load_init_image
 
-    readers = {".png": ("init_image", "limits.max_init_image_mb", lambda path: load_init_image(path, 64, 64, "crop", 10**6, 2**20)),
-               ".csv": ("file", "settings.max_upload_mb", lambda path: read_messages(path, max_bytes=2**20))}
+    readers = {
+        ".png": (
+            "init_image",
+            "limits.max_init_image_mb",
+            lambda path: load_init_image(path, 64, 64, "crop", 10**6, 2**20),
+        ),
+        ".csv": ("file", "settings.max_upload_mb", lambda path: read_messages(path, max_bytes=2**20)),
+    }
     for suffix, (field, setting, read) in readers.items():
         path = tmp_path / f"input{suffix}"
         if kind == "/dev/zero":
@@ -654,7 +775,11 @@ def test_the_pipelines_read_regular_files_only_and_within_their_limit(tmp_path, 
         else:
             with open(path, "wb") as f:
                 f.truncate(3 * 2**19)  # 1.5 MB
-        reason = rf"is 1\.5 MB; the limit is 1\.0 MB \({re.escape(setting)}\)" if kind == "over the limit" else "is not a regular file"
+        reason = (
+            rf"is 1\.5 MB; the limit is 1\.0 MB \({re.escape(setting)}\)"
+            if kind == "over the limit"
+            else "is not a regular file"
+        )
         with pytest.raises(InputError, match=rf"^{field}: 'input{re.escape(suffix)}' {reason}$"):
             read(path)
 
@@ -680,23 +805,33 @@ def test_a_temperature_near_zero_is_refused_with_the_range(client, app_url, api,
 
 @pytest.mark.parametrize("endpoint, field", [(endpoint, field) for endpoint, texts in TEXTS.items() for field in texts])
 def test_a_lone_surrogate_is_refused_naming_the_field(app_url, api, names, messages_file, endpoint, field):
-    for truncate in ((False, True) if endpoint == "/generate_text" else (None,)):  # a prompt cut to fit is checked too
+    for truncate in (False, True) if endpoint == "/generate_text" else (None,):  # a prompt cut to fit is checked too
         extra = {} if truncate is None else {"truncate_prompt": truncate}
         args = call_args(api, names, endpoint, file=messages_file, **{field: LONE_SURROGATE}, **extra)
         outcome, message = raw_call(app_url, api, endpoint, args)
-        assert (outcome, message) == ("error", f"{field}: contains a lone surrogate (U+D800) at character 2; send valid Unicode text")
+        assert (outcome, message) == (
+            "error",
+            f"{field}: contains a lone surrogate (U+D800) at character 2; send valid Unicode text",
+        )
 
 
 def test_a_lone_surrogate_in_a_list_of_messages_is_refused_naming_it(app_url, api, names):
-    outcome, message = raw_call(app_url, api, "/embed", call_args(api, names, "/embed", messages=["hello", LONE_SURROGATE]))
-    assert (outcome, message) == ("error", "messages[1]: contains a lone surrogate (U+D800) at character 2; send valid Unicode text")
+    outcome, message = raw_call(
+        app_url, api, "/embed", call_args(api, names, "/embed", messages=["hello", LONE_SURROGATE])
+    )
+    assert (outcome, message) == (
+        "error",
+        "messages[1]: contains a lone surrogate (U+D800) at character 2; send valid Unicode text",
+    )
 
 
 def test_booleans_are_not_taken_as_numbers(client, api, names):
     for endpoint in ("/generate_text", "/generate_image"):
         with pytest.raises(AppError, match=r"^seed: must be an integer in \[-1, 4294967295\], got True$"):
             client.predict(api_name=endpoint, **call_args(api, names, endpoint, seed=True))
-    with pytest.raises(AppError, match=r"^seed: must be an integer in \[-1, 4294967295\], got 1\.5$"):  # not rounded to 2
+    with pytest.raises(
+        AppError, match=r"^seed: must be an integer in \[-1, 4294967295\], got 1\.5$"
+    ):  # not rounded to 2
         client.predict(api_name="/generate_text", **call_args(api, names, "/generate_text", seed=1.5))
     with pytest.raises(AppError, match=r"^threshold: must be a number in \[0, 1\], got False$"):
         client.predict(message="hi", model_name=names["classification"], threshold=False, api_name="/classify")
@@ -708,11 +843,19 @@ def test_an_unknown_keyword_argument_is_refused_listing_the_arguments(client, ap
         client.predict(api_name="/generate_text", stop="\n", **call_args(api, names, "/generate_text"))
     # a raw client's keywords (/gradio_api/call/v2/<name>): the server names it (Gradio 6.31 answered a bare 500)
     arguments = [p["parameter_name"] for p in api["/generate_text"]["parameters"]]
-    response = httpx.post(f"{app_url}gradio_api/call/v2/generate_text", timeout=30,
-                          json=call_args(api, names, "/generate_text") | {"stop": "\n"})
+    response = httpx.post(
+        f"{app_url}gradio_api/call/v2/generate_text",
+        timeout=30,
+        json=call_args(api, names, "/generate_text") | {"stop": "\n"},
+    )
     assert response.status_code == 422, response.text
-    assert response.json()["error"] == f"stop: is not an argument of /generate_text; its arguments are {', '.join(arguments)}"
-    response = httpx.post(f"{app_url}gradio_api/call/v2/generate_text", json=call_args(api, names, "/generate_text"), timeout=30)
+    assert (
+        response.json()["error"]
+        == f"stop: is not an argument of /generate_text; its arguments are {', '.join(arguments)}"
+    )
+    response = httpx.post(
+        f"{app_url}gradio_api/call/v2/generate_text", json=call_args(api, names, "/generate_text"), timeout=30
+    )
     assert response.status_code == 200 and response.json()["event_id"]  # the same request without it is taken
 
 
@@ -721,8 +864,14 @@ def test_a_value_beyond_the_arguments_is_refused(client, app_url, api, names):
     takes = r"/classify takes 3 values \(message, model_name, threshold\), 4 were sent"
     with pytest.raises(ValidationError, match=rf"argument 4: 'EXTRA' is not one of its arguments: {takes}"):
         client.predict("hello", names["classification"], 0.5, "EXTRA", api_name="/classify")
-    response = httpx.post(f"{app_url}gradio_api/call/classify", json={"data": ["hello", names["classification"], 0.5, "EXTRA"]}, timeout=30)
-    assert response.status_code == 422 and re.match(rf"^argument 4: 'EXTRA' is not one of its arguments: {takes}$", response.json()["error"])
+    response = httpx.post(
+        f"{app_url}gradio_api/call/classify",
+        json={"data": ["hello", names["classification"], 0.5, "EXTRA"]},
+        timeout=30,
+    )
+    assert response.status_code == 422 and re.match(
+        rf"^argument 4: 'EXTRA' is not one of its arguments: {takes}$", response.json()["error"]
+    )
 
 
 def test_a_request_with_too_few_values_fails_alone(app_url, names):
@@ -730,7 +879,9 @@ def test_a_request_with_too_few_values_fails_alone(app_url, names):
     batched with it; now it is refused at the door and the others are answered."""
     base = f"{app_url}gradio_api/call/classify"
     short = httpx.post(base, json={"data": ["hello", names["classification"]]}, timeout=30)
-    assert short.status_code == 422 and short.json()["error"].startswith("threshold: is missing: /classify takes 3 values")
+    assert short.status_code == 422 and short.json()["error"].startswith(
+        "threshold: is missing: /classify takes 3 values"
+    )
 
     def classify(results: list) -> None:
         event = httpx.post(base, json={"data": ["hello", names["classification"], 0.5]}, timeout=30).json()["event_id"]
@@ -760,12 +911,20 @@ def test_private_events_answer_junk_without_http_500(app_url):
     assert len(events) >= 20
     failures = []
     for event in events:
-        for junk, event_data in [(junk, None) for junk in JUNK] + [(None, event_data) for event_data in JUNK_EVENT_DATA]:
-            body = {"data": [junk] * len(event["inputs"]), "fn_index": event["id"], "event_data": event_data,
-                    "session_hash": "junk-session"}
+        for junk, event_data in [(junk, None) for junk in JUNK] + [
+            (None, event_data) for event_data in JUNK_EVENT_DATA
+        ]:
+            body = {
+                "data": [junk] * len(event["inputs"]),
+                "fn_index": event["id"],
+                "event_data": event_data,
+                "session_hash": "junk-session",
+            }
             response = httpx.post(f"{app_url}gradio_api/run/predict", json=body, timeout=60)
             answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            if response.status_code >= 500 or (response.status_code >= 400 and not (answer.get("error") or answer.get("detail"))):
+            if response.status_code >= 500 or (
+                response.status_code >= 400 and not (answer.get("error") or answer.get("detail"))
+            ):
                 failures.append((event.get("api_name"), junk, event_data, response.status_code, response.text[:200]))
     assert not failures, failures[:10]
 
@@ -796,15 +955,30 @@ def test_model_descriptions_show_no_path_and_no_markup():
     from ui.common import describe_model
 
     markup = '<img src=x onerror="alert(1)"> **bold** [link](https://example.com) | cell'
-    text = describe_model(ClassificationEntry(name=markup, source="/srv/app/trained-models/my-model", description=markup))
+    text = describe_model(
+        ClassificationEntry(name=markup, source="/srv/app/trained-models/my-model", description=markup)
+    )
     assert "/srv" not in text and "`my-model`" in text
     assert "<img" not in text and "**bold**" not in text and "](" not in text and " | " not in text
     hub = describe_model(ClassificationEntry(name="BERT", source="mrm8488/bert-tiny", revision="v1"))
     assert hub == "**BERT** — `mrm8488/bert-tiny @ v1`"
 
 
-@pytest.mark.parametrize("text", ["<img src=x onerror=alert(1)>", "**bold** _it_ `code`", "[a](javascript:x)", "a | b",
-                                  "$$x^2$$", "# title", "1. item", "line\nbreak", "&lt;already&gt;", "back\\slash"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<img src=x onerror=alert(1)>",
+        "**bold** _it_ `code`",
+        "[a](javascript:x)",
+        "a | b",
+        "$$x^2$$",
+        "# title",
+        "1. item",
+        "line\nbreak",
+        "&lt;already&gt;",
+        "back\\slash",
+    ],
+)
 def test_markdown_text_renders_as_the_text_itself(text):
     import html as html_module
 
@@ -824,7 +998,15 @@ def test_the_status_panel_shows_model_names_as_text(tiny_config):
     class Registry:
         @staticmethod
         def status():
-            return [{"task": "classification", "name": "<b>x</b> | y", "placement": "cpu / float32", "memory_mb": 1.0, "idle_s": 3}]
+            return [
+                {
+                    "task": "classification",
+                    "name": "<b>x</b> | y",
+                    "placement": "cpu / float32",
+                    "memory_mb": 1.0,
+                    "idle_s": 3,
+                }
+            ]
 
     rendered = status_panel.render(tiny_config, Registry())
     assert "<b>" not in rendered and "&lt;b&gt;x&lt;/b&gt; \\| y" in rendered.replace("\\/", "/")

@@ -16,7 +16,17 @@ WAIT_S = 60  # generous upper bound for waits on a busy machine; no test measure
 
 
 def arguments(model, **changes):
-    names = ["prompt", "model_name", "negative_prompt", "steps", "guidance_scale", "width", "height", "num_images", "seed"]
+    names = [
+        "prompt",
+        "model_name",
+        "negative_prompt",
+        "steps",
+        "guidance_scale",
+        "width",
+        "height",
+        "num_images",
+        "seed",
+    ]
     values = dict(zip(names, BASE)) | {"model_name": model}
     return values | changes
 
@@ -117,7 +127,6 @@ def test_cancel_mid_run_stops_the_denoising_loop_and_the_next_request_runs(slow_
     # the cancelled run stopped within a step or two of the cancel, far from its 20 steps
     cancelled_run_calls = len(unet_calls) - 1
     assert calls_at_cancel <= cancelled_run_calls <= calls_at_cancel + 2 < 20
-
 
 
 def test_a_run_clears_the_previous_images_until_its_own_arrive(client, names):

@@ -83,7 +83,8 @@ def test_entry_without_schedulers_offers_the_models_own():
 
 def test_config_rejects_unknown_scheduler_names():
     raw = {
-        "classification": [{"name": "c", "source": "c"}], "text": [{"name": "t", "source": "t"}],
+        "classification": [{"name": "c", "source": "c"}],
+        "text": [{"name": "t", "source": "t"}],
         "image": [{"name": "i", "source": "i", "schedulers": ["Euler", "Heun++"]}],
     }
     with pytest.raises(ConfigError, match=r"image\[0\] \('i'\), field 'schedulers.1'"):
@@ -92,10 +93,14 @@ def test_config_rejects_unknown_scheduler_names():
 
 # -- seeds -------------------------------------------------------------------------------------
 def test_each_image_of_a_batch_is_reproduced_by_its_own_seed(generator):
-    batch = generator("a red house", generator.default_params(num_images=3, seed=40, scheduler="Euler a (trailing)"))["images"]
+    batch = generator("a red house", generator.default_params(num_images=3, seed=40, scheduler="Euler a (trailing)"))[
+        "images"
+    ]
     assert [r["seed"] for r in batch] == [40, 41, 42]
-    again = generator("a red house", generator.default_params(**{k: v for k, v in batch[2]["params"].items()
-                                                                  if k not in ("prompt", "model")}))["images"]
+    again = generator(
+        "a red house",
+        generator.default_params(**{k: v for k, v in batch[2]["params"].items() if k not in ("prompt", "model")}),
+    )["images"]
     # alone, the image is computed in a batch of 1, whose matmuls round differently: a level or two
     difference = np.abs(pixels(again[0]).astype(int) - pixels(batch[2]).astype(int))
     assert difference.max() <= 3 and difference.mean() < 0.1
@@ -113,7 +118,8 @@ def test_random_seed_is_reported_and_reproduces_the_image(generator):
 def test_previews_come_every_n_steps_at_the_image_size(generator):
     previews = []
     results = generator(
-        "a cat", generator.default_params(steps=7, num_images=2, width=64, height=96, seed=2, preview_every=3),
+        "a cat",
+        generator.default_params(steps=7, num_images=2, width=64, height=96, seed=2, preview_every=3),
         on_preview=lambda done, images: previews.append((done, [i.size for i in images])),
     )["images"]
     assert previews == [(3, [(64, 96), (64, 96)]), (6, [(64, 96), (64, 96)])]
@@ -145,7 +151,9 @@ def test_stop_mid_run_ends_the_denoising_loop_and_frees_the_model(generator):
     stop = threading.Event()
     with count_unet_calls(generator) as calls:
         result = generator(
-            "a cat", generator.default_params(steps=20, seed=1), stop=stop,
+            "a cat",
+            generator.default_params(steps=20, seed=1),
+            stop=stop,
             on_step=lambda done, total: stop.set() if done == 2 else None,
         )
         assert result["images"] == [] and result["stopped"] and len(calls) == 2  # not 20: the loop itself stopped
@@ -180,8 +188,10 @@ def tiny_autoencoder():
 
     torch.manual_seed(0)
     return AutoencoderTiny(
-        encoder_block_out_channels=(4, 4), decoder_block_out_channels=(4, 4),
-        num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1),
+        encoder_block_out_channels=(4, 4),
+        decoder_block_out_channels=(4, 4),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
     )
 
 

@@ -65,7 +65,10 @@ def test_the_image_to_image_pipeline_shares_the_loaded_weights(generator, photo)
 
 
 def test_steps_times_strength_must_make_a_denoising_step(generator, photo):
-    with pytest.raises(InputError, match=r"^strength: with strength 0.25, 2 step\(s\) run no denoising step: raise steps to 4 or strength to 0.5"):
+    with pytest.raises(
+        InputError,
+        match=r"^strength: with strength 0.25, 2 step\(s\) run no denoising step: raise steps to 4 or strength to 0.5",
+    ):
         generator("a cat", generator.default_params(init_image=str(photo), strength=0.25, steps=2))
 
 
@@ -118,17 +121,27 @@ def test_crop_fills_and_pad_keeps_everything(photo):
 # -- bad initial images ---------------------------------------------------------------------------
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header says width x height: a decompression bomb."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("notes.png", b"these are not pixels", r"'notes.png' is not an image file that can be read"),
-    ("bomb.png", png_declaring(30_000, 30_000), r"decodes to more pixels than allowed.*the limit is"),
-    ("big.png", png_declaring(5_000, 5_000), r"is 5000 x 5000 = 25,000,000 pixels; the limit is 16,777,216"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("notes.png", b"these are not pixels", r"'notes.png' is not an image file that can be read"),
+        ("bomb.png", png_declaring(30_000, 30_000), r"decodes to more pixels than allowed.*the limit is"),
+        ("big.png", png_declaring(5_000, 5_000), r"is 5000 x 5000 = 25,000,000 pixels; the limit is 16,777,216"),
+    ],
+)
 def test_bad_initial_images_are_named(generator, tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
@@ -145,8 +158,15 @@ def test_a_truncated_image_is_named(generator, photo, tmp_path):
 
 # -- through the API ---------------------------------------------------------------------------------
 def test_image_to_image_through_the_api_records_its_input(client, names, photo):
-    gallery, info = client.predict(prompt="a watercolor", model_name=names["image"], steps=4, seed=5,
-                                   init_image=handle_file(str(photo)), strength=0.5, api_name="/generate_image")
+    gallery, info = client.predict(
+        prompt="a watercolor",
+        model_name=names["image"],
+        steps=4,
+        seed=5,
+        init_image=handle_file(str(photo)),
+        strength=0.5,
+        api_name="/generate_image",
+    )
     with Image.open(gallery[0]["image"]) as png:
         stored = json.loads(png.info["parameters"])
         assert png.size == (64, 64)
@@ -160,7 +180,13 @@ def test_a_bomb_through_the_api_gets_its_message_and_the_server_serves_on(client
     path = tmp_path / "bomb.png"
     path.write_bytes(png_declaring(30_000, 30_000))
     with pytest.raises(AppError, match=r"^init_image: decodes to more pixels than allowed"):
-        client.predict(prompt="a cat", model_name=names["image"], steps=4, init_image=handle_file(str(path)),
-                       strength=0.5, api_name="/generate_image")
+        client.predict(
+            prompt="a cat",
+            model_name=names["image"],
+            steps=4,
+            init_image=handle_file(str(path)),
+            strength=0.5,
+            api_name="/generate_image",
+        )
     gallery, _ = client.predict(prompt="a cat", model_name=names["image"], seed=1, api_name="/generate_image")
     assert len(gallery) == 1

@@ -83,8 +83,11 @@ def test_load_a_file_into_the_embedding_map_and_see_its_points(page, tmp_path):
     path.write_text("label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in LABELLED), encoding="utf-8")
     visible(page.get_by_label("Message", exact=True)).fill(LABELLED[1][1])
     open_tab(page, "Embedding map")
-    page.wait_for_function("t => document.querySelector('#embedding-map') && "
-                           "[...document.querySelectorAll('textarea')].some(el => el.value === t)", arg=LABELLED[1][1])
+    page.wait_for_function(
+        "t => document.querySelector('#embedding-map') && "
+        "[...document.querySelectorAll('textarea')].some(el => el.value === t)",
+        arg=LABELLED[1][1],
+    )
     page.locator("#embedding-map-file input[type=file]").set_input_files(str(path))
     button(page, "Show the map and similar messages").click()
     page.get_by_text(re.compile(r"6 messages")).first.wait_for()

@@ -65,7 +65,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == "open":
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state:
                 cycle = visit(target)
                 if cycle:
@@ -91,7 +91,8 @@ def test_core_imports_no_task():
     the other way round (not even in an import inside a function)."""
     wrong = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
-        for name, path in MODULES.items() if name.startswith("pipelines.core")
+        for name, path in MODULES.items()
+        if name.startswith("pipelines.core")
         for module, line in imported_modules(name, path)
         if any(module == layer or module.startswith(layer + ".") for layer in TASK_LAYER)
     ]

@@ -31,7 +31,10 @@ def test_models_load_lazily_and_once(tiny_config, names):
     registry = ModelRegistry(tiny_config, loaders={"classification": slow_loader})
     assert registry.status() == []  # nothing loads until a request needs it
     results = []
-    threads = [threading.Thread(target=lambda: results.append(registry.get("classification", names["classification"]))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(registry.get("classification", names["classification"])))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -50,7 +53,9 @@ def test_memory_budget_evicts_least_recently_used(tiny_config):
         memory_mb = 60.0
         placement = "cpu/float32"
 
-    config = tiny_config.model_copy(update={"settings": tiny_config.settings.model_copy(update={"memory_budget_mb": 100})})
+    config = tiny_config.model_copy(
+        update={"settings": tiny_config.settings.model_copy(update={"memory_budget_mb": 100})}
+    )
     registry = ModelRegistry(config, loaders={t: (lambda entry: Fake()) for t in ("classification", "text", "image")})
     registry.get("classification", config.default_name("classification"))
     registry.get("text", config.default_name("text"))
@@ -96,4 +101,4 @@ def test_failed_load_does_not_block_other_tasks(tiny_config, tmp_path, names):
     registry = ModelRegistry(config)
     with pytest.raises(ModelLoadError):
         registry.get("image", broken.name)
-    assert registry.get("classification", names["classification"])([ "hello" ])[0]["label"] in ("ham", "spam")
+    assert registry.get("classification", names["classification"])(["hello"])[0]["label"] in ("ham", "spam")

@@ -32,14 +32,25 @@ def test_quickstart_notebook_runs_offline_top_to_bottom(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     notebook.cells[1].source = notebook.cells[1].source.replace("USE_TINY_MODELS = None", "USE_TINY_MODELS = True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
     outputs = "\n".join(
         output.get("text", "") + json.dumps(output.get("data", {}).get("text/plain", ""))
-        for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
     )
     assert "tokens/s, seed 42" in outputs and "the app runs at http://" in outputs
-    assert any("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+    assert any(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
     assert (ROOT / "notebook-outputs" / "my-spam-model" / "metrics.json").is_file()  # the model it trained
     shutil.rmtree(ROOT / "notebook-outputs")  # what it wrote (git-ignored)

@@ -14,8 +14,10 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/maps") or torch.get_num_threads() < 2,
-                    reason="needs Linux and at least 2 torch threads")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/maps") or torch.get_num_threads() < 2,
+    reason="needs Linux and at least 2 torch threads",
+)
 def test_a_thread_that_releases_its_pool_leaves_no_openmp_workers_behind():
     assert release_openmp_pool(), "torch's libgomp was not found in this process"
     counts = {}
@@ -39,4 +41,3 @@ def test_a_thread_that_releases_its_pool_leaves_no_openmp_workers_behind():
     go_on.set()
     worker.join()
     assert counts["after_release"] <= counts["after_compute"] - (torch.get_num_threads() - 1)
-

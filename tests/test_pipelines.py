@@ -23,7 +23,9 @@ def test_classifier_returns_both_classes_summing_to_one(registry, names):
 def test_threshold_decides_the_verdict(registry, names):
     classifier = registry.get("classification", names["classification"])
     assert classifier(["hello"], threshold=0.0)[0]["label"] == "spam"
-    assert classifier(["hello"], threshold=1.0)[0]["label"] == "ham" or classifier(["hello"])[0]["scores"]["spam"] == 1.0
+    assert (
+        classifier(["hello"], threshold=1.0)[0]["label"] == "ham" or classifier(["hello"])[0]["scores"]["spam"] == 1.0
+    )
 
 
 def test_long_message_is_truncated_and_flagged(registry, names):
@@ -46,7 +48,10 @@ def test_bad_threshold_rejected(registry, names, threshold):
 
 
 def test_hub_label_ids_are_mapped_through_config():
-    assert resolve_class_names({0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": "ham", "LABEL_1": "spam"}, "m") == ["ham", "spam"]
+    assert resolve_class_names({0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": "ham", "LABEL_1": "spam"}, "m") == [
+        "ham",
+        "spam",
+    ]
     assert resolve_class_names({0: "SPAM", 1: "HAM"}, {}, "m") == ["spam", "ham"]
     with pytest.raises(ModelLoadError, match="add `labels:"):
         resolve_class_names({0: "LABEL_0", 1: "LABEL_1"}, {}, "m")
@@ -91,8 +96,16 @@ def test_stop_flag_ends_generation_early(registry, names):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("max_new_tokens", 0), ("max_new_tokens", 10_000), ("temperature", 0), ("temperature", float("nan")),
-     ("top_p", 1.5), ("top_k", -1), ("repetition_penalty", 0.5), ("seed", -2)],
+    [
+        ("max_new_tokens", 0),
+        ("max_new_tokens", 10_000),
+        ("temperature", 0),
+        ("temperature", float("nan")),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("repetition_penalty", 0.5),
+        ("seed", -2),
+    ],
 )
 def test_bad_text_params_name_the_field(registry, names, field, value):
     generator = registry.get("text", names["text"])
@@ -110,8 +123,11 @@ def test_too_long_prompt_gets_a_clear_message(registry, names):
 def test_image_has_requested_size_and_seeds(registry, names):
     generator = registry.get("image", names["image"])
     steps = []
-    results = generator("a cat", generator.default_params(width=64, height=96, num_images=2, seed=10),
-                        on_step=lambda done, total: steps.append((done, total)))["images"]
+    results = generator(
+        "a cat",
+        generator.default_params(width=64, height=96, num_images=2, seed=10),
+        on_step=lambda done, total: steps.append((done, total)),
+    )["images"]
     assert [r["image"].size for r in results] == [(64, 96), (64, 96)]
     assert [r["seed"] for r in results] == [10, 11]
     assert steps == [(1, 2), (2, 2)]
@@ -128,8 +144,13 @@ def test_same_seed_same_pixels(registry, names):
 
 @pytest.mark.parametrize(
     "field,value,expected",
-    [("width", 60, "multiple of 8"), ("height", 4096, r"\[32, 256\]"), ("steps", 0, r"\[1, 20\]"),
-     ("guidance_scale", float("inf"), r"\[0, 20\]"), ("num_images", 99, r"\[1, 4\]")],
+    [
+        ("width", 60, "multiple of 8"),
+        ("height", 4096, r"\[32, 256\]"),
+        ("steps", 0, r"\[1, 20\]"),
+        ("guidance_scale", float("inf"), r"\[0, 20\]"),
+        ("num_images", 99, r"\[1, 4\]"),
+    ],
 )
 def test_bad_image_params_name_the_field(registry, names, field, value, expected):
     generator = registry.get("image", names["image"])

@@ -135,23 +135,33 @@ def test_one_session_queueing_64_trainings_locks_out_no_one(blocked_training, na
     assert started.wait(WAIT_S), "the first training did not start"
 
     answers = [join(url, *train, "greedy") for _ in range(64)]
-    assert [a.status_code for a in answers] == [200] * SESSION_GROUP_MAX_QUEUE["training"] + [429] * (64 - SESSION_GROUP_MAX_QUEUE["training"])
+    assert [a.status_code for a in answers] == [200] * SESSION_GROUP_MAX_QUEUE["training"] + [429] * (
+        64 - SESSION_GROUP_MAX_QUEUE["training"]
+    )
     assert "most one session may queue there (1)" in answers[-1].json()["detail"]
 
     # other sessions fill the training group's own backlog, then get "queue full" for it ...
     answers = [join(url, *train, f"other-{i}") for i in range(64)]
     admitted = GROUP_MAX_QUEUE["training"] - SESSION_GROUP_MAX_QUEUE["training"]
     assert [a.status_code for a in answers] == [200] * admitted + [503] * (64 - admitted)
-    assert answers[-1].json()["detail"].startswith("The training queue is full: 4 requests are waiting, the most it holds (4)")
+    assert (
+        answers[-1]
+        .json()["detail"]
+        .startswith("The training queue is full: 4 requests are waiting, the most it holds (4)")
+    )
     with pytest.raises(Exception, match="Queue is full"):  # gradio_client's QueueError, as for Gradio's own limit
         Client(url, verbose=False).predict(file=None, api_name="/train_classifier")
 
     # ... while every other queue answers, through gradio_client and raw HTTP
-    label, _, _ = Client(url, verbose=False).predict("WIN a free prize", names["classification"], 0.5, api_name="/classify")
+    label, _, _ = Client(url, verbose=False).predict(
+        "WIN a free prize", names["classification"], 0.5, api_name="/classify"
+    )
     assert label["label"] in ("ham", "spam")
     from tests.helpers import call_event, fn_index_of
 
-    outcome, outputs = call_event(url, fn_index_of(demo, "classify"), ["hello there", names["classification"], 0.5], "visitor")
+    outcome, outputs = call_event(
+        url, fn_index_of(demo, "classify"), ["hello there", names["classification"], 0.5], "visitor"
+    )
     assert outcome == "complete" and outputs[0]["label"] in ("ham", "spam")
 
     release.set()  # the queued trainings run (and end at once)
@@ -164,12 +174,19 @@ def test_queue_limits_per_group_and_per_session():
 
     from ui.request_limits import QueueLimits
 
-    limits = QueueLimits(default_backlog=6, backlog={"training": 3}, per_session=4, per_session_in_group={"training": 1})
+    limits = QueueLimits(
+        default_backlog=6, backlog={"training": 3}, per_session=4, per_session_in_group={"training": 1}
+    )
     events = lambda *sessions: [SimpleNamespace(session_hash=s) for s in sessions]  # noqa: E731
     assert limits.refusal({"text": events("a", "b")}, "text", "a") is None
     full = limits.refusal({"text": events(*"bcdefg")}, "text", "a")
-    assert full.status_code == 503 and "The text queue is full: 6 requests are waiting, the most it holds (6)" in full.detail
-    assert limits.refusal({"training": events("b", "c", "d")}, "training", "a").status_code == 503  # its own, smaller cap
+    assert (
+        full.status_code == 503
+        and "The text queue is full: 6 requests are waiting, the most it holds (6)" in full.detail
+    )
+    assert (
+        limits.refusal({"training": events("b", "c", "d")}, "training", "a").status_code == 503
+    )  # its own, smaller cap
     in_group = limits.refusal({"training": events("a")}, "training", "a")
     assert in_group.status_code == 429 and "1 request(s) waiting in the training queue" in in_group.detail
     spread = limits.refusal({"text": events("a", "a"), "image": events("a", "a")}, "classification", "a")
@@ -200,14 +217,23 @@ def test_the_queue_hooks_are_what_gradio_calls(tiny_config):
     assert list(inspect.signature(queueing.Queue.push).parameters) == ["self", "body", "request", "username"]
     assert "await blocks._queue.push(" in inspect.getsource(routes.App.create_app)
     push_source = inspect.getsource(queueing.Queue.push)
-    assert "self.event_queue_per_concurrency_id[event.concurrency_id]" in push_source and "event_queue.queue.append(event)" in push_source
+    assert (
+        "self.event_queue_per_concurrency_id[event.concurrency_id]" in push_source
+        and "event_queue.queue.append(event)" in push_source
+    )
     assert "self.session_hash" in inspect.getsource(queueing.Event.__init__)
 
 
 # Events whose handler reads an uploaded file: each waits in a queue group with a concurrency
 # limit, so that N visitors uploading at once read at most `limit` files at a time.
-READS_AN_UPLOAD = {"preview": "train_preview", "train_classifier": "training", "similar_messages": "classification",
-                   "classify_batch": "classification", "generate_image": "image", "zip_chosen": "trained_model_files"}
+READS_AN_UPLOAD = {
+    "preview": "train_preview",
+    "train_classifier": "training",
+    "similar_messages": "classification",
+    "classify_batch": "classification",
+    "generate_image": "image",
+    "zip_chosen": "trained_model_files",
+}
 
 
 def test_every_handler_that_reads_a_file_is_queued_and_limited(tiny_config, app_url):
@@ -244,7 +270,9 @@ def test_new_sessions_keep_only_what_their_events_changed(blocked_training):
     demo, url, _train, _started, _release = blocked_training
     holder = demo.server_app.state_holder
     assert isinstance(holder, LeanStateHolder) and holder.capacity == STATE_SESSION_CAPACITY
-    assert len(SessionState(demo).config_values) > 100  # what Gradio would copy per session, so that {} below means something
+    assert (
+        len(SessionState(demo).config_values) > 100
+    )  # what Gradio would copy per session, so that {} below means something
     page_load = [i for i, fn in demo.fns.items() if any(event == "load" for _, event in fn.targets)]
     assert page_load, "no page-load events"
     for n in range(5):

@@ -51,7 +51,11 @@ def test_readme_has_an_example_per_endpoint(public_endpoints):
 def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     script = "\n".join(client_examples()).replace(README_URL, app_url)
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=RUN_S,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -68,7 +72,9 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
         with Image.open(tmp_path / f"lighthouse-{index}.png") as image:
             assert image.format == "PNG"
     assert re.search(r"^trained labelled · .* validation spam F1 \d", out, re.M)  # /train_classifier's final JSON
-    assert re.search(r"^(reading|loading) 0 / None$", out, re.M) and re.search(r"^done (\d+) / \1$", out, re.M)  # streamed progress
+    assert re.search(r"^(reading|loading) 0 / None$", out, re.M) and re.search(
+        r"^done (\d+) / \1$", out, re.M
+    )  # streamed progress
     assert "place in queue:" in out
     assert re.search(r"^\d+ dimensions, similarity -?\d\.\d+$", out, re.M)  # /embed
     assert re.search(r"^\[\(\d, '(ham|spam)', -?\d\.\d+\), \(\d, '(ham|spam)', -?\d\.\d+\)\]$", out, re.M)  # /similar

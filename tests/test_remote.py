@@ -81,11 +81,31 @@ def servers(tiny_config_path, served_model, tmp_path_factory):
     app_port, serve_port = free_port(), free_port()
     urls = {"app": f"http://127.0.0.1:{app_port}/", "serve": f"http://127.0.0.1:{serve_port}"}
     commands = {
-        "app": [sys.executable, "app.py", "--config", str(tiny_config_path), "--host", "127.0.0.1",
-                "--port", str(app_port), "--no-preload"],
+        "app": [
+            sys.executable,
+            "app.py",
+            "--config",
+            str(tiny_config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(app_port),
+            "--no-preload",
+        ],
         # the `transformers` command's module, run by this interpreter (wherever pip put the script)
-        "serve": [sys.executable, "-m", "transformers.cli.transformers", "serve", served_model,
-                  "--host", "127.0.0.1", "--port", str(serve_port), "--device", "cpu"],
+        "serve": [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            served_model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(serve_port),
+            "--device",
+            "cpu",
+        ],
     }
     health = {"app": urls["app"] + "config", "serve": urls["serve"] + "/health"}
     processes = {}
@@ -113,26 +133,52 @@ def transformers_serve_url(servers):
 @pytest.fixture(scope="module")
 def remote_config(tiny_config, second_app_url, transformers_serve_url, served_model):
     """A config whose every entry is remote (plus the local tiny models, to show they keep working)."""
-    local = {task: [e.model_dump(exclude_defaults=True) for e in tiny_config.entries(task)] for task in ("classification", "text", "image")}
+    local = {
+        task: [e.model_dump(exclude_defaults=True) for e in tiny_config.entries(task)]
+        for task in ("classification", "text", "image")
+    }
     down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     raw = {
         "classification": [
-            {"name": REMOTE_CLASSIFIER, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.classification[0].name},
+            {
+                "name": REMOTE_CLASSIFIER,
+                "backend": "gradio",
+                "url": second_app_url,
+                "remote_model": tiny_config.classification[0].name,
+            },
             {"name": DOWN_CLASSIFIER, "backend": "gradio", "url": down_url, "timeout_s": 5},
             *local["classification"],
         ],
         "text": [
-            {"name": REMOTE_TEXT, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.text[0].name,
-             "defaults": {"max_new_tokens": 24}, "limits": {"max_new_tokens": 200}},
-            {"name": SERVED_TEXT, "backend": "openai", "server": "transformers", "url": transformers_serve_url,
-             "remote_model": served_model, "defaults": {"max_new_tokens": 24}, "limits": {"max_new_tokens": 200}},
+            {
+                "name": REMOTE_TEXT,
+                "backend": "gradio",
+                "url": second_app_url,
+                "remote_model": tiny_config.text[0].name,
+                "defaults": {"max_new_tokens": 24},
+                "limits": {"max_new_tokens": 200},
+            },
+            {
+                "name": SERVED_TEXT,
+                "backend": "openai",
+                "server": "transformers",
+                "url": transformers_serve_url,
+                "remote_model": served_model,
+                "defaults": {"max_new_tokens": 24},
+                "limits": {"max_new_tokens": 200},
+            },
             {"name": DOWN_TEXT, "backend": "openai", "url": down_url, "remote_model": "gpt-neo", "timeout_s": 5},
             *local["text"],
         ],
         "image": [
-            {"name": REMOTE_IMAGE, "backend": "gradio", "url": second_app_url, "remote_model": tiny_config.image[0].name,
-             # what the remote entry offers and allows: the same as the model it names
-             **tiny_config.image[0].model_dump(include={"defaults", "limits", "schedulers"})},
+            {
+                "name": REMOTE_IMAGE,
+                "backend": "gradio",
+                "url": second_app_url,
+                "remote_model": tiny_config.image[0].name,
+                # what the remote entry offers and allows: the same as the model it names
+                **tiny_config.image[0].model_dump(include={"defaults", "limits", "schedulers"}),
+            },
             *local["image"],
         ],
     }
@@ -179,7 +225,9 @@ def test_remote_classifier_takes_batches_and_files(remote_registry, second_app, 
     results = classifier.classify_many(texts, 0.5, on_progress=lambda done, total: progress.append((done, total)))
     direct, _, _ = second_app.predict(texts[7], names["classification"], 0.5, api_name="/classify")
     assert len(results) == 20 and progress[-1] == (20, 20)
-    assert results[7]["scores"]["spam"] == pytest.approx({c["label"]: c["confidence"] for c in direct["confidences"]}["spam"])
+    assert results[7]["scores"]["spam"] == pytest.approx(
+        {c["label"]: c["confidence"] for c in direct["confidences"]}["spam"]
+    )
     assert classifier.spam_scores(texts[:3]) == pytest.approx([r["scores"]["spam"] for r in results[:3]])
 
 
@@ -190,7 +238,9 @@ def test_text_streams_through_second_app(first_app, second_app, names):
     assert len(updates) >= 3
     assert all(b.startswith(a) for a, b in itertools.pairwise(updates))
     assert "seed 7" in final_stats
-    direct_text, _, _ = second_app.predict("Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text")
+    direct_text, _, _ = second_app.predict(
+        "Once upon a time", names["text"], 40, 0.8, 0.95, 50, 1.1, True, 7, api_name="/generate_text"
+    )
     assert final_text == direct_text  # same model, same seed: the remote did the work
 
 
@@ -198,7 +248,9 @@ def stream_and_stop_after_two_updates(generator, seed: int) -> list[dict]:
     """Ask for 200 tokens and press Stop once two updates have arrived; every update seen."""
     stop = threading.Event()
     updates = []
-    for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=seed), stop=stop):
+    for update in generator.stream(
+        "Once upon a time", generator.default_params(max_new_tokens=200, seed=seed), stop=stop
+    ):
         updates.append(update)
         if len(updates) == 2:
             stop.set()
@@ -240,7 +292,9 @@ def test_image_to_image_through_second_app(first_app, second_app, names, tmp_pat
 def test_image_pipeline_reports_remote_steps(remote_registry):
     generator = remote_registry.get("image", REMOTE_IMAGE)
     steps = []
-    results = generator("a cat", generator.default_params(steps=12, seed=5), on_step=lambda done, total: steps.append((done, total)))["images"]
+    results = generator(
+        "a cat", generator.default_params(steps=12, seed=5), on_step=lambda done, total: steps.append((done, total))
+    )["images"]
     assert [r["seed"] for r in results] == [5] and results[0]["image"].size == (64, 64)
     assert steps[-1] == (12, 12) and all(total == 12 and 0 <= done <= 12 for done, total in steps)
     assert steps == sorted(steps)
@@ -265,10 +319,15 @@ def test_prompt_truncation_goes_through_second_app(remote_registry):
 
 
 def test_unknown_remote_model_fails_at_load(second_app_url):
-    config = parse_config({
-        "classification": [{"name": "Wrong name", "backend": "gradio", "url": second_app_url, "remote_model": "No such model"}],
-        "text": [{"name": "T", "source": "unused"}], "image": [{"name": "I", "source": "unused"}],
-    })
+    config = parse_config(
+        {
+            "classification": [
+                {"name": "Wrong name", "backend": "gradio", "url": second_app_url, "remote_model": "No such model"}
+            ],
+            "text": [{"name": "T", "source": "unused"}],
+            "image": [{"name": "I", "source": "unused"}],
+        }
+    )
     with pytest.raises(ModelLoadError, match="has no model 'No such model'.*offers"):
         ModelRegistry(config).get("classification", "Wrong name")
 
@@ -295,7 +354,10 @@ def test_served_text_stop_ends_generation_early(remote_registry):
 def test_served_text_error_names_the_model_and_server(remote_registry, transformers_serve_url):
     """The tiny GPT-Neo has 256 positions: the server fails a longer prompt, and says so."""
     generator = remote_registry.get("text", SERVED_TEXT)
-    with pytest.raises(RemoteModelError, match=f"Remote model '{re.escape(SERVED_TEXT)}' \\(openai server at {transformers_serve_url}\\): .+"):
+    with pytest.raises(
+        RemoteModelError,
+        match=f"Remote model '{re.escape(SERVED_TEXT)}' \\(openai server at {transformers_serve_url}\\): .+",
+    ):
         generator.generate("Once upon a time " * 100, generator.default_params(max_new_tokens=5))
     assert generator.generate("Hello", generator.default_params(max_new_tokens=5))["done"]  # and serves the next
 
@@ -328,25 +390,45 @@ def test_remote_that_stops_answering_times_out_with_its_name(tiny_config):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        config = parse_config({
-            "classification": [{"name": "C", "source": "unused"}], "image": [{"name": "I", "source": "unused"}],
-            "text": [{"name": "Hung server", "backend": "openai", "url": url, "remote_model": "m", "timeout_s": 0.5}],
-        })
+        config = parse_config(
+            {
+                "classification": [{"name": "C", "source": "unused"}],
+                "image": [{"name": "I", "source": "unused"}],
+                "text": [
+                    {"name": "Hung server", "backend": "openai", "url": url, "remote_model": "m", "timeout_s": 0.5}
+                ],
+            }
+        )
         with pytest.raises(ModelLoadError, match=f"Cannot load model 'Hung server'.*{url}.*[Tt]imed? ?out"):
             ModelRegistry(config).get("text", "Hung server")
 
 
 # -- config and request mapping (no server needed) --------------------------------------------
-MINIMAL = {"classification": [{"name": "C", "source": "c"}], "text": [{"name": "T", "source": "t"}], "image": [{"name": "I", "source": "i"}]}
+MINIMAL = {
+    "classification": [{"name": "C", "source": "c"}],
+    "text": [{"name": "T", "source": "t"}],
+    "image": [{"name": "I", "source": "i"}],
+}
 
 
-@pytest.mark.parametrize("entry, task, error", [
-    ({"name": "R", "backend": "gradio"}, "text", r"text\[0\] \('R'\), field 'url'.*required for backend 'gradio'"),
-    ({"name": "R", "backend": "openai", "url": "localhost:8000", "remote_model": "m"}, "text", r"field 'url'.*http://"),
-    ({"name": "R", "backend": "openai", "url": "http://h:8000"}, "text", r"needs `remote_model`"),
-    ({"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m"}, "image", r"backend 'openai' cannot serve this task"),
-    ({"name": "R"}, "image", r"image\[0\] \('R'\), field 'source'.*required for local models"),
-])
+@pytest.mark.parametrize(
+    "entry, task, error",
+    [
+        ({"name": "R", "backend": "gradio"}, "text", r"text\[0\] \('R'\), field 'url'.*required for backend 'gradio'"),
+        (
+            {"name": "R", "backend": "openai", "url": "localhost:8000", "remote_model": "m"},
+            "text",
+            r"field 'url'.*http://",
+        ),
+        ({"name": "R", "backend": "openai", "url": "http://h:8000"}, "text", r"needs `remote_model`"),
+        (
+            {"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m"},
+            "image",
+            r"backend 'openai' cannot serve this task",
+        ),
+        ({"name": "R"}, "image", r"image\[0\] \('R'\), field 'source'.*required for local models"),
+    ],
+)
 def test_config_rejects_incomplete_remote_entries(entry, task, error):
     with pytest.raises(ConfigError, match=error):
         parse_config(MINIMAL | {task: [entry]})
@@ -357,19 +439,33 @@ def test_models_yaml_remote_examples_are_valid():
     text = (REPO_ROOT / "models.yaml").read_text(encoding="utf-8")
     uncommented = re.sub(r"(?m)^  # (- |  )", r"  \1", text)
     config = parse_config(yaml.safe_load(uncommented))
-    remote = {(task, e.name, e.backend) for task in ("classification", "text", "image") for e in config.entries(task) if e.backend != "local"}
+    remote = {
+        (task, e.name, e.backend)
+        for task in ("classification", "text", "image")
+        for e in config.entries(task)
+        if e.backend != "local"
+    }
     assert {backend for _, _, backend in remote} == {"openai", "gradio"}
     assert {task for task, _, _ in remote} == {"classification", "text", "image"}
 
 
 def openai_entry(server: str):
-    return parse_config(MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m", "server": server}]}).text[0]
+    return parse_config(
+        MINIMAL
+        | {"text": [{"name": "R", "backend": "openai", "url": "http://h:8000", "remote_model": "m", "server": server}]}
+    ).text[0]
 
 
 def test_sampling_fields_follow_the_servers_dialect():
-    params = TextParams(max_new_tokens=10, temperature=0.7, top_p=0.9, top_k=0, repetition_penalty=1.2, do_sample=True, seed=5)
+    params = TextParams(
+        max_new_tokens=10, temperature=0.7, top_p=0.9, top_k=0, repetition_penalty=1.2, do_sample=True, seed=5
+    )
     vllm = OpenAITextGenerator(openai_entry("vllm"), client=None).request("Hi", params, seed=5)
-    assert vllm["extra_body"] == {"top_k": -1, "repetition_penalty": 1.2} and vllm["temperature"] == 0.7 and vllm["max_tokens"] == 10
+    assert (
+        vllm["extra_body"] == {"top_k": -1, "repetition_penalty": 1.2}
+        and vllm["temperature"] == 0.7
+        and vllm["max_tokens"] == 10
+    )
     greedy = OpenAITextGenerator(openai_entry("openai"), client=None).request("Hi", TextParams(do_sample=False), seed=5)
     assert greedy["temperature"] == 0.0 and "extra_body" not in greedy
     served = OpenAITextGenerator(openai_entry("transformers"), client=None).request("Hi", params, seed=5)
@@ -396,9 +492,22 @@ def test_plain_openai_server_refuses_fields_it_cannot_honour():
 def test_token_probabilities_and_next_tokens_come_through_second_app(remote_registry, second_app, names):
     generator = remote_registry.get("text", REMOTE_TEXT)
     assert generator.why_no_token_probabilities() is None
-    final = generator.generate("Once upon a time", generator.default_params(max_new_tokens=10, seed=3, token_probabilities=True))
-    _text, _stats, direct = second_app.predict("Once upon a time", names["text"], 10, 0.8, 0.95, 50, 1.1, True, 3,
-                                               token_probabilities=True, api_name="/generate_text")
+    final = generator.generate(
+        "Once upon a time", generator.default_params(max_new_tokens=10, seed=3, token_probabilities=True)
+    )
+    _text, _stats, direct = second_app.predict(
+        "Once upon a time",
+        names["text"],
+        10,
+        0.8,
+        0.95,
+        50,
+        1.1,
+        True,
+        3,
+        token_probabilities=True,
+        api_name="/generate_text",
+    )
     assert final["tokens"] == direct["tokens"] and len(final["tokens"]) == 10
     from pipelines.text.contract import NextTokenParams
 
@@ -417,7 +526,9 @@ def test_embeddings_come_through_second_app(remote_registry, second_app, names):
 
 def test_a_server_without_logprobs_says_the_token_view_is_not_available(remote_registry):
     generator = remote_registry.get("text", SERVED_TEXT)
-    final = generator.generate("Once upon a time", generator.default_params(max_new_tokens=8, seed=3, token_probabilities=True))
+    final = generator.generate(
+        "Once upon a time", generator.default_params(max_new_tokens=8, seed=3, token_probabilities=True)
+    )
     assert final["text"] and final["tokens"] is None
     assert "returned no log-probabilities" in final["tokens_unavailable"] and SERVED_TEXT in final["tokens_unavailable"]
     with pytest.raises(InputError, match=r"^model: .*OpenAI-compatible server.*not the whole next-token distribution"):
@@ -427,7 +538,10 @@ def test_a_server_without_logprobs_says_the_token_view_is_not_available(remote_r
 class FakeCompletionsServer:
     """An OpenAI-compatible completions server that streams fixed tokens with `logprobs`, as vLLM does."""
 
-    TOKENS: ClassVar[list] = [(" Paris", -0.2, {" Paris": -0.2, " the": -2.1, " a": -3.0}), (".", -1.6, {"!": -0.5, ".": -1.6, ",": -2.4})]
+    TOKENS: ClassVar[list] = [
+        (" Paris", -0.2, {" Paris": -0.2, " the": -2.1, " a": -3.0}),
+        (".", -1.6, {"!": -0.5, ".": -1.6, ",": -2.4}),
+    ]
 
     def __init__(self):
         import http.server
@@ -440,7 +554,9 @@ class FakeCompletionsServer:
                 pass
 
             def do_GET(self):  # /v1/models
-                body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "me"}]}).encode()
+                body = json.dumps(
+                    {"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "me"}]}
+                ).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
@@ -453,8 +569,18 @@ class FakeCompletionsServer:
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 for text, logprob, top in tokens:
-                    logprobs = {"tokens": [text], "token_logprobs": [logprob], "top_logprobs": [top], "text_offset": [0]}
-                    choice = {"index": 0, "text": text, "finish_reason": None, "logprobs": logprobs if request.get("logprobs") else None}
+                    logprobs = {
+                        "tokens": [text],
+                        "token_logprobs": [logprob],
+                        "top_logprobs": [top],
+                        "text_offset": [0],
+                    }
+                    choice = {
+                        "index": 0,
+                        "text": text,
+                        "finish_reason": None,
+                        "logprobs": logprobs if request.get("logprobs") else None,
+                    }
                     chunk = {"id": "c", "object": "text_completion", "created": 0, "model": "m", "choices": [choice]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
@@ -469,9 +595,13 @@ def test_logprobs_of_an_openai_compatible_server_become_the_token_view():
 
     server = FakeCompletionsServer()
     try:
-        config = parse_config(MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": server.url, "remote_model": "m"}]})
+        config = parse_config(
+            MINIMAL | {"text": [{"name": "R", "backend": "openai", "url": server.url, "remote_model": "m"}]}
+        )
         generator = OpenAITextGenerator.from_entry(config.text[0])
-        final = generator.generate("The capital of France is", generator.default_params(token_probabilities=True, max_new_tokens=2))
+        final = generator.generate(
+            "The capital of France is", generator.default_params(token_probabilities=True, max_new_tokens=2)
+        )
         assert generator.request("Hi", generator.default_params(token_probabilities=True), seed=1)["logprobs"] == 5
     finally:
         server.server.shutdown()

@@ -13,8 +13,16 @@ VOCAB = 1000
 @pytest.fixture(scope="module")
 def model():
     """Only for its `_get_logits_processor`: the processors generate builds for a config."""
-    return GPTNeoForCausalLM(GPTNeoConfig(vocab_size=VOCAB, hidden_size=8, num_layers=1, num_heads=1,
-                                          attention_types=[[["global"], 1]], max_position_embeddings=64))
+    return GPTNeoForCausalLM(
+        GPTNeoConfig(
+            vocab_size=VOCAB,
+            hidden_size=8,
+            num_layers=1,
+            num_heads=1,
+            attention_types=[[["global"], 1]],
+            max_position_embeddings=64,
+        )
+    )
 
 
 def generate_processors(model, extra: LogitsProcessorList | None = None, **fields) -> LogitsProcessorList:
@@ -30,14 +38,19 @@ def chain_probs(processors, ids, logits):
     return torch.softmax(processors(ids, logits)[0], dim=-1)
 
 
-@pytest.mark.parametrize("fields", [
-    dict(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1),  # the text entries' defaults
-    dict(temperature=1.3, top_k=7, top_p=0.5),
-    dict(top_k=50),
-    dict(top_k=5000, top_p=0.9),  # k above the vocabulary: every token is a candidate
-    dict(top_k=20, suppress_tokens=list(range(990))),  # fewer finite scores than k: the full path
-    dict(top_k=30, top_p=0.9, min_p=0.05, typical_p=0.9, no_repeat_ngram_size=2),  # warpers after top-p: the whole vocabulary
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1),  # the text entries' defaults
+        dict(temperature=1.3, top_k=7, top_p=0.5),
+        dict(top_k=50),
+        dict(top_k=5000, top_p=0.9),  # k above the vocabulary: every token is a candidate
+        dict(top_k=20, suppress_tokens=list(range(990))),  # fewer finite scores than k: the full path
+        dict(
+            top_k=30, top_p=0.9, min_p=0.05, typical_p=0.9, no_repeat_ngram_size=2
+        ),  # warpers after top-p: the whole vocabulary
+    ],
+)
 def test_top_k_shortcut_draws_from_the_chains_distribution(model, fields):
     processors = generate_processors(model, **fields)
     generator = torch.Generator().manual_seed(0)
@@ -46,7 +59,9 @@ def test_top_k_shortcut_draws_from_the_chains_distribution(model, fields):
         logits = torch.randn(1, VOCAB, generator=generator) * 3
         tokens, probs = sampling.draw_distribution(processors, ids, logits)
         assert (tokens is None) == ("suppress_tokens" in fields)
-        torch.testing.assert_close(full_distribution(tokens, probs), chain_probs(processors, ids, logits), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            full_distribution(tokens, probs), chain_probs(processors, ids, logits), atol=1e-6, rtol=1e-5
+        )
 
 
 def test_processors_after_top_k_see_the_whole_vocabulary(model):
@@ -92,8 +107,11 @@ def test_draws_follow_the_distribution_and_the_seed(model):
 
 
 def test_greedy_takes_the_best_score_after_the_processors(model):
-    processors = model._get_logits_processor(GenerationConfig(do_sample=False, suppress_tokens=[7]), input_ids_seq_length=1,
-                                             logits_processor=LogitsProcessorList())
+    processors = model._get_logits_processor(
+        GenerationConfig(do_sample=False, suppress_tokens=[7]),
+        input_ids_seq_length=1,
+        logits_processor=LogitsProcessorList(),
+    )
     logits = torch.zeros(1, VOCAB)
     logits[0, 7], logits[0, 8] = 9.0, 8.0
     assert sampling.next_token(processors, torch.zeros(1, 1, dtype=torch.long), logits, False) == 8
@@ -108,5 +126,7 @@ def test_the_draw_runs_on_one_thread_and_restores_the_count(model):
             seen.append(torch.get_num_threads())
             return scores
 
-    sampling.next_token(LogitsProcessorList([Count()]), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, VOCAB), True)
+    sampling.next_token(
+        LogitsProcessorList([Count()]), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, VOCAB), True
+    )
     assert seen == [1] and torch.get_num_threads() == threads

@@ -108,9 +108,16 @@ def test_on_gpu_asks_for_a_duration_that_fits_the_request(monkeypatch):
     text("a", "m", max_new_tokens=1000, temperature=0.8)
     image("a", "m", negative_prompt="", steps=4, guidance_scale=0.0, width=512, height=512, num_images=1, seed=0)
     image("a", "m", steps=50, guidance_scale=7.5, width=768, height=768, num_images=4)
-    image("a", "m", steps="not a number", width=768, height=768, num_images=4)  # the task reports the bad value, not the estimate
+    image(
+        "a", "m", steps="not a number", width=768, height=768, num_images=4
+    )  # the task reports the bad value, not the estimate
     short_text, long_text, small_image, big_image, fallback = fake.durations
-    assert short_text == request_seconds("text", max_new_tokens=10) < long_text == request_seconds("text", max_new_tokens=1000)
+    assert (
+        short_text
+        == request_seconds("text", max_new_tokens=10)
+        < long_text
+        == request_seconds("text", max_new_tokens=1000)
+    )
     assert small_image == request_seconds("image", steps=4, num_images=1) < big_image <= gpu.MAX_DURATION_S
     assert fallback == request_seconds("image")
 
@@ -185,12 +192,18 @@ def launched_as_on_spaces(tiny_config_path):
         pytest.skip("the `spaces` package is not installed")
     port = free_port()
     env = dict(
-        os.environ, MODELS_CONFIG=str(tiny_config_path), GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+        os.environ,
+        MODELS_CONFIG=str(tiny_config_path),
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        HF_HUB_OFFLINE="1",
+        GRADIO_ANALYTICS_ENABLED="False",
         CUDA_VISIBLE_DEVICES="",  # no GPU, even on a machine that has one
     )
     env.pop("SPACES_ZERO_GPU", None)
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_S
     try:
@@ -219,4 +232,3 @@ def test_app_with_spaces_installed_but_no_gpu_runs_every_endpoint_on_cpu(launche
     assert isinstance(text, str) and "seed 1" in stats
     gallery, info = client.predict(prompt="a cat", seed=5, api_name="/generate_image")
     assert len(gallery) == 1 and info["seeds"] == [5] and Path(gallery[0]["image"]).is_file()
-

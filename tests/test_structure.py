@@ -65,7 +65,9 @@ def test_every_task_is_one_package_with_its_contract(task):
     for module in ("contract.py", "config.py", "pipeline.py", "remote.py"):
         assert (package / module).is_file(), f"pipelines/{task}/{module} is missing"
     row = TASKS[task]
-    assert row.local.startswith(f"pipelines.{task}.") and all(v.startswith(f"pipelines.{task}.") for v in row.remote.values())
+    assert row.local.startswith(f"pipelines.{task}.") and all(
+        v.startswith(f"pipelines.{task}.") for v in row.remote.values()
+    )
     assert row.tabs and all((ROOT / (tab.replace(".", "/") + ".py")).is_file() for tab in row.tabs)
     # the contract and the config schema import no model library: the UI reads them
     for module in ("contract.py", "config.py"):
@@ -101,18 +103,34 @@ def test_the_tables_tabs_keep_their_place():
     from pipelines.studio import parse_config
 
     remote = {"backend": "gradio", "url": "http://127.0.0.1:9/"}
-    config = parse_config({
-        "classification": [{"name": "C", **remote}], "text": [{"name": "T", **remote}], "image": [{"name": "I", **remote}],
-        "training": {"base_models": [{"name": "B", "source": "/nowhere"}]},
-    })
+    config = parse_config(
+        {
+            "classification": [{"name": "C", **remote}],
+            "text": [{"name": "T", **remote}],
+            "image": [{"name": "I", **remote}],
+            "training": {"base_models": [{"name": "B", "source": "/nowhere"}]},
+        }
+    )
     assert tab_tree(app.build_app(config)) == [
-        ("Classification", "classification", [("Single message", "classification-single", []),
-                                              ("Batch file", "classification-batch", []), ("Embedding map", "classification-map", [])]),
+        (
+            "Classification",
+            "classification",
+            [
+                ("Single message", "classification-single", []),
+                ("Batch file", "classification-batch", []),
+                ("Embedding map", "classification-map", []),
+            ],
+        ),
         ("Generation", "generation", [("Text", "text", []), ("Image", "image", [])]),
         ("Train", "train", []),
     ]
-    without_training = parse_config({"classification": [{"name": "C", **remote}], "text": [{"name": "T", **remote}],
-                                     "image": [{"name": "I", **remote}]})
+    without_training = parse_config(
+        {
+            "classification": [{"name": "C", **remote}],
+            "text": [{"name": "T", **remote}],
+            "image": [{"name": "I", **remote}],
+        }
+    )
     assert [tab[1] for tab in tab_tree(app.build_app(without_training))] == ["classification", "generation"]
 
 

@@ -41,7 +41,10 @@ def test_presets_set_the_sliders(text_page):
     temperature, sample = page.get_by_label("number input for Temperature"), page.get_by_label("Sample (off = greedy)")
     choose_preset(page, "Creative")
     wait_until(lambda: temperature.input_value() == "1.1")
-    assert temperature.input_value() == "1.1" and page.get_by_label("number input for Top-k (0 = off)").input_value() == "0"
+    assert (
+        temperature.input_value() == "1.1"
+        and page.get_by_label("number input for Top-k (0 = off)").input_value() == "0"
+    )
     assert sample.is_checked()
     choose_preset(page, "Precise (greedy)")
     wait_until(lambda: not sample.is_checked())

@@ -24,8 +24,18 @@ LONG_PROMPT = "Once upon a time " * 80  # ~320 tokens: more than the tiny model'
 
 
 def text_args(name, prompt="Once upon a time", max_new_tokens=12, seed=11, do_sample=True, **extra):
-    return dict(prompt=prompt, model_name=name, max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.95,
-                top_k=50, repetition_penalty=1.1, do_sample=do_sample, seed=seed, **extra)
+    return dict(
+        prompt=prompt,
+        model_name=name,
+        max_new_tokens=max_new_tokens,
+        temperature=1.0,
+        top_p=0.95,
+        top_k=50,
+        repetition_penalty=1.1,
+        do_sample=do_sample,
+        seed=seed,
+        **extra,
+    )
 
 
 # -- seeds ------------------------------------------------------------------------------------------
@@ -54,13 +64,17 @@ def test_too_long_prompt_is_refused_with_a_message(client, names):
 def test_too_long_prompt_is_truncated_from_the_left_on_request(client, registry, names):
     generator = registry.get("text", names["text"])
     expected = len(generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"]) - (generator.context_length - 12)
-    text, _, update = client.predict(**text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text")
+    text, _, update = client.predict(
+        **text_args(names["text"], prompt=LONG_PROMPT, truncate_prompt=True), api_name="/generate_text"
+    )
     assert text and update["new_tokens"] == 12 and update["truncated_tokens"] == expected > 0
 
 
 def test_truncation_keeps_the_end_of_the_prompt(registry, names):
     generator = registry.get("text", names["text"])
-    inputs, dropped = generator.prompt_inputs(LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True))
+    inputs, dropped = generator.prompt_inputs(
+        LONG_PROMPT + "the end", generator.default_params(max_new_tokens=16, truncate_prompt=True)
+    )
     kept = inputs["input_ids"][0]
     assert len(kept) == generator.context_length - 16 and generator.tokenizer.decode(kept).endswith("the end")
     assert inputs["attention_mask"].shape == inputs["input_ids"].shape and dropped["truncated_tokens"] > 0
@@ -85,7 +99,13 @@ def test_greedy_preset_is_deterministic_and_model_defaults_restore(tiny_config, 
     assert len(texts) == 1  # greedy ignores the seed
     defaults = text_tab.preset_params(generator.entry, text_tab.MODEL_DEFAULTS)
     d = generator.entry.defaults
-    assert [getattr(defaults, f) for f in text_tab.SAMPLING] == [d.temperature, d.top_p, d.top_k, d.repetition_penalty, d.do_sample]
+    assert [getattr(defaults, f) for f in text_tab.SAMPLING] == [
+        d.temperature,
+        d.top_p,
+        d.top_k,
+        d.repetition_penalty,
+        d.do_sample,
+    ]
     with pytest.raises(InputError, match="preset: unknown preset 'Wild'"):
         text_tab.preset_params(generator.entry, "Wild")
 
@@ -94,7 +114,9 @@ def test_greedy_preset_is_deterministic_and_model_defaults_restore(tiny_config, 
 def test_generate_warns_about_nothing(registry, names, capfd, recwarn):
     generator = registry.get("text", names["text"])
     for do_sample in (True, False):
-        result = generator.generate("Hello there", generator.default_params(max_new_tokens=6, do_sample=do_sample, seed=3))
+        result = generator.generate(
+            "Hello there", generator.default_params(max_new_tokens=6, do_sample=do_sample, seed=3)
+        )
         assert result["new_tokens"] == 6
     stderr = capfd.readouterr().err.lower()
     assert "attention mask" not in stderr and "pad_token" not in stderr and "pad token" not in stderr
@@ -225,11 +247,14 @@ def test_int8_dynamic_with_bfloat16_is_a_config_error(tiny_config):
         parse_config(raw)
 
 
-@pytest.mark.parametrize("retired,advice", [
-    ({"quantize": "int8_torchao"}, "use quantize: int8_dynamic"),
-    ({"compile": True}, "remove it"),
-    ({"compile": False}, "remove it"),
-])
+@pytest.mark.parametrize(
+    "retired,advice",
+    [
+        ({"quantize": "int8_torchao"}, "use quantize: int8_dynamic"),
+        ({"compile": True}, "remove it"),
+        ({"compile": False}, "remove it"),
+    ],
+)
 def test_retired_speedups_are_refused_with_what_to_do(tiny_config, retired, advice):
     raw = tiny_config.model_dump(mode="json")
     raw["text"][0]["cpu_speedups"] = retired

@@ -26,15 +26,21 @@ UNUSED = {"source": "not-loaded"}
 
 
 def config_with(text_entries: list[dict]):
-    return parse_config({"classification": [{"name": "unused", **UNUSED}], "image": [{"name": "unused", **UNUSED}],
-                         "text": text_entries})
+    return parse_config(
+        {
+            "classification": [{"name": "unused", **UNUSED}],
+            "image": [{"name": "unused", **UNUSED}],
+            "text": text_entries,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def neo256(tmp_path_factory):
     """A tiny GPT-Neo with a 512-token context and a 256-token window (global + local layer)."""
-    return build_text_model(tmp_path_factory.mktemp("neo256"), context=512, window_size=WINDOW, name="neo256",
-                            initializer_range=0.2)
+    return build_text_model(
+        tmp_path_factory.mktemp("neo256"), context=512, window_size=WINDOW, name="neo256", initializer_range=0.2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +57,32 @@ def entry(source, weights: str | None, cache_dir=None, **extra) -> dict:
 def generators(neo256, cache_dir):
     """PyTorch float32, and OpenVINO with each weight format, from the same weights."""
     config = config_with([entry(neo256, None)] + [entry(neo256, w, cache_dir) for w in openvino_engine.WEIGHT_FORMATS])
-    return {e.cpu_speedups.weights if e.cpu_speedups.engine == "openvino" else "torch": LocalTextGenerator.from_entry(e)
-            for e in config.text}
+    return {
+        e.cpu_speedups.weights if e.cpu_speedups.engine == "openvino" else "torch": LocalTextGenerator.from_entry(e)
+        for e in config.text
+    }
 
 
 def greedy(generator, max_new_tokens: int, prompt: str = "Once upon a time") -> dict:
-    return generator.generate(prompt, generator.default_params(max_new_tokens=max_new_tokens, do_sample=False,
-                                                               repetition_penalty=1.0, seed=1))
+    return generator.generate(
+        prompt, generator.default_params(max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0, seed=1)
+    )
 
 
 # -- the same tokens as PyTorch -----------------------------------------------------------------------
 def greedy_ids(model, prompt_ids: list[int], new: int, **options) -> list[int]:
     """`generate`'s greedy tokens (the same call for a PyTorch and an OpenVINO model), no early stop."""
     with torch.inference_mode():
-        out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                             max_new_tokens=new, do_sample=False, pad_token_id=0, eos_token_id=None, **options)
-    return out[0, len(prompt_ids):].tolist()
+        out = model.generate(
+            torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+            **options,
+        )
+    return out[0, len(prompt_ids) :].tolist()
 
 
 def test_float32_greedy_matches_pytorch_token_for_token_past_the_window(generators, neo256):
@@ -116,7 +132,9 @@ def test_app_level_greedy_text_is_the_same_as_pytorch(generators):
 def test_compressed_formats_generate_with_smaller_weights(generators, weights, monkeypatch):
     config = generators[weights].generation_config  # the tiny random model may draw its end-of-text token: suppress it
     monkeypatch.setattr(config, "suppress_tokens", [config.eos_token_id])
-    result = generators[weights].generate("Once upon a time", generators[weights].default_params(max_new_tokens=8, seed=2))
+    result = generators[weights].generate(
+        "Once upon a time", generators[weights].default_params(max_new_tokens=8, seed=2)
+    )
     assert result["new_tokens"] == 8 and result["text"] and generators[weights].placement == f"cpu/openvino {weights}"
     assert generators[weights].memory_mb < 0.5 * generators["float32"].memory_mb
 
@@ -154,14 +172,21 @@ def test_generate_options_work_on_the_openvino_model(generators):
     """Options TextParams does not offer (yet) work as on PyTorch: the model is a transformers one."""
     torch_gen, ov_gen = generators["torch"], generators["float32"]
     prompt_ids = torch_gen.tokenizer("Once upon a time")["input_ids"]
-    for options in [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5, suppress_tokens=[5, 6, 7]),
-                    dict(min_new_tokens=5, bad_words_ids=[[9]]), dict(use_cache=False)]:
-        assert greedy_ids(ov_gen.model, prompt_ids, 40, **options) == greedy_ids(torch_gen.model, prompt_ids, 40, **options), options
+    for options in [
+        dict(no_repeat_ngram_size=2),
+        dict(repetition_penalty=1.5, suppress_tokens=[5, 6, 7]),
+        dict(min_new_tokens=5, bad_words_ids=[[9]]),
+        dict(use_cache=False),
+    ]:
+        assert greedy_ids(ov_gen.model, prompt_ids, 40, **options) == greedy_ids(
+            torch_gen.model, prompt_ids, 40, **options
+        ), options
 
     def sampled(**options):
         torch.manual_seed(3)
-        return ov_gen.model.generate(torch.tensor([prompt_ids]), max_new_tokens=30, do_sample=True, top_k=0, pad_token_id=0,
-                                     **options)[0].tolist()
+        return ov_gen.model.generate(
+            torch.tensor([prompt_ids]), max_new_tokens=30, do_sample=True, top_k=0, pad_token_id=0, **options
+        )[0].tolist()
 
     # typical_p and min_p, which TextParams does not have, reach the draw (same seed, other tokens)
     assert sampled() == sampled() and sampled(typical_p=0.2) != sampled() and sampled(min_p=0.5) != sampled()
@@ -178,7 +203,9 @@ def test_token_view_records_the_distributions_the_tokens_were_drawn_from(generat
     assert final["text"] == generator.generate("The cat", params)["text"]  # recording changes nothing drawn
     for token in final["tokens"]:
         alternatives = token["alternatives"]
-        assert token["id"] in [a["id"] for a in alternatives] and len(alternatives) <= 5  # top_k 5: nothing else possible
+        assert (
+            token["id"] in [a["id"] for a in alternatives] and len(alternatives) <= 5
+        )  # top_k 5: nothing else possible
         assert sum(a["probability"] for a in alternatives) == pytest.approx(1, abs=1e-4)
 
 
@@ -203,7 +230,9 @@ def test_stop_ends_generation_within_a_token(generators):
     generator.model.step = counted_step
     try:
         updates = []
-        for update in generator.stream("Once upon a time", generator.default_params(max_new_tokens=200, seed=1), stop=stop):
+        for update in generator.stream(
+            "Once upon a time", generator.default_params(max_new_tokens=200, seed=1), stop=stop
+        ):
             updates.append(update)
             if len(updates) == 3:
                 stop.set()  # what the Stop button does
@@ -224,7 +253,9 @@ def test_too_long_prompt_is_refused_or_truncated_from_the_left(generators):
     result = generator.generate(long_prompt, generator.default_params(max_new_tokens=12, truncate_prompt=True, seed=1))
     assert result["new_tokens"] == 12 and result["truncated_tokens"] > 0
     inputs, _ = generator.prompt_inputs(long_prompt, generator.default_params(max_new_tokens=12, truncate_prompt=True))
-    assert inputs["input_ids"].shape[1] == 500 and generator.tokenizer.decode(inputs["input_ids"][0]).endswith("the end")
+    assert inputs["input_ids"].shape[1] == 500 and generator.tokenizer.decode(inputs["input_ids"][0]).endswith(
+        "the end"
+    )
 
 
 def test_through_the_app_api_with_seeds_and_the_status_panel(neo256, cache_dir):
@@ -239,11 +270,27 @@ def test_through_the_app_api_with_seeds_and_the_status_panel(neo256, cache_dir):
     demo, url = launch_local(config, registry)
     try:
         client = Client(url, verbose=False)
-        args = dict(prompt="Once upon a time", model_name="neo int4", max_new_tokens=10, temperature=1.0, top_p=0.95,
-                    top_k=50, repetition_penalty=1.1, do_sample=True, seed=7, api_name="/generate_text")
+        args = dict(
+            prompt="Once upon a time",
+            model_name="neo int4",
+            max_new_tokens=10,
+            temperature=1.0,
+            top_p=0.95,
+            top_k=50,
+            repetition_penalty=1.1,
+            do_sample=True,
+            seed=7,
+            api_name="/generate_text",
+        )
         first, stats, update = client.predict(**args)
         again, _, _ = client.predict(**args)
-        assert first and first == again and stats.startswith("10 tokens") and "seed 7" in stats and update["new_tokens"] == 10
+        assert (
+            first
+            and first == again
+            and stats.startswith("10 tokens")
+            and "seed 7" in stats
+            and update["new_tokens"] == 10
+        )
         assert "cpu/openvino int4" in status_panel.render(config, registry)
     finally:
         demo.close()
@@ -272,24 +319,38 @@ def test_a_failed_export_leaves_nothing_to_reuse(tmp_path):
 def test_cache_key_follows_source_revision_and_format():
     key = openvino_engine.cache_key("EleutherAI/gpt-neo-1.3B", "main", "int4")
     assert key.startswith("EleutherAI-gpt-neo-1.3B-int4-")
-    assert len({key, openvino_engine.cache_key("EleutherAI/gpt-neo-1.3B", "abc123", "int4"),
+    assert (
+        len(
+            {
+                key,
+                openvino_engine.cache_key("EleutherAI/gpt-neo-1.3B", "abc123", "int4"),
                 openvino_engine.cache_key("EleutherAI/gpt-neo-1.3B", "main", "int8"),
-                openvino_engine.cache_key("EleutherAI/gpt-neo-125m", "main", "int4")}) == 4
+                openvino_engine.cache_key("EleutherAI/gpt-neo-125m", "main", "int4"),
+            }
+        )
+        == 4
+    )
 
 
 # -- config -------------------------------------------------------------------------------------------
 def test_missing_package_refuses_the_entry_at_start_up_naming_it(neo256, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` fails, as without the package
-    with pytest.raises(ConfigError, match=r"text\[0\] \('neo int4'\), field 'cpu_speedups.engine': engine openvino "
-                                          r"needs the package\(s\) openvino, which are not installed: pip install"):
+    with pytest.raises(
+        ConfigError,
+        match=r"text\[0\] \('neo int4'\), field 'cpu_speedups.engine': engine openvino "
+        r"needs the package\(s\) openvino, which are not installed: pip install",
+    ):
         config_with([entry(neo256, "int4", "/tmp/unused")])
 
 
-@pytest.mark.parametrize("speedups,field,message", [
-    ({"engine": "openvino", "quantize": "int8_dynamic"}, "cpu_speedups.quantize", "is for engine torch"),
-    ({"weights": "int4"}, "cpu_speedups.weights", "is for engine openvino"),
-    ({"engine": "openvino", "weights": "int2"}, "cpu_speedups.weights", "float32', 'int8' or 'int4'"),
-])
+@pytest.mark.parametrize(
+    "speedups,field,message",
+    [
+        ({"engine": "openvino", "quantize": "int8_dynamic"}, "cpu_speedups.quantize", "is for engine torch"),
+        ({"weights": "int4"}, "cpu_speedups.weights", "is for engine openvino"),
+        ({"engine": "openvino", "weights": "int2"}, "cpu_speedups.weights", "float32', 'int8' or 'int4'"),
+    ],
+)
 def test_options_of_the_other_engine_are_refused(neo256, speedups, field, message):
     with pytest.raises(ConfigError, match=rf"field '{field}'.*{message}"):
         config_with([{"name": "n", "source": str(neo256), "cpu_speedups": speedups}])

@@ -37,8 +37,11 @@ def reference_distributions(generator, prompt: str, token_ids: list[int], params
     """The model's own softmax at each step, through the processors generate() applies, in its order."""
     processors = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(params["repetition_penalty"])])
     if params["do_sample"]:
-        processors += [TemperatureLogitsWarper(params["temperature"]), TopKLogitsWarper(params["top_k"]),
-                       TopPLogitsWarper(params["top_p"])]
+        processors += [
+            TemperatureLogitsWarper(params["temperature"]),
+            TopKLogitsWarper(params["top_k"]),
+            TopPLogitsWarper(params["top_p"]),
+        ]
     ids = generator.tokenizer(prompt, return_tensors="pt")["input_ids"]
     distributions = []
     with torch.inference_mode():
@@ -61,7 +64,9 @@ def test_probabilities_are_the_models_softmax_after_the_same_processors(generato
         assert sum(a["probability"] for a in token["alternatives"]) <= 1 + 1e-5
         likeliest = expected.topk(TOP_ALTERNATIVES)
         top = [a for a in token["alternatives"] if a["rank"] <= TOP_ALTERNATIVES]
-        assert [a["probability"] for a in top] == pytest.approx([p for p in likeliest.values.tolist() if p > 0], rel=1e-4, abs=1e-7)
+        assert [a["probability"] for a in top] == pytest.approx(
+            [p for p in likeliest.values.tolist() if p > 0], rel=1e-4, abs=1e-7
+        )
         assert token["rank"] == int((expected > expected[token["id"]]).sum()) + 1
 
 
@@ -73,7 +78,9 @@ def test_recording_changes_nothing_that_is_generated(generator):
 
 
 def test_the_chosen_token_is_among_its_alternatives_and_greedy_chooses_the_likeliest(generator):
-    sampled = recorded(generator, max_new_tokens=20, seed=4, do_sample=True, temperature=1.0, top_k=3, top_p=1.0)["tokens"]
+    sampled = recorded(generator, max_new_tokens=20, seed=4, do_sample=True, temperature=1.0, top_k=3, top_p=1.0)[
+        "tokens"
+    ]
     for token in sampled:
         chosen = [a for a in token["alternatives"] if a["id"] == token["id"]]
         assert chosen and chosen[0]["probability"] == token["probability"] and chosen[0]["rank"] == token["rank"] <= 3
@@ -83,16 +90,23 @@ def test_the_chosen_token_is_among_its_alternatives_and_greedy_chooses_the_likel
 
 
 def test_a_token_outside_the_top_alternatives_is_added_with_its_rank(generator):
-    tokens = recorded(generator, max_new_tokens=40, seed=1, do_sample=True, temperature=2.0, top_k=0, top_p=1.0)["tokens"]
+    tokens = recorded(generator, max_new_tokens=40, seed=1, do_sample=True, temperature=2.0, top_k=0, top_p=1.0)[
+        "tokens"
+    ]
     outside = [t for t in tokens if t["rank"] > TOP_ALTERNATIVES]
     assert outside, "a flat distribution sampled 40 times should pick some token outside its top 5"
     for token in outside:
         assert len(token["alternatives"]) == TOP_ALTERNATIVES + 1 and token["alternatives"][-1]["id"] == token["id"]
-        assert not token["most_likely"] and token["probability"] <= token["alternatives"][TOP_ALTERNATIVES - 1]["probability"]
+        assert (
+            not token["most_likely"]
+            and token["probability"] <= token["alternatives"][TOP_ALTERNATIVES - 1]["probability"]
+        )
 
 
 def test_tokens_spell_the_text_and_grow_with_each_streamed_update(generator):
-    updates = list(generator.stream(PROMPT, generator.default_params(max_new_tokens=30, seed=2, token_probabilities=True)))
+    updates = list(
+        generator.stream(PROMPT, generator.default_params(max_new_tokens=30, seed=2, token_probabilities=True))
+    )
     counts = [len(u["tokens"]) for u in updates]
     assert counts == sorted(counts) and counts[-1] == 30 and len(updates) > 2
     assert "".join(t["text"] for t in updates[-1]["tokens"]) == updates[-1]["text"]
@@ -138,14 +152,17 @@ def test_temperature_sharpens_or_flattens_the_distribution(generator):
     assert cold["entropy_bits"] < warm["entropy_bits"]
 
 
-@pytest.mark.parametrize("prompt, params, message", [
-    ("   ", {}, r"^prompt: is empty"),
-    (PROMPT, {"top_k": 0}, r"^top_k: must be an integer in \[1, 50\], got 0"),
-    (PROMPT, {"top_k": 51}, r"^top_k: must be an integer in \[1, 50\]"),
-    (PROMPT, {"temperature": 0}, r"^temperature: must be a number in \[0.05, 2\]"),
-    (PROMPT, {"temperature": 1e-300}, r"^temperature: must be a number in \[0.05, 2\], got 1e-300"),
-    ("word " * 400, {}, r"^prompt: is \d+ tokens; the model reads at most 256"),
-])
+@pytest.mark.parametrize(
+    "prompt, params, message",
+    [
+        ("   ", {}, r"^prompt: is empty"),
+        (PROMPT, {"top_k": 0}, r"^top_k: must be an integer in \[1, 50\], got 0"),
+        (PROMPT, {"top_k": 51}, r"^top_k: must be an integer in \[1, 50\]"),
+        (PROMPT, {"temperature": 0}, r"^temperature: must be a number in \[0.05, 2\]"),
+        (PROMPT, {"temperature": 1e-300}, r"^temperature: must be a number in \[0.05, 2\], got 1e-300"),
+        ("word " * 400, {}, r"^prompt: is \d+ tokens; the model reads at most 256"),
+    ],
+)
 def test_bad_explorer_requests_name_the_field(generator, prompt, params, message):
     with pytest.raises(InputError, match=message):
         generator.next_tokens(prompt, NextTokenParams(**params))
@@ -153,20 +170,32 @@ def test_bad_explorer_requests_name_the_field(generator, prompt, params, message
 
 # -- through the app -------------------------------------------------------------------------------
 def test_streamed_json_carries_tokens_only_when_asked(client, names):
-    job = client.submit(prompt=PROMPT, model_name=names["text"], max_new_tokens=16, seed=5, token_probabilities=True,
-                        api_name="/generate_text")
+    job = client.submit(
+        prompt=PROMPT,
+        model_name=names["text"],
+        max_new_tokens=16,
+        seed=5,
+        token_probabilities=True,
+        api_name="/generate_text",
+    )
     updates = [update for _text, _stats, update in job]
     text, _stats, final = job.result()
     assert final["tokens"] and len(final["tokens"]) == 16 and "".join(t["text"] for t in final["tokens"]) == text
     assert any(0 < len(u["tokens"]) < 16 for u in updates)  # while streaming, too
     assert set(final["tokens"][0]) == {"token", "id", "probability", "rank", "text", "most_likely", "alternatives"}
-    _text, _stats, plain = client.predict(prompt=PROMPT, model_name=names["text"], max_new_tokens=16, seed=5, api_name="/generate_text")
+    _text, _stats, plain = client.predict(
+        prompt=PROMPT, model_name=names["text"], max_new_tokens=16, seed=5, api_name="/generate_text"
+    )
     assert plain["tokens"] is None and plain["params"]["token_probabilities"] is False
 
 
 def test_next_tokens_endpoint(client, names):
-    chart, summary, result = client.predict(prompt=PROMPT, model_name=names["text"], top_k=4, temperature=0.5, api_name="/next_tokens")
-    assert [row[0] for row in chart["data"]] == [f"{t['rank']}. {token_view.visible(t['token'])}" for t in result["tokens"]]
+    chart, summary, result = client.predict(
+        prompt=PROMPT, model_name=names["text"], top_k=4, temperature=0.5, api_name="/next_tokens"
+    )
+    assert [row[0] for row in chart["data"]] == [
+        f"{t['rank']}. {token_view.visible(t['token'])}" for t in result["tokens"]
+    ]
     assert len(result["tokens"]) == 4 and result["temperature"] == 0.5 and result["prompt_tokens"] > 0
     assert summary == token_view.describe_next_tokens(result)  # the summary describes the JSON result
     with pytest.raises(AppError, match=r"^top_k: must be an integer in \[1, 50\], got 99"):
@@ -188,6 +217,9 @@ def test_the_view_shades_tokens_and_explains_a_choice(generator):
 
 
 def test_the_view_says_when_probabilities_are_off_or_unavailable():
-    assert token_view.token_segments({"tokens": None, "tokens_unavailable": None, "text": "x"}) == ([], token_view.NOT_RECORDED)
+    assert token_view.token_segments({"tokens": None, "tokens_unavailable": None, "text": "x"}) == (
+        [],
+        token_view.NOT_RECORDED,
+    )
     segments, note = token_view.token_segments({"tokens": None, "tokens_unavailable": "the server sent none"})
     assert segments == [] and note == "Token probabilities are not available for this model: the server sent none."

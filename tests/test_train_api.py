@@ -32,11 +32,15 @@ def outputs_so_far(job) -> list[dict]:
 
 
 def test_api_parameters_are_the_declaration_with_the_training_sections_defaults(client, tiny_config):
-    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_classifier"]["parameters"]
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_classifier"][
+        "parameters"
+    ]
     names = [p["parameter_name"] for p in parameters]
     assert names == ["file", "base_model", "save_as", "text_column", "label_column", *param_infos(TrainParams)]
     for p in parameters[5:]:
-        assert p["parameter_default"] == getattr(tiny_config.training.defaults, p["parameter_name"]), p["parameter_name"]
+        assert p["parameter_default"] == getattr(tiny_config.training.defaults, p["parameter_name"]), p[
+            "parameter_name"
+        ]
         assert p["label"] == param_infos(TrainParams)[p["parameter_name"]].label
     assert parameters[1]["parameter_default"] == tiny_config.training.base_models[0].name
 
@@ -46,22 +50,30 @@ def test_train_stream_cancel_queue_and_classify(app_url, client, tiny_config, tm
     folder = trained_models.folder_of(tiny_config)
 
     # 1. A training, its progress streamed as JSON.
-    job = client.submit(file=handle_file(str(data)), save_as="API model", epochs=2, api_name="/train_classifier", **FAST)
+    job = client.submit(
+        file=handle_file(str(data)), save_as="API model", epochs=2, api_name="/train_classifier", **FAST
+    )
     *_, final = job.result(timeout=WAIT_S)
     updates = outputs_so_far(job)
     assert [u["state"] for u in updates][-1] == "done" and "training" in [u["state"] for u in updates]
     steps = [u["step"] for u in updates]
     assert steps == sorted(steps) and final["step"] == final["max_steps"] == 18
     assert len(final["train_loss"]) >= 10 and [v["epoch"] for v in final["validation"]] == [1.0, 2.0]
-    assert final["model"] == "API model" and {"accuracy", "spam_f1", "confusion_matrix", "best_epoch"} <= set(final["metrics"])
+    assert final["model"] == "API model" and {"accuracy", "spam_f1", "confusion_matrix", "best_epoch"} <= set(
+        final["metrics"]
+    )
     assert "API model" in [m.name for m in trained_models.find(folder)]
 
     # 2. A second user's long training, and a third user waiting behind it (one training at a time).
     second, third = Client(app_url, verbose=False), Client(app_url, verbose=False)
-    long_job = second.submit(file=handle_file(str(data)), save_as="Cancelled model", api_name="/train_classifier", **SLOW)
+    long_job = second.submit(
+        file=handle_file(str(data)), save_as="Cancelled model", api_name="/train_classifier", **SLOW
+    )
     wait_for(lambda: any(u["step"] >= 5 for u in outputs_so_far(long_job)), "the long training's first steps")
     other_data = write_messages(tmp_path / "other.tsv", spam=30, ham=30, seed=1)
-    queued = third.submit(file=handle_file(str(other_data)), save_as="Queued model", epochs=1, api_name="/train_classifier", **FAST)
+    queued = third.submit(
+        file=handle_file(str(other_data)), save_as="Queued model", epochs=1, api_name="/train_classifier", **FAST
+    )
     wait_for(lambda: queued.status().code == Status.IN_QUEUE, "the third training to wait in the queue")
     assert queued.status().rank == 0
 
@@ -81,7 +93,9 @@ def test_train_stream_cancel_queue_and_classify(app_url, client, tiny_config, tm
     assert not list(folder.glob(trained_models.PARTIAL_PREFIX + "*"))
 
     # 5. The first training's model classifies, through /classify, by its name.
-    label, _, result = client.predict(message="WIN a free prize now, call 0800", model_name="API model", api_name="/classify")
+    label, _, result = client.predict(
+        message="WIN a free prize now, call 0800", model_name="API model", api_name="/classify"
+    )
     assert result["model"] == "API model" and result["label"] == label["label"] in ("ham", "spam")
 
 

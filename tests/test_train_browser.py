@@ -14,10 +14,18 @@ import pytest
 from pipelines.classification import trained_models
 from tests.helpers import DOCS, DOCS_WIDTH, SCREENSHOT_DIR, button, open_tab, screenshot, visible
 
-SPAM = ["WIN a free prize now, call {}", "Free cash reward! Text WIN to {}", "URGENT: claim your bonus {} today",
-        "You have been selected for a holiday, reply {}"]
-HAM = ["see you at lunch on day {}", "can you pick up some milk, it is {}", "thanks for the lovely dinner {}",
-       "running late, be there at {}"]
+SPAM = [
+    "WIN a free prize now, call {}",
+    "Free cash reward! Text WIN to {}",
+    "URGENT: claim your bonus {} today",
+    "You have been selected for a holiday, reply {}",
+]
+HAM = [
+    "see you at lunch on day {}",
+    "can you pick up some milk, it is {}",
+    "thanks for the lovely dinner {}",
+    "running late, be there at {}",
+]
 
 # Records the points each plot draws, every time the page changes: vega draws the loss line as
 # one SVG path ("M x,y L x,y ..."), and each validation point as a symbol. They must grow.
@@ -55,7 +63,9 @@ def test_the_readme_shows_a_small_screenshot_of_the_train_tab():
 @pytest.fixture
 def labelled_csv(tmp_path):
     rng = random.Random(1)
-    rows = [("spam", rng.choice(SPAM).format(i)) for i in range(120)] + [("ham", rng.choice(HAM).format(i)) for i in range(120)]
+    rows = [("spam", rng.choice(SPAM).format(i)) for i in range(120)] + [
+        ("ham", rng.choice(HAM).format(i)) for i in range(120)
+    ]
     rng.shuffle(rows)
     path = tmp_path / "my-messages.csv"
     path.write_text("label,text\n" + "".join(f'{label},"{text}"\n' for label, text in rows), encoding="utf-8")
@@ -71,8 +81,11 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, t
     name = "My browser model"
     visible(page.get_by_label("Save as", exact=True)).fill(name)
     for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Learning rate", "0.005")):
-        field = visible(page.get_by_label(f"number input for {label}")).first if label != "Learning rate" else \
-            visible(page.get_by_label(label, exact=True)).first
+        field = (
+            visible(page.get_by_label(f"number input for {label}")).first
+            if label != "Learning rate"
+            else visible(page.get_by_label(label, exact=True)).first
+        )
         field.fill(value)
         field.press("Tab")
     screenshot(page, "train-before")
@@ -92,8 +105,12 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, t
     log = visible(page.get_by_label("Log", exact=True)).input_value()
     assert re.search(r"epoch 1: training loss \d\.\d+ · validation loss", log), log
     points = page.evaluate("window.plotPoints")
-    assert len(points["loss"]) >= 2 and points["loss"][-1] > points["loss"][0], points  # the curve grew while it trained
-    assert points["validation"] and points["validation"][-1] == 3, points  # validation loss, accuracy, spam F1 of the epoch
+    assert len(points["loss"]) >= 2 and points["loss"][-1] > points["loss"][0], (
+        points
+    )  # the curve grew while it trained
+    assert points["validation"] and points["validation"][-1] == 3, (
+        points
+    )  # validation loss, accuracy, spam F1 of the epoch
     screenshot(page, "train")
     docs_screenshot(page)
 

@@ -33,9 +33,30 @@ def dataset(tmp_path_factory):
 def test_training_writes_a_model_the_app_serves(dataset, tmp_path, capsys):
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "trained"
-    code = main(["--data", str(dataset), "--base-model", str(base), "--output", str(out), "--validation-fraction", "0.15",
-                 "--epochs", "4", "--patience", "4", "--batch-size", "8", "--learning-rate", "5e-3",
-                 "--transformer-weight", "1", "--threshold", "0.5"])  # the transformer alone, as Trainer scores it
+    code = main(
+        [
+            "--data",
+            str(dataset),
+            "--base-model",
+            str(base),
+            "--output",
+            str(out),
+            "--validation-fraction",
+            "0.15",
+            "--epochs",
+            "4",
+            "--patience",
+            "4",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "5e-3",
+            "--transformer-weight",
+            "1",
+            "--threshold",
+            "0.5",
+        ]
+    )  # the transformer alone, as Trainer scores it
     assert code == 0
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "ham", 1: "spam"}
@@ -69,13 +90,32 @@ def test_duplicates_never_straddle_the_split(dataset):
 
 
 def test_csv_with_named_columns_and_numeric_labels(tmp_path):
-    rows = ["msg,is_spam"] + [f'"{t.format(i)}",1' for i in range(10) for t in SPAM[:1]] + \
-           [f'"{t.format(i)}, ok",0' for i in range(10) for t in HAM[:1]]
+    rows = (
+        ["msg,is_spam"]
+        + [f'"{t.format(i)}",1' for i in range(10) for t in SPAM[:1]]
+        + [f'"{t.format(i)}, ok",0' for i in range(10) for t in HAM[:1]]
+    )
     data = tmp_path / "d.csv"
     data.write_text("\n".join(rows) + "\n")
     base = build_classifier(tmp_path / "base")
-    code = main(["--data", str(data), "--base-model", str(base), "--output", str(tmp_path / "o"),
-                 "--text-column", "msg", "--label-column", "is_spam", "--epochs", "1", "--validation-fraction", "0.15"])
+    code = main(
+        [
+            "--data",
+            str(data),
+            "--base-model",
+            str(base),
+            "--output",
+            str(tmp_path / "o"),
+            "--text-column",
+            "msg",
+            "--label-column",
+            "is_spam",
+            "--epochs",
+            "1",
+            "--validation-fraction",
+            "0.15",
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["train_messages"] == 17
 
@@ -98,16 +138,40 @@ def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(datase
 
     base = build_classifier(tmp_path / "base")
     out = tmp_path / "blended"
-    assert main(["--data", str(dataset), "--base-model", str(base), "--output", str(out), "--epochs", "2",
-                 "--batch-size", "8", "--transformer-weight", "0.4", "--threshold", "0.35"]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(dataset),
+                "--base-model",
+                str(base),
+                "--output",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--transformer-weight",
+                "0.4",
+                "--threshold",
+                "0.35",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_messages"] == len(read_messages(dataset).texts) and "spam_f1" not in metrics  # no split
     assert "not this model's own score" in metrics["cross_validated_estimate"]["what"]
     serving = json.loads((out / SERVING_FILE).read_text())
     assert serving["threshold"] == 0.35 and serving["blend"]["transformer_weight"] == 0.4
 
-    entry = parse_config({"classification": [{"name": "blended", "source": str(out)}],
-                          "text": [{"name": "t", "source": "t"}], "image": [{"name": "i", "source": "i"}]}).classification[0]
+    entry = parse_config(
+        {
+            "classification": [{"name": "blended", "source": str(out)}],
+            "text": [{"name": "t", "source": "t"}],
+            "image": [{"name": "i", "source": "i"}],
+        }
+    ).classification[0]
     assert entry.defaults.threshold == 0.35  # the model's own threshold is the default
     served = LocalClassifier.from_entry(entry)
     assert "+TF-IDF (60%)" in served.placement

@@ -31,7 +31,9 @@ FAST = dict(transformer_weight=1.0, batch_size=8, learning_rate=5e-3)  # no TF-I
 
 def write_messages(path: Path, spam: int = 40, ham: int = 40, header: str = "label\ttext", seed: int = 0) -> Path:
     rng = random.Random(seed)
-    rows = [f"spam\t{rng.choice(SPAM).format(i)}" for i in range(spam)] + [f"ham\t{rng.choice(HAM).format(i)}" for i in range(ham)]
+    rows = [f"spam\t{rng.choice(SPAM).format(i)}" for i in range(spam)] + [
+        f"ham\t{rng.choice(HAM).format(i)}" for i in range(ham)
+    ]
     rng.shuffle(rows)
     path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
@@ -40,7 +42,9 @@ def write_messages(path: Path, spam: int = 40, ham: int = 40, header: str = "lab
 def fresh_config(tiny_config_path, folder: Path):
     """The tiny config read anew (its own lists of models), saving trained models in `folder`."""
     config = load_config(tiny_config_path)
-    return config.model_copy(update={"settings": config.settings.model_copy(update={"trained_models_dir": str(folder)})})
+    return config.model_copy(
+        update={"settings": config.settings.model_copy(update={"trained_models_dir": str(folder)})}
+    )
 
 
 def params(config, **overrides) -> TrainParams:
@@ -63,18 +67,42 @@ def data(tmp_path):
 
 
 # -- files ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("content,name,field,message", [
-    ("label\ttext\n" + "".join(f"spam\tWIN now {i}\n" for i in range(20)), "one.tsv", "file",
-     "every message is labelled 'spam'; training needs both ham and spam"),
-    ("label\ttext\n" + "".join(f"spam\tWIN now {i}\nham\thello {i % 4}\n" for i in range(20)), "few.tsv", "file",
-     "has 4 distinct ham message(s); training needs at least 10 of each class"),
-    ("text\n" + "".join(f"message {i}\n" for i in range(30)), "nolabel.csv", "label_column", "the file has no label column"),
-    ("label,text\n" + "".join(f"{'maybe' if i == 3 else 'ham'},message {i}\n" for i in range(30)), "bad.csv", "label",
-     "row 4: 'maybe' is not a label; use ham/spam or 0/1"),
-    ("label\ttext\n" + "".join(f"spam\tWIN {i}\nham\t{'' if i == 5 else f'hi {i}'}\n" for i in range(20)), "empty.tsv", "file",
-     "row 12 has no text in column 'text'"),
-    ("label,text\nham,hi\n", "data.json", "file", "upload a .csv, .tsv, .txt file"),
-])
+@pytest.mark.parametrize(
+    "content,name,field,message",
+    [
+        (
+            "label\ttext\n" + "".join(f"spam\tWIN now {i}\n" for i in range(20)),
+            "one.tsv",
+            "file",
+            "every message is labelled 'spam'; training needs both ham and spam",
+        ),
+        (
+            "label\ttext\n" + "".join(f"spam\tWIN now {i}\nham\thello {i % 4}\n" for i in range(20)),
+            "few.tsv",
+            "file",
+            "has 4 distinct ham message(s); training needs at least 10 of each class",
+        ),
+        (
+            "text\n" + "".join(f"message {i}\n" for i in range(30)),
+            "nolabel.csv",
+            "label_column",
+            "the file has no label column",
+        ),
+        (
+            "label,text\n" + "".join(f"{'maybe' if i == 3 else 'ham'},message {i}\n" for i in range(30)),
+            "bad.csv",
+            "label",
+            "row 4: 'maybe' is not a label; use ham/spam or 0/1",
+        ),
+        (
+            "label\ttext\n" + "".join(f"spam\tWIN {i}\nham\t{'' if i == 5 else f'hi {i}'}\n" for i in range(20)),
+            "empty.tsv",
+            "file",
+            "row 12 has no text in column 'text'",
+        ),
+        ("label,text\nham,hi\n", "data.json", "file", "upload a .csv, .tsv, .txt file"),
+    ],
+)
 def test_bad_files_are_refused_naming_what_is_wrong(config, tmp_path, content, name, field, message):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
@@ -84,7 +112,9 @@ def test_bad_files_are_refused_naming_what_is_wrong(config, tmp_path, content, n
 
 
 def test_the_row_limit_and_a_too_small_validation_share_are_refused(config, tmp_path, data):
-    limited = config.model_copy(update={"settings": config.settings.model_copy(update={"classification_max_file_rows": 50})})
+    limited = config.model_copy(
+        update={"settings": config.settings.model_copy(update={"classification_max_file_rows": 50})}
+    )
     with pytest.raises(InputError, match="has 80 messages; the limit is 50 per file"):
         check_data(limited, str(data))
     with pytest.raises(InputError, match="validation_fraction: 0.01 of 80 distinct messages cannot hold both classes"):
@@ -100,13 +130,19 @@ def test_the_preview_gives_counts_the_split_and_the_first_rows(config, data):
 
 
 # -- hyper-parameters ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides,message", [
-    (dict(epochs=0), "epochs: must be a number in (0, 100], got 0"),
-    (dict(learning_rate=1.0), "learning_rate: must be a number in (0, 0.1], got 1.0"),
-    (dict(batch_size=2.5), "batch_size: must be an integer in [1, 512], got 2.5"),
-    (dict(validation_fraction=0.9), "validation_fraction: must be a number in [0, 0.5], got 0.9"),
-    (dict(time_limit_minutes=120), "time_limit_minutes: must be a number in (0, 60], got 120"),  # models.yaml max_minutes
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(epochs=0), "epochs: must be a number in (0, 100], got 0"),
+        (dict(learning_rate=1.0), "learning_rate: must be a number in (0, 0.1], got 1.0"),
+        (dict(batch_size=2.5), "batch_size: must be an integer in [1, 512], got 2.5"),
+        (dict(validation_fraction=0.9), "validation_fraction: must be a number in [0, 0.5], got 0.9"),
+        (
+            dict(time_limit_minutes=120),
+            "time_limit_minutes: must be a number in (0, 60], got 120",
+        ),  # models.yaml max_minutes
+    ],
+)
 def test_hyperparameters_out_of_range_are_refused_before_any_work(config, data, overrides, message):
     with pytest.raises(InputError, match=re.escape(message)):
         next(TrainingRunner(config).run(str(data), None, "", None, None, params(config, **overrides)))
@@ -140,8 +176,9 @@ def test_every_parameter_is_declared_once_for_the_cli_the_tab_and_the_api(capsys
 def test_the_app_defaults_are_the_commands_but_for_models_yaml(tiny_config):
     section = tiny_config.training
     assert section.defaults.validation_fraction == 0.15  # the tab draws validation curves
-    assert {k: v for k, v in section.defaults.model_dump().items() if k != "validation_fraction"} == \
-        {k: v for k, v in dataclasses.asdict(TrainParams()).items() if k != "validation_fraction"}
+    assert {k: v for k, v in section.defaults.model_dump().items() if k != "validation_fraction"} == {
+        k: v for k, v in dataclasses.asdict(TrainParams()).items() if k != "validation_fraction"
+    }
 
 
 # -- a training -----------------------------------------------------------------------------------------
@@ -167,14 +204,18 @@ def test_a_training_streams_progress_then_publishes_a_served_model(config, data,
 def test_stop_ends_training_within_a_step_and_keeps_the_best_epoch_so_far(config, data):
     stop = threading.Event()
     updates = []
-    for update in TrainingRunner(config).run(str(data), None, "", None, None, params(config, epochs=20, **FAST | {"batch_size": 1}), stop):
+    for update in TrainingRunner(config).run(
+        str(data), None, "", None, None, params(config, epochs=20, **FAST | {"batch_size": 1}), stop
+    ):
         updates.append(update)
         if update["validation"] and not stop.is_set():
             stop.set()  # what the Stop button does, once the first epoch is measured
     last = updates[-1]
     assert last["done"] and last["stopped"] and last["model"]
     metrics = last["metrics"]
-    assert metrics["stopped_early"] and metrics["best_epoch"] == 1.0 and metrics["epochs_run"] < 1.5  # soon after the Stop
+    assert (
+        metrics["stopped_early"] and metrics["best_epoch"] == 1.0 and metrics["epochs_run"] < 1.5
+    )  # soon after the Stop
     assert [v["epoch"] for v in last["validation"]] == [1.0]  # the partial second epoch was not evaluated
     assert any("keeping the best epoch so far" in line for line in last["log"])
 
@@ -183,10 +224,18 @@ def test_a_base_that_cannot_load_says_why_and_leaves_nothing(tiny_config_path, t
     config = fresh_config(tiny_config_path, tmp_path / "trained")
     broken = tmp_path / "broken-base"
     broken.mkdir()
-    section = config.training.model_copy(update={"base_models": [config.training.base_models[0].model_copy(update={
-        "name": "Broken base", "source": str(broken)})]})
+    section = config.training.model_copy(
+        update={
+            "base_models": [
+                config.training.base_models[0].model_copy(update={"name": "Broken base", "source": str(broken)})
+            ]
+        }
+    )
     config = config.model_copy(update={"training": section})
-    with pytest.raises(ModelLoadError, match="Cannot load base model 'Broken base': the local folder 'broken-base' .* is missing or does not hold a complete model"):
+    with pytest.raises(
+        ModelLoadError,
+        match="Cannot load base model 'Broken base': the local folder 'broken-base' .* is missing or does not hold a complete model",
+    ):
         run_to_end(TrainingRunner(config), data, params(config, **FAST))
     assert not list((tmp_path / "trained").iterdir())  # not even a hidden half-written folder
     assert len(config.names("classification")) == 1
@@ -207,7 +256,9 @@ def test_running_out_of_memory_is_explained_and_nothing_is_listed(config, data, 
 
 
 def test_closing_the_stream_abandons_the_training_and_saves_nothing(config, data):
-    updates = TrainingRunner(config).run(str(data), None, "gone", None, None, params(config, epochs=50, **FAST | {"batch_size": 1}))
+    updates = TrainingRunner(config).run(
+        str(data), None, "gone", None, None, params(config, epochs=50, **FAST | {"batch_size": 1})
+    )
     for update in updates:
         if update["step"] >= 5:
             break
@@ -242,7 +293,9 @@ def test_a_job_that_steps_aside_waits_while_other_jobs_run():
     release, waited = threading.Event(), []
 
     def aside():
-        for kind, value in background.stream(lambda emit: background.step_aside(max_wait_s=10), "aside", steps_aside=True):
+        for kind, value in background.stream(
+            lambda emit: background.step_aside(max_wait_s=10), "aside", steps_aside=True
+        ):
             if kind == "result":
                 waited.append(value)
 
@@ -291,11 +344,14 @@ training:
 """
 
 
-@pytest.mark.parametrize("extra,message", [
-    ("  defaults: {epochs: 0}\n", "field 'training.defaults.epochs': Input should be greater than 0"),
-    ("  base_modles: []\n", "field 'training.base_modles': Extra inputs are not permitted"),
-    ("  max_minutes: 10\n", "field 'training.defaults': time_limit_minutes 15 is above max_minutes 10"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ("  defaults: {epochs: 0}\n", "field 'training.defaults.epochs': Input should be greater than 0"),
+        ("  base_modles: []\n", "field 'training.base_modles': Extra inputs are not permitted"),
+        ("  max_minutes: 10\n", "field 'training.defaults': time_limit_minutes 15 is above max_minutes 10"),
+    ],
+)
 def test_the_training_section_is_checked_at_start_up_naming_the_field(tmp_path, extra, message):
     from pipelines.core.errors import ConfigError
 
@@ -319,19 +375,28 @@ def test_a_job_that_steps_aside_runs_at_the_lowest_priority_in_a_thread_of_its_o
     def priority(emit):
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), threading.current_thread().name
 
-    assert list(background.stream(priority, "train-x", steps_aside=True))[-1] == ("result", (background.STEP_ASIDE_NICE, "train-x"))
+    assert list(background.stream(priority, "train-x", steps_aside=True))[-1] == (
+        "result",
+        (background.STEP_ASIDE_NICE, "train-x"),
+    )
     assert list(background.stream(priority, "other"))[-1][1][0] == 0  # the pool's threads keep their priority
 
 
 # -- what a visitor may do to the others (issue 28) -------------------------------------------------------
-@pytest.mark.parametrize("save_as,message", [
-    ("a\ud800", r"save_as: contains a lone surrogate \(U\+D800\); send valid Unicode text"),
-    ("BERT\u200b spam", r"save_as: contains an invisible or control character \(U\+200B\)"),
-    ("Tiny BERT spam (r\u0430ndom weights)", r"save_as: 'Tiny BERT spam \(r\u0430ndom weights\)' looks the same as the existing "
-                                              r"classification model 'Tiny BERT spam \(random weights\)'"),
-    ("tiny  bert SPAM (random weights)", r"looks the same as the existing classification model 'Tiny BERT spam"),
-    ("x" * 101, r"save_as: is 101 characters; the limit is 100"),
-])
+@pytest.mark.parametrize(
+    "save_as,message",
+    [
+        ("a\ud800", r"save_as: contains a lone surrogate \(U\+D800\); send valid Unicode text"),
+        ("BERT\u200b spam", r"save_as: contains an invisible or control character \(U\+200B\)"),
+        (
+            "Tiny BERT spam (r\u0430ndom weights)",
+            r"save_as: 'Tiny BERT spam \(r\u0430ndom weights\)' looks the same as the existing "
+            r"classification model 'Tiny BERT spam \(random weights\)'",
+        ),
+        ("tiny  bert SPAM (random weights)", r"looks the same as the existing classification model 'Tiny BERT spam"),
+        ("x" * 101, r"save_as: is 101 characters; the limit is 100"),
+    ],
+)
 def test_model_names_are_refused_before_any_work_naming_why(config, data, save_as, message):
     with pytest.raises(InputError, match=message):
         next(TrainingRunner(config).run(str(data), None, save_as, None, None, params(config)))
@@ -357,7 +422,11 @@ def test_start_up_skips_unreadable_trained_models_with_a_log_line(tiny_config_pa
     folder = tmp_path / "trained"
     first = fresh_config(tiny_config_path, folder)
     run_to_end(TrainingRunner(first), data, params(first, epochs=1, **FAST), save_as="Good")
-    for broken, info in (("surrogate", '{"name": "a\\ud800"}'), ("no-weights", '{"name": "No weights"}'), ("not-json", "{")):
+    for broken, info in (
+        ("surrogate", '{"name": "a\\ud800"}'),
+        ("no-weights", '{"name": "No weights"}'),
+        ("not-json", "{"),
+    ):
         shutil.copytree(folder / "Good", folder / broken)
         (folder / broken / trained_models.INFO_FILE).write_text(info, encoding="utf-8")
     (folder / "no-weights" / "config.json").unlink()
@@ -373,13 +442,17 @@ def test_start_up_skips_unreadable_trained_models_with_a_log_line(tiny_config_pa
     names = restarted.names("classification")
     assert "Good" in names and not {"Bad serving", "No weights"} & set(names) and not any("\ud800" in n for n in names)
     for skipped in ("surrogate", "not-json", "bad-serving", "no-weights"):
-        assert any(skipped in record.getMessage() and "skipping trained model folder" in record.getMessage()
-                   for record in caplog.records), skipped
+        assert any(
+            skipped in record.getMessage() and "skipping trained model folder" in record.getMessage()
+            for record in caplog.records
+        ), skipped
 
 
 def per_session_config(tiny_config_path, folder: Path, **settings):
     config = fresh_config(tiny_config_path, folder)
-    return config.model_copy(update={"settings": config.settings.model_copy(update={"trained_models": "per_session", **settings})})
+    return config.model_copy(
+        update={"settings": config.settings.model_copy(update={"trained_models": "per_session", **settings})}
+    )
 
 
 def test_per_session_models_are_listed_to_their_owner_only_under_an_unguessable_name(tiny_config_path, tmp_path, data):
@@ -402,8 +475,11 @@ def test_per_session_models_are_listed_to_their_owner_only_under_an_unguessable_
 
 
 def run_to_end_as(config, data, owner, save_as, **overrides):
-    updates = list(TrainingRunner(config).run(str(data), None, save_as, None, None,
-                                              params(config, epochs=1, **FAST | overrides), owner=owner))
+    updates = list(
+        TrainingRunner(config).run(
+            str(data), None, save_as, None, None, params(config, epochs=1, **FAST | overrides), owner=owner
+        )
+    )
     return updates[-1], updates
 
 
@@ -448,10 +524,17 @@ def test_the_tfidf_search_one_fit_at_a_time_chooses_what_grid_search_chooses():
     labels = [int(any(t.startswith(s.split("{")[0]) for s in SPAM)) for t in texts]
     scorer = tfidf.TfidfScorer.fit(texts, labels, seed=5)
     features = tfidf._features().fit(texts)
-    search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": tfidf.C_GRID, "class_weight": tfidf.CLASS_WEIGHTS}, scoring="f1",
-                          cv=StratifiedGroupKFold(n_splits=tfidf.CV_FOLDS, shuffle=True, random_state=5))
+    search = GridSearchCV(
+        LogisticRegression(max_iter=2000),
+        {"C": tfidf.C_GRID, "class_weight": tfidf.CLASS_WEIGHTS},
+        scoring="f1",
+        cv=StratifiedGroupKFold(n_splits=tfidf.CV_FOLDS, shuffle=True, random_state=5),
+    )
     search.fit(features.transform(texts), labels, groups=[normalise(t) for t in texts])
-    assert (scorer.params["C"], scorer.params["class_weight"]) == (search.best_params_["C"], search.best_params_["class_weight"])
+    assert (scorer.params["C"], scorer.params["class_weight"]) == (
+        search.best_params_["C"],
+        search.best_params_["class_weight"],
+    )
     assert scorer.params["cv_spam_f1"] == round(search.best_score_, 4) and scorer.params["settings_searched"] == 10
 
 
@@ -462,7 +545,9 @@ def test_a_search_told_to_stop_keeps_the_best_setting_so_far():
     labels = [1, 0] * 30
     asked = []
     scorer = tfidf.TfidfScorer.fit(texts, labels, keep_going=lambda: asked.append(1) or len(asked) <= 7)
-    assert scorer.params["settings_searched"] == 1 and scorer.params["C"] == tfidf.C_GRID[0]  # 5 fits, then 2 of the next
+    assert (
+        scorer.params["settings_searched"] == 1 and scorer.params["C"] == tfidf.C_GRID[0]
+    )  # 5 fits, then 2 of the next
     stopped_at_once = tfidf.TfidfScorer.fit(texts, labels, keep_going=lambda: False)
     assert stopped_at_once.params["settings_searched"] == 0 and stopped_at_once.params["cv_spam_f1"] is None
     assert (stopped_at_once.params["C"], stopped_at_once.params["class_weight"]) == tuple(tfidf.FALLBACK.values())
@@ -488,15 +573,22 @@ def test_the_time_limit_holds_over_the_tfidf_search(config, data, monkeypatch):
     started = time.monotonic()
     last, _ = run_to_end(TrainingRunner(config), data, p)
     assert time.monotonic() - started < 3 + 5  # the limit, plus at most a fit, the final fit and saving
-    assert last["done"] and last["stopped"] and any("time limit reached during the TF-IDF search" in line for line in last["log"])
-    blend = json.loads((trained_models.find(trained_models.folder_of(config))[0].folder / "ml_studio.json").read_text())["blend"]
+    assert (
+        last["done"]
+        and last["stopped"]
+        and any("time limit reached during the TF-IDF search" in line for line in last["log"])
+    )
+    blend = json.loads(
+        (trained_models.find(trained_models.folder_of(config))[0].folder / "ml_studio.json").read_text()
+    )["blend"]
     assert blend["tfidf_params"]["settings_searched"] < blend["tfidf_params"]["settings_in_grid"]
 
 
 def test_cancelling_during_the_tfidf_search_ends_it_at_its_next_fit(config, data, monkeypatch):
     slow_fits(monkeypatch)
-    updates = TrainingRunner(config).run(str(data), None, "cancelled", None, None,
-                                         params(config, epochs=1, **FAST | {"transformer_weight": 0.5}))
+    updates = TrainingRunner(config).run(
+        str(data), None, "cancelled", None, None, params(config, epochs=1, **FAST | {"transformer_weight": 0.5})
+    )
     for update in updates:
         if update["state"] == "tfidf":
             break

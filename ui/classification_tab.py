@@ -47,7 +47,9 @@ def summarize_file(summary: dict, shown_rows: int) -> str:
     if summary["empty_rows"]:
         lines.append(f"{summary['empty_rows']:,} row(s) have no text: not classified, their label is left blank.")
     if summary["truncated"]:
-        lines.append(f"{summary['truncated']:,} message(s) were longer than {summary['max_length']} tokens and were truncated.")
+        lines.append(
+            f"{summary['truncated']:,} message(s) were longer than {summary['max_length']} tokens and were truncated."
+        )
     if summary["rows"] > shown_rows:
         lines.append(f"The table shows the first {shown_rows:,} rows; the CSV has all of them.")
     metrics = summary["metrics"]
@@ -62,8 +64,13 @@ def summarize_file(summary: dict, shown_rows: int) -> str:
     return "\n\n".join(lines)
 
 
-def classify_requests(registry, messages: list[str], model_names: list[str], thresholds: list[float],
-                      refused: dict[int, str] | None = None):
+def classify_requests(
+    registry,
+    messages: list[str],
+    model_names: list[str],
+    thresholds: list[float],
+    refused: dict[int, str] | None = None,
+):
     """The batched /classify: (scores, verdicts, details), one each per request, one forward
     pass per model. `refused`: the requests the request layer refused, {index: message}.
 
@@ -96,7 +103,9 @@ def classify_requests(registry, messages: list[str], model_names: list[str], thr
 
 
 @handler(gpu=TASK, batch=True, texts=["message"], checks={"message": check_message, "threshold": check_threshold})
-def classify(tab: TabState, message: list[str], model_name: list[str], threshold: list[float], *, refused: dict[int, str]):
+def classify(
+    tab: TabState, message: list[str], model_name: list[str], threshold: list[float], *, refused: dict[int, str]
+):
     """Classify one SMS message as spam or ham.
 
     Returns the confidence of each class, the verdict at the given spam threshold, and the
@@ -128,8 +137,9 @@ def explain_message(tab: TabState, message: str, model_name: str):
 
 
 @handler(gpu=TASK, uploads={"file": "a .csv, .tsv or .txt file of messages"})
-def classify_batch(tab: TabState, file: str | None, model_name: str, threshold: float, text_column: str,
-                   progress=gr.Progress()):
+def classify_batch(
+    tab: TabState, file: str | None, model_name: str, threshold: float, text_column: str, progress=gr.Progress()
+):
     """Classify every message of a CSV, TSV or TXT file.
 
     Returns a CSV with the file's columns plus `label` and `spam_score`, a table of the first
@@ -147,14 +157,24 @@ def classify_batch(tab: TabState, file: str | None, model_name: str, threshold: 
         progress((done, total), desc="Classifying", unit="messages")
 
     result = classify_file(
-        classifier, file, threshold, text_column=(text_column or "").strip() or None,
-        max_rows=tab.settings.classification_max_file_rows, max_cell_chars=tab.settings.max_file_cell_chars,
-        max_bytes=tab.upload_limit, on_progress=report,
+        classifier,
+        file,
+        threshold,
+        text_column=(text_column or "").strip() or None,
+        max_rows=tab.settings.classification_max_file_rows,
+        max_cell_chars=tab.settings.max_file_cell_chars,
+        max_bytes=tab.upload_limit,
+        on_progress=report,
     )
     out = output_path(f"{Path(file).stem}-classified.csv")  # deleted after a while: Gradio serves its own copy
     frame = result.pop("frame")
     frame.to_csv(out, index=False)
-    return str(out), frame.head(TABLE_PREVIEW_ROWS), summarize_file(result, TABLE_PREVIEW_ROWS), result | {"model": model_name}
+    return (
+        str(out),
+        frame.head(TABLE_PREVIEW_ROWS),
+        summarize_file(result, TABLE_PREVIEW_ROWS),
+        result | {"model": model_name},
+    )
 
 
 @handler(private=True)
@@ -167,7 +187,9 @@ def list_models(tab: TabState, request: gr.Request):
     """The models this visitor may pick: models.yaml's, trained ones shared with everyone,
     and their own (settings.trained_models: per_session)."""
     config = tab.config
-    return gr.update(choices=config.names(TASK, trained_models.owner_of(config, getattr(request, "session_hash", None))))
+    return gr.update(
+        choices=config.names(TASK, trained_models.owner_of(config, getattr(request, "session_hash", None)))
+    )
 
 
 def build(config, registry) -> None:
@@ -192,16 +214,21 @@ def build(config, registry) -> None:
                         verdict = gr.Markdown(label="Verdict")
                         details = details_json()
                 why = gr.HighlightedText(
-                    label="Why: words pushing towards spam (red) or ham (blue)", combine_adjacent=False,
+                    label="Why: words pushing towards spam (red) or ham (blue)",
+                    combine_adjacent=False,
                     show_legend=False,
                 )
                 why_note = gr.Markdown(label="Top words")
                 why_details = details_json("Details (words and their scores, as API clients receive them)")
             with gr.Tab("Batch file", id="classification-batch"):
                 with gr.Row():
-                    upload = gr.File(label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath")
+                    upload = gr.File(
+                        label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath"
+                    )
                     with gr.Column():
-                        text_column = gr.Textbox("", label="Text column (blank: text, message, sms… or the only column)")  # "": API clients may omit it
+                        text_column = gr.Textbox(
+                            "", label="Text column (blank: text, message, sms… or the only column)"
+                        )  # "": API clients may omit it
                         batch_button = gr.Button("Classify file", variant="primary")
                         download = gr.File(label="Results (CSV: your columns + label, spam_score)", interactive=False)
                 summary = gr.Markdown(label="Summary")
@@ -210,25 +237,41 @@ def build(config, registry) -> None:
             embedding_map.build(config, registry, message, model, upload)
 
         gr.on(
-            [button.click, message.submit], bind(classify, state), inputs=[message, model, threshold], outputs=[label, verdict, details],
-            api_name="classify", concurrency_id=TASK,
-            batch=True, max_batch_size=config.settings.classification_max_batch_size,
+            [button.click, message.submit],
+            bind(classify, state),
+            inputs=[message, model, threshold],
+            outputs=[label, verdict, details],
+            api_name="classify",
+            concurrency_id=TASK,
+            batch=True,
+            max_batch_size=config.settings.classification_max_batch_size,
             api_description="Classify one message: (confidence per class, verdict markdown, result JSON with label, "
             "scores, truncated, max_length, threshold). Concurrent requests share a forward pass (dynamic batching).",
         ).success(
-            bind(explain_message, state), inputs=[message, model], outputs=[why, why_note, why_details],
-            api_name="explain", concurrency_id=TASK,
+            bind(explain_message, state),
+            inputs=[message, model],
+            outputs=[why, why_note, why_details],
+            api_name="explain",
+            concurrency_id=TASK,
             api_description="Why: each word of the message with its push towards spam (occlusion), the top words, and "
             "the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
         )
         batch_button.click(
-            bind(classify_batch, state), inputs=[upload, model, threshold, text_column], outputs=[download, table, summary, summary_details],
-            api_name="classify_batch", concurrency_id=TASK,
+            bind(classify_batch, state),
+            inputs=[upload, model, threshold, text_column],
+            outputs=[download, table, summary, summary_details],
+            api_name="classify_batch",
+            concurrency_id=TASK,
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
             "preview, summary markdown, summary JSON with counts and metrics when the file has labels).",
         )
         model.change(
-            bind(show_model, state), model, model_info, api_name="show_classification_model", api_visibility="private", queue=False,
+            bind(show_model, state),
+            model,
+            model_info,
+            api_name="show_classification_model",
+            api_visibility="private",
+            queue=False,
             api_description="Internal: the selected model's description.",
         )
         # Models trained in the Train tab join the list: on page load and whenever this tab is opened.

@@ -83,8 +83,11 @@ def check_inputs(fn):
     expected, a dict where a list is) gets an InputError naming the parameter instead of a
     TypeError somewhere inside. Arguments Gradio fills in (gr.Request, event data) are not checked."""
     signature = inspect.signature(fn)
-    adapters = {name: TypeAdapter(hint) for name, hint in typing.get_type_hints(fn).items()
-                if name in signature.parameters and not _filled_in_by_gradio(hint)}
+    adapters = {
+        name: TypeAdapter(hint)
+        for name, hint in typing.get_type_hints(fn).items()
+        if name in signature.parameters and not _filled_in_by_gradio(hint)
+    }
 
     def checked(args, kwargs) -> inspect.BoundArguments:
         bound = signature.bind(*args, **kwargs)
@@ -236,8 +239,10 @@ def markdown_code(text: str) -> str:
 def confusion_markdown(matrix: list[list[int]]) -> str:
     """A confusion matrix (rows: true ham, true spam) as a Markdown table."""
     (tn, fp), (fn, tp) = matrix
-    return ("| | predicted ham | predicted spam |\n|---|---|---|\n"
-            f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |")
+    return (
+        "| | predicted ham | predicted spam |\n|---|---|---|\n"
+        f"| **true ham** | {tn:,} | {fp:,} |\n| **true spam** | {fn:,} | {tp:,} |"
+    )
 
 
 def details_json(label: str = "Details (the JSON result API clients receive)") -> gr.JSON:
@@ -272,6 +277,7 @@ def _image_input(field: str, max_bytes: int, **kwargs) -> gr.Image:
     and names the field in its messages; Gradio's preprocessing would open it first. Only a
     regular file of the upload folder, of at most `max_bytes`, gets through (`ui.uploads`):
     Gradio does not check an image's path itself when a client leaves out its FileData `meta`."""
+
     def checked_path(payload) -> str | None:
         try:
             return uploaded_file(payload, field, max_bytes)
@@ -299,7 +305,9 @@ def control_settings(params_cls, name: str, entry, defaults) -> dict:
     return settings
 
 
-def controls(params_cls, names: list[str], entry, defaults=None, max_upload_bytes: int | None = None) -> dict[str, gr.components.Component]:
+def controls(
+    params_cls, names: list[str], entry, defaults=None, max_upload_bytes: int | None = None
+) -> dict[str, gr.components.Component]:
     """One control per parameter in `names`, made from its declaration (label, help, range,
     widget) with `entry`'s limits and defaults (`defaults`, if given, instead); use them as an
     event's `inputs_kwargs`, so that the API's parameter names and defaults are the
@@ -319,14 +327,19 @@ def controls(params_cls, names: list[str], entry, defaults=None, max_upload_byte
         elif info.widget == "dropdown":
             # allow_custom_value: the model's own check names the allowed choices, also for API
             # clients asking for another model than the one shown
-            made[name] = gr.Dropdown(settings["choices"], value=settings["value"] or settings["choices"][0],
-                                     allow_custom_value=True, **common)
+            made[name] = gr.Dropdown(
+                settings["choices"],
+                value=settings["value"] or settings["choices"][0],
+                allow_custom_value=True,
+                **common,
+            )
         elif types[name] is bool:
             made[name] = gr.Checkbox(value=settings["value"], **common)
         elif info.range is not None:
             step = info.range.ui_step
-            made[name] = _slider(minimum=settings["minimum"], maximum=settings["maximum"], value=settings["value"],
-                                 step=step, **common)
+            made[name] = _slider(
+                minimum=settings["minimum"], maximum=settings["maximum"], value=settings["value"], step=step, **common
+            )
         else:
             made[name] = gr.Textbox(value=settings["value"], lines=1, **common)
     return made

@@ -35,19 +35,36 @@ def map_frame(embedded: EmbeddedFile, message: str, position: tuple[float, float
     import pandas as pd  # imported on first use, like the classification files
 
     labels = embedded.labels or ["unlabelled"] * len(embedded.texts)
-    frame = pd.DataFrame({
-        "x": embedded.points[:, 0], "y": embedded.points[:, 1], "label": labels,
-        "text": [short(text) for text in embedded.texts], "row": embedded.rows,
-    })
-    mine = pd.DataFrame({"x": [position[0]], "y": [position[1]], "label": [THIS_MESSAGE], "text": [short(message)], "row": [0]})
+    frame = pd.DataFrame(
+        {
+            "x": embedded.points[:, 0],
+            "y": embedded.points[:, 1],
+            "label": labels,
+            "text": [short(text) for text in embedded.texts],
+            "row": embedded.rows,
+        }
+    )
+    mine = pd.DataFrame(
+        {"x": [position[0]], "y": [position[1]], "label": [THIS_MESSAGE], "text": [short(message)], "row": [0]}
+    )
     return pd.concat([frame, mine], ignore_index=True)
 
 
 def neighbours_frame(neighbours: list[dict]):
     import pandas as pd
 
-    return pd.DataFrame([{"rank": n["rank"], "similarity": round(n["similarity"], 4), "label": n["label"] or "",
-                          "row": n["row"], "message": n["text"]} for n in neighbours])
+    return pd.DataFrame(
+        [
+            {
+                "rank": n["rank"],
+                "similarity": round(n["similarity"], 4),
+                "label": n["label"] or "",
+                "row": n["row"],
+                "message": n["text"],
+            }
+            for n in neighbours
+        ]
+    )
 
 
 def describe_map(embedded: EmbeddedFile, cached: bool, neighbours: list[dict], model_name: str) -> str:
@@ -76,10 +93,15 @@ class MapState(TabState):
         self.cache = EmbeddingCache()
 
 
-@handler(gpu=TASK, texts=["message"], checks={"message": check_message},
-         uploads={"file": "a .csv, .tsv or .txt file of (labelled) messages"})
-def similar_messages(tab: MapState, message: str, file: str | None, model_name: str, text_column: str,
-                     progress=gr.Progress(), **params):
+@handler(
+    gpu=TASK,
+    texts=["message"],
+    checks={"message": check_message},
+    uploads={"file": "a .csv, .tsv or .txt file of (labelled) messages"},
+)
+def similar_messages(
+    tab: MapState, message: str, file: str | None, model_name: str, text_column: str, progress=gr.Progress(), **params
+):
     """Place a message among a file's messages: the file's messages embedded by the classifier's
     encoder (once per file, then cached) and projected to 2-D, and the k messages most similar to
     this one (cosine similarity). Returns the map's points, a table of the neighbours, a summary, and
@@ -89,21 +111,40 @@ def similar_messages(tab: MapState, message: str, file: str | None, model_name: 
     classifier = tab.registry.get(TASK, model_name)
     progress(0, desc="Reading the file")
     embedded, cached = embed_file(
-        classifier, file, tab.cache, text_column=(text_column or "").strip() or None, max_rows=settings.embedding_map_max_rows,
-        max_cell_chars=settings.max_file_cell_chars, max_bytes=tab.upload_limit,
+        classifier,
+        file,
+        tab.cache,
+        text_column=(text_column or "").strip() or None,
+        max_rows=settings.embedding_map_max_rows,
+        max_cell_chars=settings.max_file_cell_chars,
+        max_bytes=tab.upload_limit,
         on_progress=lambda done, total: progress((done, total), desc="Embedding the file's messages", unit="messages"),
     )
     vector = classifier.embed_many([message])[0]
     neighbours = nearest(embedded, vector, params.k)
     position = place(embedded, vector)
     result = {
-        "model": model_name, "neighbours": neighbours, "position": {"x": position[0], "y": position[1]},
-        "file": {"name": embedded.name, "sha256": embedded.sha256, "messages": len(embedded.texts),
-                 "text_column": embedded.text_column, "label_column": embedded.label_column, "cached": cached},
-        "explained_variance": embedded.explained_variance, "dimensions": int(embedded.vectors.shape[1]), "pooling": POOLING,
+        "model": model_name,
+        "neighbours": neighbours,
+        "position": {"x": position[0], "y": position[1]},
+        "file": {
+            "name": embedded.name,
+            "sha256": embedded.sha256,
+            "messages": len(embedded.texts),
+            "text_column": embedded.text_column,
+            "label_column": embedded.label_column,
+            "cached": cached,
+        },
+        "explained_variance": embedded.explained_variance,
+        "dimensions": int(embedded.vectors.shape[1]),
+        "pooling": POOLING,
     }
-    return (map_frame(embedded, message, position), neighbours_frame(neighbours),
-            describe_map(embedded, cached, neighbours, model_name), result)
+    return (
+        map_frame(embedded, message, position),
+        neighbours_frame(neighbours),
+        describe_map(embedded, cached, neighbours, model_name),
+        result,
+    )
 
 
 @handler(gpu=TASK)
@@ -112,7 +153,12 @@ def embed(tab: MapState, messages: list[str], model_name: str) -> dict:
     tab.config.entry(TASK, model_name)  # an unknown model is named before any work
     texts = check_messages(messages, tab.settings.embedding_map_max_rows, tab.settings.max_file_cell_chars)
     vectors = tab.registry.get(TASK, model_name).embed_many(texts)
-    return {"model": model_name, "dimensions": int(vectors.shape[1]), "pooling": POOLING, "vectors": np.round(vectors, 6).tolist()}
+    return {
+        "model": model_name,
+        "dimensions": int(vectors.shape[1]),
+        "pooling": POOLING,
+        "vectors": np.round(vectors, 6).tolist(),
+    }
 
 
 def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file: gr.File) -> None:
@@ -120,36 +166,61 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
     state = MapState(config, registry)
 
     with gr.Tab("Embedding map", id="classification-map", elem_id="classification-map"):
-        gr.Markdown("The classifier's encoder turns each message into a vector (an embedding); similar messages get "
-                    "nearby vectors. Upload a file of messages (labelled: `label<TAB>text`, or a label column) to see them "
-                    "as points, where your message lies among them, and the messages most like it.")
+        gr.Markdown(
+            "The classifier's encoder turns each message into a vector (an embedding); similar messages get "
+            "nearby vectors. Upload a file of messages (labelled: `label<TAB>text`, or a label column) to see them "
+            "as points, where your message lies among them, and the messages most like it."
+        )
         with gr.Row():
             with gr.Column(scale=3):
-                map_message = gr.Textbox(label="Your message", lines=3, placeholder="The Single message tab's message, or type one…")
-                map_file = gr.File(label="Messages (.csv, .tsv or .txt; the Batch file's upload by default)",
-                                   file_types=[".csv", ".tsv", ".txt"], type="filepath", elem_id="embedding-map-file")
+                map_message = gr.Textbox(
+                    label="Your message", lines=3, placeholder="The Single message tab's message, or type one…"
+                )
+                map_file = gr.File(
+                    label="Messages (.csv, .tsv or .txt; the Batch file's upload by default)",
+                    file_types=[".csv", ".tsv", ".txt"],
+                    type="filepath",
+                    elem_id="embedding-map-file",
+                )
             with gr.Column(scale=2):
                 map_column = gr.Textbox("", label="Text column (blank: text, message, sms… or the only column)")
                 params = controls(SimilarParams, ["k"], state.default, SimilarParams())
                 show = gr.Button("Show the map and similar messages", variant="primary")
-        scatter = gr.ScatterPlot(x="x", y="y", color="label", color_map=COLOURS, tooltip=["label", "row", "text"],
-                                 x_title="first direction", y_title="second direction", label="Embedding map", height=480,
-                                 elem_id="embedding-map")
+        scatter = gr.ScatterPlot(
+            x="x",
+            y="y",
+            color="label",
+            color_map=COLOURS,
+            tooltip=["label", "row", "text"],
+            x_title="first direction",
+            y_title="second direction",
+            label="Embedding map",
+            height=480,
+            elem_id="embedding-map",
+        )
         summary = gr.Markdown()
         table = gr.Dataframe(label="Most similar messages", interactive=False, wrap=True, elem_id="similar-messages")
         details = details_json()
         # for programs only: no control on the page; its model's default is the config's first
-        gr.api(bind(embed, state, defaults={"model_name": state.default.name}), api_name="embed", concurrency_id=TASK,
-               api_description="Embeddings: a list of messages in; JSON out with one vector per message (the classifier's "
-               "encoder, mean-pooled, length 1: cosine similarity is their dot product), dimensions and model.")
+        gr.api(
+            bind(embed, state, defaults={"model_name": state.default.name}),
+            api_name="embed",
+            concurrency_id=TASK,
+            api_description="Embeddings: a list of messages in; JSON out with one vector per message (the classifier's "
+            "encoder, mean-pooled, length 1: cosine similarity is their dot product), dimensions and model.",
+        )
 
     message.change(None, message, map_message, js="(text) => text", api_visibility="private", queue=False)
     # Copied in the browser: no server handler that a raw client could hand a path to return.
     batch_file.change(None, batch_file, map_file, js="(file) => file", api_visibility="private", queue=False)
     gr.on(
-        [show.click, map_message.submit], bind(similar_messages, state), inputs=[map_message, map_file, model, map_column],
-        inputs_kwargs=in_declaration_order(SimilarParams, params), outputs=[scatter, table, summary, details],
-        api_name="similar", concurrency_id=TASK,
+        [show.click, map_message.submit],
+        bind(similar_messages, state),
+        inputs=[map_message, map_file, model, map_column],
+        inputs_kwargs=in_declaration_order(SimilarParams, params),
+        outputs=[scatter, table, summary, details],
+        api_name="similar",
+        concurrency_id=TASK,
         api_description="Similar messages: a message and a .csv/.tsv/.txt file of messages in; (map points, table of the k "
         "most similar messages, summary markdown, JSON with neighbours: row, text, label, cosine similarity).",
     )

@@ -127,10 +127,17 @@ class Declaration:
         return refused
 
 
-def handler(*, gpu: str | None = None, texts: Sequence[str] | Mapping[str, TextLimit] = (),
-            checks: Mapping[str, Callable[[object], None]] | None = None, uploads: Mapping[str, str | None] | None = None,
-            stoppable: bool = False, batch: bool = False, private: bool = False,
-            errors_as: Callable[[UserFacingError], object] | None = None):
+def handler(
+    *,
+    gpu: str | None = None,
+    texts: Sequence[str] | Mapping[str, TextLimit] = (),
+    checks: Mapping[str, Callable[[object], None]] | None = None,
+    uploads: Mapping[str, str | None] | None = None,
+    stoppable: bool = False,
+    batch: bool = False,
+    private: bool = False,
+    errors_as: Callable[[UserFacingError], object] | None = None,
+):
     """Declare what a handler's requests need (see the module's docstring); the function itself is
     returned unchanged (call it directly in tests, with a TabState), `bind` applies the declaration.
 
@@ -138,7 +145,9 @@ def handler(*, gpu: str | None = None, texts: Sequence[str] | Mapping[str, TextL
     request) for another limit (None: no limit, for a text that is cut instead). uploads: the file
     arguments, each with what to choose when none was sent (None: the file may be left out)."""
     limits = dict(texts) if isinstance(texts, Mapping) else dict.fromkeys(texts, max_text_chars)
-    declaration = Declaration(gpu, limits, dict(checks or {}), dict(uploads or {}), stoppable, batch, private, errors_as)
+    declaration = Declaration(
+        gpu, limits, dict(checks or {}), dict(uploads or {}), stoppable, batch, private, errors_as
+    )
 
     def declare(fn: Callable) -> Callable:
         fn.request_declaration = declaration
@@ -164,16 +173,19 @@ def bind(fn: Callable, tab: TabState | None = None, *, defaults: Mapping[str, ob
 
 def _bound(fn: Callable, tab: TabState | None, declaration: Declaration, defaults: dict) -> Callable:
     signature = inspect.signature(fn)
-    parameters = list(signature.parameters.values())[0 if tab is None else 1:]
+    parameters = list(signature.parameters.values())[0 if tab is None else 1 :]
     unknown = set(declaration.checked()) - set(signature.parameters)
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
         raise TypeError(f"{fn.__name__} has no parameter {', '.join(sorted(unknown))} to check")
     if declaration.stoppable and "request" not in signature.parameters:
         raise TypeError(f"{fn.__name__} is stoppable: its session's flag needs its `request: gr.Request` parameter")
-    exposed = signature.replace(parameters=[
-        p.replace(default=defaults[p.name]) if p.name in defaults else p
-        for p in parameters if p.name not in PASSED_BY_THE_LAYER
-    ])
+    exposed = signature.replace(
+        parameters=[
+            p.replace(default=defaults[p.name]) if p.name in defaults else p
+            for p in parameters
+            if p.name not in PASSED_BY_THE_LAYER
+        ]
+    )
     order = [name for name in exposed.parameters if name in declaration.checked()]
     order += [name for name in declaration.checked() if name not in order]  # those passed in **params
     variadic = next((name for name, p in exposed.parameters.items() if p.kind is p.VAR_KEYWORD), None)
@@ -220,8 +232,11 @@ def _bound(fn: Callable, tab: TabState | None, declaration: Declaration, default
                 return declaration.errors_as(err)
 
     call.__signature__ = exposed
-    call.__annotations__ = {name: hint for name, hint in getattr(fn, "__annotations__", {}).items()
-                            if name in exposed.parameters or name == "return"}
+    call.__annotations__ = {
+        name: hint
+        for name, hint in getattr(fn, "__annotations__", {}).items()
+        if name in exposed.parameters or name == "return"
+    }
     return call
 
 

@@ -54,8 +54,17 @@ def save_gallery(result: ImageResult) -> tuple[list, dict]:
 
 
 @handler(gpu=TASK, texts=["prompt", "negative_prompt"], stoppable=True)
-def generate_image(tab: TabState, prompt: str, model_name: str, request: gr.Request = None, progress=gr.Progress(),
-                   init_image: str | None = None, *, stop: threading.Event, **params):
+def generate_image(
+    tab: TabState,
+    prompt: str,
+    model_name: str,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+    init_image: str | None = None,
+    *,
+    stop: threading.Event,
+    **params,
+):
     """Generate images from a prompt, from noise or from `init_image` (image to image, `strength`
     of it redrawn). Streams previews every `preview_every` steps (0 = none), then returns PNG
     files (parameters embedded as PNG text) and, as JSON, their seeds and the parameters.
@@ -75,7 +84,11 @@ def generate_image(tab: TabState, prompt: str, model_name: str, request: gr.Requ
             if event["kind"] == "step":
                 progress((event["done"], event["total"]), desc="Denoising", unit="steps")
             elif event["kind"] == "preview":
-                yield [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]], None, []
+                yield (
+                    [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]],
+                    None,
+                    [],
+                )
                 no_change = (gr.skip(), gr.skip(), gr.skip())  # keep the preview on screen
                 continue
             elif event["kind"] == "result":
@@ -119,8 +132,11 @@ def use_as_input(produced: list | None, selected: int | None):
 @handler(private=True)
 def show_model(tab: TabState, model_name: str):
     entry = tab.config.entry(TASK, model_name)
-    return (describe_model(entry), entry.defaults.negative_prompt,
-            *control_updates(ImageParams, PARAMETERS + IMAGE_TO_IMAGE[1:], entry, entry.defaults))
+    return (
+        describe_model(entry),
+        entry.defaults.negative_prompt,
+        *control_updates(ImageParams, PARAMETERS + IMAGE_TO_IMAGE[1:], entry, entry.defaults),
+    )
 
 
 def build(config, registry) -> None:
@@ -134,8 +150,9 @@ def build(config, registry) -> None:
                 model = model_dropdown(state.names)
                 generate, stop = start_and_stop("Generate")
                 with gr.Accordion("Start from an image (image to image)", open=False):
-                    parameters |= controls(ImageParams, IMAGE_TO_IMAGE, state.default,
-                                           max_upload_bytes=state.upload_limit)
+                    parameters |= controls(
+                        ImageParams, IMAGE_TO_IMAGE, state.default, max_upload_bytes=state.upload_limit
+                    )
                 with gr.Accordion("Parameters", open=False):
                     parameters |= controls(ImageParams, PARAMETERS, state.default)
                 model_info = gr.Markdown(describe_model(state.default))
@@ -148,14 +165,26 @@ def build(config, registry) -> None:
         gr.Examples(EXAMPLES, inputs=[prompt, parameters["negative_prompt"]], label="Examples")
 
         event = generate.click(
-            bind(generate_image, state), inputs=[prompt, model], inputs_kwargs=in_declaration_order(ImageParams, parameters),
-            outputs=[gallery, info, produced], api_name="generate_image", concurrency_id=TASK,
+            bind(generate_image, state),
+            inputs=[prompt, model],
+            inputs_kwargs=in_declaration_order(ImageParams, parameters),
+            outputs=[gallery, info, produced],
+            api_name="generate_image",
+            concurrency_id=TASK,
         )
         stop.click(bind(stop_image, state), None, None, cancels=[event], api_visibility="private", queue=False)
         gallery.select(bind(select_image), info, [parameters["seed"], selected], api_visibility="private", queue=False)
-        use_input.click(bind(use_as_input), [produced, selected], parameters["init_image"], api_visibility="private", queue=False)
+        use_input.click(
+            bind(use_as_input), [produced, selected], parameters["init_image"], api_visibility="private", queue=False
+        )
         model.change(
-            bind(show_model, state), model,
-            [model_info, parameters["negative_prompt"], *[parameters[name] for name in PARAMETERS + IMAGE_TO_IMAGE[1:]]],
-            api_visibility="private", queue=False,
+            bind(show_model, state),
+            model,
+            [
+                model_info,
+                parameters["negative_prompt"],
+                *[parameters[name] for name in PARAMETERS + IMAGE_TO_IMAGE[1:]],
+            ],
+            api_visibility="private",
+            queue=False,
         )

@@ -31,8 +31,10 @@ from starlette.responses import JSONResponse
 from ui.common import UNEXPECTED
 
 # The POST routes that run an event, after Gradio's prefix.
-_ROUTE = re.compile(r"/gradio_api/(?:(?P<join>queue/join)|(?:run|api)/(?P<direct>[^/]+)"
-                    r"|call/v2/(?P<keywords>[^/]+)|call/(?P<call>[^/]+))/?$")
+_ROUTE = re.compile(
+    r"/gradio_api/(?:(?P<join>queue/join)|(?:run|api)/(?P<direct>[^/]+)"
+    r"|call/v2/(?P<keywords>[^/]+)|call/(?P<call>[^/]+))/?$"
+)
 _SHOWN_CHARS = 60  # of a value quoted in a message
 
 
@@ -78,8 +80,11 @@ def refusal(blocks, route: re.Match, body: bytes) -> tuple[str, str] | None:
         return "fn_index", f"{_event(fn)} runs in the browser only: there is nothing to call on the server"
     if route["keywords"]:
         return _unknown_keyword(fn, payload)
-    return (_wrong_count(fn, payload.get("data"), simple=bool(route["call"])) or _unknown_example(fn, payload.get("data"))
-            or _unreadable_event_data(fn, payload))
+    return (
+        _wrong_count(fn, payload.get("data"), simple=bool(route["call"]))
+        or _unknown_example(fn, payload.get("data"))
+        or _unreadable_event_data(fn, payload)
+    )
 
 
 def _event_by_index(blocks, index) -> tuple[object, tuple[str, str] | None]:
@@ -153,8 +158,10 @@ def _unreadable_event_data(fn, payload: dict) -> tuple[str, str] | None:
             try:
                 hint(None, payload.get("event_data"))
             except Exception as err:
-                return "event_data", (f"must be this event's {hint.__name__} (a JSON object; reading it failed with "
-                                      f"{type(err).__name__}: {err}), got {_shown(payload.get('event_data'))}")
+                return "event_data", (
+                    f"must be this event's {hint.__name__} (a JSON object; reading it failed with "
+                    f"{type(err).__name__}: {err}), got {_shown(payload.get('event_data'))}"
+                )
     return None
 
 

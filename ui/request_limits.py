@@ -53,18 +53,27 @@ class QueueLimits:
         cap = self.backlog_of(group)
         if len(in_group) >= cap:
             # 503, as Gradio's own "queue full": gradio_client raises QueueError, a page says "busy".
-            return HTTPException(503, f"The {group} queue is full: {len(in_group)} requests are waiting, the most it "
-                                      f"holds ({cap}). Try again when some have run; the other queues are not affected.")
+            return HTTPException(
+                503,
+                f"The {group} queue is full: {len(in_group)} requests are waiting, the most it "
+                f"holds ({cap}). Try again when some have run; the other queues are not affected.",
+            )
         if session_hash is None:  # Gradio gives each such request a session of its own
             return None
         mine_here = sum(event.session_hash == session_hash for event in in_group)
         if mine_here >= self.session_cap_of(group):
-            return HTTPException(429, f"This session already has {mine_here} request(s) waiting in the {group} queue, the "
-                                      f"most one session may queue there ({self.session_cap_of(group)}). Wait for them to run.")
+            return HTTPException(
+                429,
+                f"This session already has {mine_here} request(s) waiting in the {group} queue, the "
+                f"most one session may queue there ({self.session_cap_of(group)}). Wait for them to run.",
+            )
         mine = sum(event.session_hash == session_hash for events in waiting.values() for event in events)
         if mine >= self.per_session:
-            return HTTPException(429, f"This session already has {mine} requests waiting, the most one session may "
-                                      f"queue ({self.per_session}). Wait for some to run.")
+            return HTTPException(
+                429,
+                f"This session already has {mine} requests waiting, the most one session may "
+                f"queue ({self.per_session}). Wait for some to run.",
+            )
         return None
 
 
@@ -118,8 +127,11 @@ class BodyTooLarge(HTTPException):
     """Raised while reading a body that grows past the limit (a chunked body names no length)."""
 
     def __init__(self, limit: int):
-        super().__init__(413, f"The request body is over {limit:,} bytes, the most a request may send (files go "
-                              f"through {UPLOAD_ROUTE}, up to settings.max_upload_mb).")
+        super().__init__(
+            413,
+            f"The request body is over {limit:,} bytes, the most a request may send (files go "
+            f"through {UPLOAD_ROUTE}, up to settings.max_upload_mb).",
+        )
 
 
 class BodySizeLimit:
@@ -163,7 +175,11 @@ class BodySizeLimit:
     async def refuse(self, send) -> None:
         body = json.dumps({"detail": BodyTooLarge(self.limit).detail}).encode()
         # Connection: close, as the rest of the body is never read
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -233,5 +249,7 @@ def launch_app_kwargs(max_text_chars: int) -> dict:
     """`demo.launch(app_kwargs=...)`: the body limit for requests of up to `max_text_chars`
     characters per text, the request checks (ui/request_checks.py), and lean per-session state."""
     # The size limit first: RequestChecks reads a body only once it is known to fit.
-    return {"middleware": [Middleware(BodySizeLimit, limit=json_body_limit(max_text_chars)), Middleware(RequestChecks)],
-            "lifespan": lean_session_state}
+    return {
+        "middleware": [Middleware(BodySizeLimit, limit=json_body_limit(max_text_chars)), Middleware(RequestChecks)],
+        "lifespan": lean_session_state,
+    }

@@ -27,7 +27,11 @@ def render(config, registry) -> str:
     loaded = registry.status()
     settings = config.settings
     total_mb = sum(m["memory_mb"] for m in loaded)
-    idle = f"unloaded after {settings.idle_unload_minutes:g} min unused" if settings.idle_unload_minutes > 0 else "never unloaded when idle"
+    idle = (
+        f"unloaded after {settings.idle_unload_minutes:g} min unused"
+        if settings.idle_unload_minutes > 0
+        else "never unloaded when idle"
+    )
     lines = [
         f"**Loaded models:** {len(loaded)} · {total_mb:,.0f} MB of the {settings.memory_budget_mb:,} MB budget "
         f"(least recently used evicted first; {idle}) · this process: {psutil.Process().memory_info().rss / 2**20:,.0f} MB resident",

@@ -34,7 +34,16 @@ MODEL_DEFAULTS = "Model defaults"
 # The parameters shown, in this order, under "Parameters" (all of TextParams but the token view's
 # switch, shown with the view; the API takes them by these names, in TextParams' order). A
 # preset sets the sampling ones.
-PARAMETERS = ["max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "truncate_prompt"]
+PARAMETERS = [
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "truncate_prompt",
+]
 SAMPLING = ["temperature", "top_p", "top_k", "repetition_penalty", "do_sample"]
 SHOWN = PARAMETERS + VIEW_PARAMETERS  # what another model's defaults reset
 
@@ -50,7 +59,9 @@ def format_stats(update: TextUpdate) -> str:
     parts.append(f"seed {update['seed']}")
     if update["truncated_tokens"]:
         chars = f"{update['truncated_chars']:,} characters and then " if update["truncated_chars"] else ""
-        parts.append(f"prompt truncated: its first {chars}{update['truncated_tokens']} tokens were dropped to fit the context")
+        parts.append(
+            f"prompt truncated: its first {chars}{update['truncated_tokens']} tokens were dropped to fit the context"
+        )
     return ("Stopped: " if update["stopped"] else "") + " · ".join(parts)
 
 
@@ -64,13 +75,23 @@ def preset_params(entry, preset: str) -> TextParams:
 def prompt_limit(tab: TabState, request: dict) -> int | None:
     """The prompt's limit: settings.max_text_chars, none for a prompt that is truncated (it is cut instead)."""
     truncate = request.get("truncate_prompt")
-    truncating = tab.config.entry(TASK, request["model_name"]).defaults.truncate_prompt if truncate is None else truncate
+    truncating = (
+        tab.config.entry(TASK, request["model_name"]).defaults.truncate_prompt if truncate is None else truncate
+    )
     return None if truncating else tab.settings.max_text_chars
 
 
 @handler(gpu=TASK, texts={"prompt": prompt_limit}, stoppable=True)
-def generate_text(tab: TabState, prompt: str, model_name: str, request: gr.Request = None,
-                  progress=gr.Progress(track_tqdm=True), *, stop: threading.Event, **params):
+def generate_text(
+    tab: TabState,
+    prompt: str,
+    model_name: str,
+    request: gr.Request = None,
+    progress=gr.Progress(track_tqdm=True),
+    *,
+    stop: threading.Event,
+    **params,
+):
     """Continue a prompt; streams the generated text (a longer prefix with every update), a stats
     line and the update as JSON (text, new_tokens, ttft_s, tokens_per_s, seed, truncated_tokens, ...).
     seed -1 picks a random seed (the stats line names it); truncate_prompt drops the beginning of a
@@ -110,8 +131,12 @@ def build(config, registry) -> None:
                 model = model_dropdown(state.names)
                 generate, stop = start_and_stop("Generate")
                 with gr.Accordion("Parameters", open=False):
-                    preset = gr.Dropdown([MODEL_DEFAULTS, *PRESETS], value=MODEL_DEFAULTS, label="Preset",
-                                         info="Sets the sampling controls below; adjust them freely afterwards.")
+                    preset = gr.Dropdown(
+                        [MODEL_DEFAULTS, *PRESETS],
+                        value=MODEL_DEFAULTS,
+                        label="Preset",
+                        info="Sets the sampling controls below; adjust them freely afterwards.",
+                    )
                     parameters = controls(TextParams, PARAMETERS, state.default)
                 model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
@@ -124,13 +149,26 @@ def build(config, registry) -> None:
         build_explorer(state, model, prompt)
 
         event = generate.click(
-            bind(generate_text, state), inputs=[prompt, model], inputs_kwargs=in_declaration_order(TextParams, parameters),
+            bind(generate_text, state),
+            inputs=[prompt, model],
+            inputs_kwargs=in_declaration_order(TextParams, parameters),
             outputs=[output, stats, details],
-            api_name="generate_text", concurrency_id=TASK,
+            api_name="generate_text",
+            concurrency_id=TASK,
         )
         token_view.wire(details)
         stop.click(bind(stop_text, state), None, None, cancels=[event], api_visibility="private", queue=False)
-        preset.input(bind(apply_preset, state), [model, preset], [parameters[name] for name in SAMPLING],
-                     api_visibility="private", queue=False)
-        model.change(bind(show_model, state), model, [model_info, preset, *[parameters[name] for name in SHOWN]],
-                     api_visibility="private", queue=False)
+        preset.input(
+            bind(apply_preset, state),
+            [model, preset],
+            [parameters[name] for name in SAMPLING],
+            api_visibility="private",
+            queue=False,
+        )
+        model.change(
+            bind(show_model, state),
+            model,
+            [model_info, preset, *[parameters[name] for name in SHOWN]],
+            api_visibility="private",
+            queue=False,
+        )

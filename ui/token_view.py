@@ -47,7 +47,7 @@ def visible(token: str) -> str:
 def shade(probability: float) -> float:
     """How dark a token is drawn: the square root spreads the many small probabilities apart (a
     token at 4% is drawn at 0.2, one at 64% at 0.8); negative: Gradio's second colour (purple)."""
-    return -(probability ** 0.5)
+    return -(probability**0.5)
 
 
 @handler(private=True)
@@ -62,7 +62,10 @@ def token_segments(update: TextUpdate | None) -> tuple[list[tuple[str, float]], 
     # A token holding part of a character adds no text: it shows as itself (e.g. �) to stay clickable.
     segments = [(token["text"] or token["token"] or "∅", shade(token["probability"])) for token in tokens]
     likeliest = sum(token["most_likely"] for token in tokens)
-    return segments, f"{len(tokens)} tokens; {likeliest} of them were the most likely choice. Click a token for its alternatives."
+    return (
+        segments,
+        f"{len(tokens)} tokens; {likeliest} of them were the most likely choice. Click a token for its alternatives.",
+    )
 
 
 def describe_choice(token: TokenProbability, sampled: bool) -> str:
@@ -72,8 +75,10 @@ def describe_choice(token: TokenProbability, sampled: bool) -> str:
     if token["most_likely"]:
         return f"{markdown_code(visible(token['token']))} was sampled ({chance}); it was also the most likely token."
     best = (token["alternatives"] or [token])[0]  # (none: a client's own JSON, not a generation's)
-    return (f"{markdown_code(visible(token['token']))} was sampled at rank {token['rank']} ({chance}); the most likely was "
-            f"{markdown_code(visible(best['token']))} ({best['probability']:.1%}).")
+    return (
+        f"{markdown_code(visible(token['token']))} was sampled at rank {token['rank']} ({chance}); the most likely was "
+        f"{markdown_code(visible(best['token']))} ({best['probability']:.1%})."
+    )
 
 
 def token_alternatives(update: TextUpdate | None, index: object) -> tuple[dict[str, float], str]:
@@ -85,8 +90,9 @@ def token_alternatives(update: TextUpdate | None, index: object) -> tuple[dict[s
     token = tokens[index]
     sampled = bool((update.get("params") or {}).get("do_sample", True))
     confidences = {
-        f"{alternative['rank']}. {visible(alternative['token'])}" + (" ◀ chosen" if alternative["rank"] == token["rank"] else ""):
-        alternative["probability"] for alternative in token["alternatives"]
+        f"{alternative['rank']}. {visible(alternative['token'])}"
+        + (" ◀ chosen" if alternative["rank"] == token["rank"] else ""): alternative["probability"]
+        for alternative in token["alternatives"]
     }
     return confidences, describe_choice(token, sampled)
 
@@ -104,9 +110,11 @@ def next_token_chart(result: NextTokens):
 
 
 def describe_next_tokens(result: NextTokens) -> str:
-    return (f"After {result['prompt_tokens']} prompt tokens, at temperature {result['temperature']:g}: these "
-            f"{len(result['tokens'])} tokens hold {result['top_k_probability']:.1%} of the probability; the entropy of the whole "
-            f"distribution is {result['entropy_bits']:.2f} bits (0: one certain token; higher: more tokens in play).")
+    return (
+        f"After {result['prompt_tokens']} prompt tokens, at temperature {result['temperature']:g}: these "
+        f"{len(result['tokens'])} tokens hold {result['top_k_probability']:.1%} of the probability; the entropy of the whole "
+        f"distribution is {result['entropy_bits']:.2f} bits (0: one certain token; higher: more tokens in play)."
+    )
 
 
 @dataclass
@@ -120,21 +128,35 @@ class TokenView:
     def wire(self, details: gr.JSON) -> None:
         """Redraw the view with every streamed update (`details`); show a clicked token's alternatives."""
         # queue=False, always_last: cheap redraws that never wait behind a generation, at most one pending
-        details.change(bind(token_segments), details, [self.view, self.note], api_visibility="private", queue=False,
-                       trigger_mode="always_last", show_progress="hidden")
-        self.view.select(bind(show_alternatives), details, [self.alternatives, self.choice], api_visibility="private",
-                         queue=False)
+        details.change(
+            bind(token_segments),
+            details,
+            [self.view, self.note],
+            api_visibility="private",
+            queue=False,
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        self.view.select(
+            bind(show_alternatives), details, [self.alternatives, self.choice], api_visibility="private", queue=False
+        )
 
 
 def build_token_view(default) -> TokenView:
     """The token view, where it is called (under the generated text)."""
     with gr.Accordion("Token view: what the model considered", open=True, elem_id="token-view-panel"):
         made = controls(TextParams, VIEW_PARAMETERS, default)
-        view = gr.HighlightedText(label=TOKEN_VIEW_LABEL, combine_adjacent=False, show_legend=False, elem_id="token-view")
+        view = gr.HighlightedText(
+            label=TOKEN_VIEW_LABEL, combine_adjacent=False, show_legend=False, elem_id="token-view"
+        )
         note = gr.Markdown(NOT_RECORDED)
         with gr.Row():
-            alternatives = gr.Label(label="Alternatives of the selected token (probabilities after the sampling settings)",
-                                    num_top_classes=6, show_heading=False, elem_id="token-alternatives")
+            alternatives = gr.Label(
+                label="Alternatives of the selected token (probabilities after the sampling settings)",
+                num_top_classes=6,
+                show_heading=False,
+                elem_id="token-alternatives",
+            )
             choice = gr.Markdown()
     return TokenView(made, view, note, alternatives, choice)
 
@@ -166,29 +188,54 @@ def offer_tokens(result: NextTokens | None):
 def build_explorer(state: TabState, model: gr.Dropdown, prompt: gr.Textbox) -> None:
     """The next-token explorer (its /next_tokens endpoint), in an accordion where it is called."""
     with gr.Accordion("Next-token explorer: what could come next", open=False):
-        gr.Markdown("A language model gives every token of its vocabulary a probability of coming next. See the likeliest, "
-                    "pick one to append it, and watch the next step; the temperature sharpens or flattens the distribution.")
+        gr.Markdown(
+            "A language model gives every token of its vocabulary a probability of coming next. See the likeliest, "
+            "pick one to append it, and watch the next step; the temperature sharpens or flattens the distribution."
+        )
         with gr.Row():
-            text = gr.Textbox(label="Text so far", lines=3, scale=3, elem_id="explorer-text",
-                              placeholder="Starts as the prompt above; picked tokens are appended")
+            text = gr.Textbox(
+                label="Text so far",
+                lines=3,
+                scale=3,
+                elem_id="explorer-text",
+                placeholder="Starts as the prompt above; picked tokens are appended",
+            )
             with gr.Column(scale=2):
                 params = controls(NextTokenParams, EXPLORER_PARAMETERS, DeclaredRangesOnly, NextTokenParams())
                 explore = gr.Button("Show next tokens", variant="primary")
-        chart = gr.BarPlot(x="token", y="probability", sort="-y", x_title="next token", y_title="probability",
-                           label="Likeliest next tokens", x_label_angle=-30, elem_id="next-token-chart")
+        chart = gr.BarPlot(
+            x="token",
+            y="probability",
+            sort="-y",
+            x_title="next token",
+            y_title="probability",
+            label="Likeliest next tokens",
+            x_label_angle=-30,
+            elem_id="next-token-chart",
+        )
         pick = gr.Radio([], label="Append a token and show the next step", elem_id="explorer-pick")
         summary = gr.Markdown()
         result = details_json()
 
     prompt.change(None, prompt, text, js="(prompt) => prompt", api_visibility="private", queue=False)
     explored, offered = bind(next_tokens, state), bind(offer_tokens)
-    inputs = dict(inputs=[text, model], inputs_kwargs=in_declaration_order(NextTokenParams, params), outputs=[chart, summary, result])
+    inputs = dict(
+        inputs=[text, model],
+        inputs_kwargs=in_declaration_order(NextTokenParams, params),
+        outputs=[chart, summary, result],
+    )
     gr.on(
-        [explore.click, text.submit, params["temperature"].release, params["top_k"].release], explored, **inputs,
-        api_name="next_tokens", concurrency_id=TASK,
+        [explore.click, text.submit, params["temperature"].release, params["top_k"].release],
+        explored,
+        **inputs,
+        api_name="next_tokens",
+        concurrency_id=TASK,
         api_description="Next-token explorer: the top_k likeliest next tokens after a text (prompt) and their probabilities at a "
         "temperature: (bar chart data, summary markdown, JSON with tokens, top_k_probability, entropy_bits).",
     ).success(offered, result, pick, api_visibility="private", queue=False)
     pick.input(bind(append_token), [text, result, pick], text, api_visibility="private", queue=False).success(
-        explored, **inputs, api_visibility="private", concurrency_id=TASK,
+        explored,
+        **inputs,
+        api_visibility="private",
+        concurrency_id=TASK,
     ).success(offered, result, pick, api_visibility="private", queue=False)

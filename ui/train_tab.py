@@ -57,7 +57,9 @@ def describe_data(data: dict) -> str:
             f"out** ({data['validation_spam']:,} spam) to measure the model on messages it never saw."
         )
     else:
-        lines.append(f"No validation share: all {data['messages']:,} messages are trained on (no validation curves or metrics).")
+        lines.append(
+            f"No validation share: all {data['messages']:,} messages are trained on (no validation curves or metrics)."
+        )
     return "\n\n".join(lines)
 
 
@@ -70,20 +72,35 @@ def loss_frame(update: TrainUpdate) -> pd.DataFrame | None:
 def validation_frame(update: TrainUpdate) -> pd.DataFrame | None:
     """Validation loss, accuracy and spam F1 per epoch (None until the first epoch ends). Every
     frame holds all three series: the plot fixes its colours from the first frame it draws."""
-    rows = [(v["epoch"], v.get(key, float("nan")), name) for v in update["validation"] for key, name in VALIDATION_SERIES]
-    return pd.DataFrame(rows, columns=["epoch", "value", "measure"]).astype({"epoch": float, "value": float}) if rows else None
+    rows = [
+        (v["epoch"], v.get(key, float("nan")), name) for v in update["validation"] for key, name in VALIDATION_SERIES
+    ]
+    return (
+        pd.DataFrame(rows, columns=["epoch", "value", "measure"]).astype({"epoch": float, "value": float})
+        if rows
+        else None
+    )
 
 
 def describe_status(update: TrainUpdate) -> str:
     state = update["state"]
     if state == "training" and update["max_steps"]:
-        text = (f"**Training** · step {update['step']:,} / {update['max_steps']:,} · epoch {update['epoch']:.2f} of "
-                f"{update['epochs']:g} · {duration(update['elapsed_s'])} so far · about {duration(update['eta_s'])} left")
+        text = (
+            f"**Training** · step {update['step']:,} / {update['max_steps']:,} · epoch {update['epoch']:.2f} of "
+            f"{update['epochs']:g} · {duration(update['elapsed_s'])} so far · about {duration(update['eta_s'])} left"
+        )
         return text + (f" · on {update['device']}" if update["device"] else "")
     if state == "done":
-        return f"**Done** in {duration(update['elapsed_s'])}" + (" (stopped early: the best epoch so far is kept)" if update["stopped"] else "")
-    waiting = {"starting": "Starting (reading the file)…", "reading": "Reading the file…", "loading": "Loading the base model…",
-               "tfidf": "Fitting the TF-IDF half…", "saving": "Saving the model…"}
+        return f"**Done** in {duration(update['elapsed_s'])}" + (
+            " (stopped early: the best epoch so far is kept)" if update["stopped"] else ""
+        )
+    waiting = {
+        "starting": "Starting (reading the file)…",
+        "reading": "Reading the file…",
+        "loading": "Loading the base model…",
+        "tfidf": "Fitting the TF-IDF half…",
+        "saving": "Saving the model…",
+    }
     return f"**{waiting.get(state, state)}** · {duration(update['elapsed_s'])} so far"
 
 
@@ -94,7 +111,8 @@ def describe_result(update: TrainUpdate) -> str:
         f"**Saved as {markdown_code(update['model'])}**: it is now in the Classification tab's model list (and in /classify's). "
         f"{metrics.get('train_messages', 0):,} training messages · {metrics.get('epochs_run', 0):g} epoch(s) run, "
         f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{duration(metrics.get('train_seconds'))}**"
-        + (" · stopped early" if update["stopped"] else "") + "."
+        + (" · stopped early" if update["stopped"] else "")
+        + "."
     ]
     if "spam_f1" in metrics:
         lines += [
@@ -130,15 +148,27 @@ class TrainState(TabState):
 
 
 @handler(uploads={"file": None}, stoppable=True)  # no file: the training's own checks say what to upload
-def train_classifier(tab: TrainState, file: str | None, base_model: str, save_as: str, text_column: str, label_column: str,
-                     request: gr.Request = None, progress=gr.Progress(), *, stop: threading.Event, **params):
+def train_classifier(
+    tab: TrainState,
+    file: str | None,
+    base_model: str,
+    save_as: str,
+    text_column: str,
+    label_column: str,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+    *,
+    stop: threading.Event,
+    **params,
+):
     """Fine-tune a classifier on a labelled file; streams progress, then saves and serves the model."""
     params = from_defaults(TrainParams, tab.section.defaults, **params)
     shown = (0.0, None, -1)  # when the page last got an update, in which state, with how many epochs measured
     # Closing this generator (a cancelled API job, a page closed) closes run(): the training
     # is abandoned at its next step and nothing is saved; Stop (the flag) keeps the best epoch.
-    with closing(tab.runner.run(file, base_model, save_as, text_column, label_column, params, stop,
-                                owner=tab.owner_of(request))) as updates:
+    with closing(
+        tab.runner.run(file, base_model, save_as, text_column, label_column, params, stop, owner=tab.owner_of(request))
+    ) as updates:
         for update in updates:
             if update["max_steps"]:
                 progress((update["step"], update["max_steps"]), desc=f"epoch {update['epoch']:.2f}", unit="steps")
@@ -146,7 +176,14 @@ def train_classifier(tab: TrainState, file: str | None, base_model: str, save_as
             if update["done"] or now - shown[0] >= UPDATE_EVERY_S or (state, epochs) != shown[1:]:
                 shown = (now, state, epochs)
                 result = describe_result(update) if update["done"] else ""
-                yield describe_status(update), loss_frame(update), validation_frame(update), "\n".join(update["log"]), result, update
+                yield (
+                    describe_status(update),
+                    loss_frame(update),
+                    validation_frame(update),
+                    "\n".join(update["log"]),
+                    result,
+                    update,
+                )
 
 
 @handler()
@@ -160,14 +197,24 @@ def unfit_for_training(err: UserFacingError):
 
 
 @handler(uploads={"file": None}, errors_as=unfit_for_training)
-def preview(tab: TrainState, file: str | None, text_column: str, label_column: str, validation_fraction: float, seed: int):
+def preview(
+    tab: TrainState, file: str | None, text_column: str, label_column: str, validation_fraction: float, seed: int
+):
     if not file:
         return NO_FILE_YET, gr.update(visible=False)
     section = tab.section
-    checked = check_params(from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
-                           section.ranges())
-    data = check_data(tab.config, file, (text_column or "").strip(), (label_column or "").strip(),
-                      checked.validation_fraction, checked.seed)
+    checked = check_params(
+        from_defaults(TrainParams, section.defaults, validation_fraction=validation_fraction, seed=seed),
+        section.ranges(),
+    )
+    data = check_data(
+        tab.config,
+        file,
+        (text_column or "").strip(),
+        (label_column or "").strip(),
+        checked.validation_fraction,
+        checked.seed,
+    )
     return describe_data(data), gr.update(value=pd.DataFrame(data["preview"]), visible=True)
 
 
@@ -207,22 +254,34 @@ def build(config, registry) -> None:
     bases = [b.name for b in section.base_models]
 
     with gr.Tab("Train", id="train"):
-        gr.Markdown("Fine-tune your own spam classifier on labelled messages and watch it learn; "
-                    "when it is done it joins the Classification tab's models.")
+        gr.Markdown(
+            "Fine-tune your own spam classifier on labelled messages and watch it learn; "
+            "when it is done it joins the Classification tab's models."
+        )
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown("### 1. Data")
-                upload = gr.File(label="Labelled messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath",
-                                 elem_id="train-file")
+                upload = gr.File(
+                    label="Labelled messages (.csv, .tsv or .txt)",
+                    file_types=[".csv", ".tsv", ".txt"],
+                    type="filepath",
+                    elem_id="train-file",
+                )
                 with gr.Row():
                     text_column = gr.Textbox("", label="Text column", placeholder="blank: text, message, sms…")
-                    label_column = gr.Textbox("", label="Label column", placeholder="blank: label, class… (ham/spam or 0/1)")
+                    label_column = gr.Textbox(
+                        "", label="Label column", placeholder="blank: label, class… (ham/spam or 0/1)"
+                    )
                 data_summary = gr.Markdown(NO_FILE_YET)
                 data_preview = gr.Dataframe(label="First rows", interactive=False, wrap=True, visible=False)
             with gr.Column(scale=1):
                 gr.Markdown("### 2. Base model and hyper-parameters")
-                base_model = gr.Dropdown(bases, value=bases[0], label="Base model",
-                                         info="A pre-trained encoder that already reads English; training adds a ham/spam head and adjusts it.")
+                base_model = gr.Dropdown(
+                    bases,
+                    value=bases[0],
+                    label="Base model",
+                    info="A pre-trained encoder that already reads English; training adds a ham/spam head and adjusts it.",
+                )
                 save_as = gr.Textbox("", label="Save as", placeholder="blank: file · base model · date and time")
                 parameters = controls(TrainParams, PARAMETERS, section)
                 with gr.Accordion("More settings", open=False):
@@ -232,41 +291,86 @@ def build(config, registry) -> None:
             gr.Markdown("### 3. Training")
             status = gr.Markdown("Not started: choose a file and press Train.", label="Status")
             with gr.Row():
-                loss_plot = gr.LinePlot(None, x="epoch", y="training loss", label="Training loss per step (lower is better)",
-                                        height=340, elem_id="train-loss-plot")
+                loss_plot = gr.LinePlot(
+                    None,
+                    x="epoch",
+                    y="training loss",
+                    label="Training loss per step (lower is better)",
+                    height=340,
+                    elem_id="train-loss-plot",
+                )
                 # Points: a line needs two epochs. Validation loss rising while training loss falls = memorising.
-                metrics_plot = gr.ScatterPlot(None, x="epoch", y="value", color="measure", color_map=VALIDATION_COLOURS,
-                                              label="Validation per epoch, the transformer alone: red loss, blue accuracy, green spam F1",
-                                              height=340, elem_id="train-metrics-plot")
+                metrics_plot = gr.ScatterPlot(
+                    None,
+                    x="epoch",
+                    y="value",
+                    color="measure",
+                    color_map=VALIDATION_COLOURS,
+                    label="Validation per epoch, the transformer alone: red loss, blue accuracy, green spam F1",
+                    height=340,
+                    elem_id="train-metrics-plot",
+                )
             log = gr.Textbox(label="Log", lines=6, max_lines=10, interactive=False, autoscroll=True)
             gr.Markdown("### 4. Result")
             result = gr.Markdown(label="Result")
             details = details_json()
         with gr.Accordion("Trained models", open=True):
-            table = gr.Dataframe(headers=trained_models.TABLE_HEADERS, label="Saved in this app (newest first)", interactive=False, wrap=True)
+            table = gr.Dataframe(
+                headers=trained_models.TABLE_HEADERS,
+                label="Saved in this app (newest first)",
+                interactive=False,
+                wrap=True,
+            )
             with gr.Row():
-                chosen = gr.Dropdown([], label="Trained model", info="Download it, or serve it elsewhere with the snippet below.")
+                chosen = gr.Dropdown(
+                    [], label="Trained model", info="Download it, or serve it elsewhere with the snippet below."
+                )
                 zip_button = gr.Button("Download as zip")
             download = gr.File(label="Model folder (.zip)", interactive=False)
-            snippet = gr.Code(language="yaml", label="models.yaml snippet (unzip the folder next to that models.yaml)", interactive=False)
+            snippet = gr.Code(
+                language="yaml",
+                label="models.yaml snippet (unzip the folder next to that models.yaml)",
+                interactive=False,
+            )
 
         event = train.click(
-            bind(train_classifier, state), inputs=[upload, base_model, save_as, text_column, label_column],
+            bind(train_classifier, state),
+            inputs=[upload, base_model, save_as, text_column, label_column],
             inputs_kwargs=in_declaration_order(TrainParams, parameters),
-            outputs=[status, loss_plot, metrics_plot, log, result, details], show_progress_on=[status],
-            api_name="train_classifier", concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+            outputs=[status, loss_plot, metrics_plot, log, result, details],
+            show_progress_on=[status],
+            api_name="train_classifier",
+            concurrency_id=CONCURRENCY_ID,
+            concurrency_limit=1,
             api_description="Fine-tune a spam classifier on a labelled .csv/.tsv/.txt file (the training command's "
             "recipe and defaults; models.yaml `training:` sets the app's): streams (status, loss plot, metrics plot, log, "
             "result markdown, progress JSON with state, step, max_steps, epoch, eta_s, train_loss, validation, log); the "
             "last update has done, model (its name, for /classify) and metrics. Cancelling the job saves nothing.",
         )
-        event.then(bind(after_training, state), details, [table, chosen, snippet], api_visibility="private", queue=False)
+        event.then(
+            bind(after_training, state), details, [table, chosen, snippet], api_visibility="private", queue=False
+        )
         stop.click(bind(stop_training, state), None, None, api_visibility="private", queue=False)
-        gr.on([upload.change, text_column.blur, label_column.blur, parameters["validation_fraction"].release,
-               parameters["seed"].blur],
-              bind(preview, state), [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
-              [data_summary, data_preview], api_visibility="private",  # reads the whole upload: queued, one at a time
-              concurrency_id="train_preview", concurrency_limit=1, trigger_mode="always_last")
+        gr.on(
+            [
+                upload.change,
+                text_column.blur,
+                label_column.blur,
+                parameters["validation_fraction"].release,
+                parameters["seed"].blur,
+            ],
+            bind(preview, state),
+            [upload, text_column, label_column, parameters["validation_fraction"], parameters["seed"]],
+            [data_summary, data_preview],
+            api_visibility="private",  # reads the whole upload: queued, one at a time
+            concurrency_id="train_preview",
+            concurrency_limit=1,
+            trigger_mode="always_last",
+        )
         chosen.input(bind(snippet_of, state), chosen, snippet, api_visibility="private", queue=False)
-        zip_button.click(bind(zip_chosen, state), chosen, download, api_visibility="private", concurrency_id="trained_model_files")
-        gr.on(None, bind(trained_list, state), None, [table, chosen, snippet], api_visibility="private", queue=False)  # on page load
+        zip_button.click(
+            bind(zip_chosen, state), chosen, download, api_visibility="private", concurrency_id="trained_model_files"
+        )
+        gr.on(
+            None, bind(trained_list, state), None, [table, chosen, snippet], api_visibility="private", queue=False
+        )  # on page load

@@ -24,8 +24,10 @@ from pipelines.core.errors import InputError
 
 # One text for a path that does not exist, lies outside the upload folder or is not a regular
 # file: the answer must not tell a client which files exist on the server.
-NOT_AN_UPLOAD = ("is not a file uploaded to this app: upload the file (in the page, or with gradio_client's "
-                 "handle_file(path)) and pass the path the upload returns")
+NOT_AN_UPLOAD = (
+    "is not a file uploaded to this app: upload the file (in the page, or with gradio_client's "
+    "handle_file(path)) and pass the path the upload returns"
+)
 
 
 def upload_folder() -> Path:
@@ -67,8 +69,10 @@ def uploaded_file(value: object, field: str, max_bytes: int) -> str | None:
     if info is None or not stat.S_ISREG(info.st_mode):
         raise InputError(field, NOT_AN_UPLOAD)
     if info.st_size > max_bytes:
-        raise InputError(field, f"is {info.st_size / 2**20:,.1f} MB; the limit is {max_bytes / 2**20:,.1f} MB "
-                                "(settings.max_upload_mb)")
+        raise InputError(
+            field,
+            f"is {info.st_size / 2**20:,.1f} MB; the limit is {max_bytes / 2**20:,.1f} MB (settings.max_upload_mb)",
+        )
     return str(real)
 
 

@@ -69,7 +69,9 @@ class BaseModel(Strict):
     """An encoder the Train tab offers to fine-tune (always local weights: a Hub id or a folder)."""
 
     name: str = Field(min_length=1, description="Shown in the Train tab's base-model dropdown and used by API clients.")
-    source: str = Field(min_length=1, description="Hugging Face repo id or local directory of an encoder (BERT, MiniLM, ...).")
+    source: str = Field(
+        min_length=1, description="Hugging Face repo id or local directory of an encoder (BERT, MiniLM, ...)."
+    )
     description: str = ""
     # what registry.explain_load_failure reads to say why a base cannot be loaded
     backend: ClassVar[str] = "local"
@@ -79,19 +81,25 @@ class BaseModel(Strict):
 class TrainingConfig(Strict):
     """The models file's `training:` section (declared in the task table's classification row)."""
 
-    base_models: list[BaseModel] = Field(default_factory=list, description="The first is the default; none: no Train tab.")
+    base_models: list[BaseModel] = Field(
+        default_factory=list, description="The first is the default; none: no Train tab."
+    )
     # Its lists whose entries' `source` may be relative to the models file (core/config.py resolves them).
     local_sources: ClassVar[tuple[str, ...]] = ("base_models",)
     # Only what differs from TrainParams' defaults (the CLI's), e.g. a validation share for the curves.
     defaults: TrainDefaults = TrainDefaults()
     # A training holds the machine (one at a time): bound what one request may ask for.
     max_minutes: float = Field(60.0, gt=0, description="The longest time_limit_minutes a training may ask for.")
-    min_messages_per_class: int = Field(MIN_MESSAGES_PER_CLASS, ge=2, description="Fewer distinct ham or spam messages are refused.")
+    min_messages_per_class: int = Field(
+        MIN_MESSAGES_PER_CLASS, ge=2, description="Fewer distinct ham or spam messages are refused."
+    )
     # How a training shares the machine with requests (measured by benchmarks/train_sharing.py):
     # stepping aside = training at the lowest CPU priority and waiting before each of its linear
     # layers (forward and backward) while a request computes; threads = the torch threads it
     # trains on (0: all), leaving the other cores to requests (measured no better on 2 cores).
-    step_aside: bool = Field(True, description="Train at the lowest CPU priority, pausing while other requests compute.")
+    step_aside: bool = Field(
+        True, description="Train at the lowest CPU priority, pausing while other requests compute."
+    )
     threads: int = Field(0, ge=0, description="CPU threads a training uses; 0 = all of them.")
 
     @model_validator(mode="after")
@@ -101,7 +109,10 @@ class TrainingConfig(Strict):
         if duplicates:
             raise FieldProblem("base_models", f"duplicate base model name(s) {duplicates}")
         if self.defaults.time_limit_minutes > self.max_minutes:
-            raise FieldProblem("defaults", f"time_limit_minutes {self.defaults.time_limit_minutes:g} is above max_minutes {self.max_minutes:g}")
+            raise FieldProblem(
+                "defaults",
+                f"time_limit_minutes {self.defaults.time_limit_minutes:g} is above max_minutes {self.max_minutes:g}",
+            )
         return self
 
     @property
@@ -112,7 +123,10 @@ class TrainingConfig(Strict):
         for base in self.base_models:
             if base.name == name:
                 return base
-        raise InputError("base_model", f"unknown base model {name!r}; choose one of {', '.join(repr(b.name) for b in self.base_models)}")
+        raise InputError(
+            "base_model",
+            f"unknown base model {name!r}; choose one of {', '.join(repr(b.name) for b in self.base_models)}",
+        )
 
     def ranges(self) -> dict[str, Range]:
         """TrainParams' ranges, the time limit narrowed to max_minutes (the tab's controls use these too)."""

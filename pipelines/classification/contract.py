@@ -24,7 +24,8 @@ POOLING = "the mean of the encoder's last hidden states over the message's token
 @dataclass(frozen=True)
 class ClassificationParams:
     threshold: float = param(
-        0.5, "Spam threshold",
+        0.5,
+        "Spam threshold",
         "A message is spam when its spam score is at least this: raise it to flag fewer messages (fewer false alarms, more missed spam).",
         range=Range(0.0, 1.0, step=0.01),
     )
@@ -32,7 +33,12 @@ class ClassificationParams:
 
 @dataclass(frozen=True)
 class SimilarParams:
-    k: int = param(5, "Similar messages", "How many of the file's messages most similar to this one to list.", range=Range(1, 50, integer=True))
+    k: int = param(
+        5,
+        "Similar messages",
+        "How many of the file's messages most similar to this one to list.",
+        range=Range(1, 50, integer=True),
+    )
 
 
 class ClassificationResult(TypedDict):
@@ -71,7 +77,9 @@ def check_threshold(threshold: object) -> float:
 
 def decide(scores: dict[str, float], threshold: float, truncated: bool, max_length: int) -> ClassificationResult:
     label = "spam" if scores["spam"] >= threshold else "ham"
-    return ClassificationResult(label=label, scores=scores, truncated=truncated, max_length=max_length, threshold=threshold)
+    return ClassificationResult(
+        label=label, scores=scores, truncated=truncated, max_length=max_length, threshold=threshold
+    )
 
 
 def gpu_seconds(**_request) -> float:
@@ -93,8 +101,13 @@ class Classifier(ABC):
         return from_defaults(ClassificationParams, self.entry.defaults, **overrides)
 
     @abstractmethod
-    def predict(self, texts: list[str], thresholds: list[float], on_progress: Callable[[int, int], None] | None = None,
-                batch_size: int | None = None) -> list[ClassificationResult]:
+    def predict(
+        self,
+        texts: list[str],
+        thresholds: list[float],
+        on_progress: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> list[ClassificationResult]:
         """Results for already checked messages, in input order, computed `batch_size` at a time
         (None: the classifier's own choice), reporting (done, total) after each batch."""
 
@@ -113,16 +126,24 @@ class Classifier(ABC):
         thresholds = [check_threshold(t) for t in thresholds]
         return background.call(lambda emit: self.predict(texts, thresholds), f"classify-{self.name}")
 
-    def classify_many(self, texts: list[str], threshold: float | None = None, on_progress: Callable[[int, int], None] | None = None,
-                      batch_size: int | None = None) -> list[ClassificationResult]:
+    def classify_many(
+        self,
+        texts: list[str],
+        threshold: float | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> list[ClassificationResult]:
         """Any number of messages (a file), reporting (done, total) to `on_progress` in this thread;
         threshold None: the model's default."""
         threshold = check_threshold(self.default_params().threshold if threshold is None else threshold)
         texts = [check_message(t, field=f"message {i + 1}") for i, t in enumerate(texts)]
         relay = (lambda progress: on_progress(*progress)) if on_progress else None
         return background.call(
-            lambda emit: self.predict(texts, [threshold] * len(texts), on_progress=lambda *p: emit(p), batch_size=batch_size),
-            f"classify-{self.name}", on_item=relay,
+            lambda emit: self.predict(
+                texts, [threshold] * len(texts), on_progress=lambda *p: emit(p), batch_size=batch_size
+            ),
+            f"classify-{self.name}",
+            on_item=relay,
         )
 
     def explain(self, text: str) -> Explanation:
@@ -133,20 +154,27 @@ class Classifier(ABC):
     def spam_scores(self, texts: list[str]) -> list[float]:
         return [r["scores"]["spam"] for r in self(texts, threshold=0.5)]
 
-    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
-              batch_size: int | None = None) -> np.ndarray:
+    def embed(
+        self, texts: list[str], on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """Embeddings of already checked messages (POOLING): float32 rows of length 1, in input
         order, computed `batch_size` at a time, reporting (done, total) after each batch."""
-        raise InputError("model", f"'{self.name}' cannot give embeddings of messages; choose a model that runs in this app")
+        raise InputError(
+            "model", f"'{self.name}' cannot give embeddings of messages; choose a model that runs in this app"
+        )
 
-    def embed_many(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
-                   batch_size: int | None = None) -> np.ndarray:
+    def embed_many(
+        self, texts: list[str], on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """`embed` for any number of messages, on a worker thread, reporting (done, total) to
         `on_progress` in this thread."""
         texts = [check_message(t, field=f"messages[{i}]") for i, t in enumerate(texts)]
         relay = (lambda progress: on_progress(*progress)) if on_progress else None
-        return background.call(lambda emit: self.embed(texts, on_progress=lambda *p: emit(p), batch_size=batch_size),
-                               f"embed-{self.name}", on_item=relay)
+        return background.call(
+            lambda emit: self.embed(texts, on_progress=lambda *p: emit(p), batch_size=batch_size),
+            f"embed-{self.name}",
+            on_item=relay,
+        )
 
     def close(self) -> None:  # noqa: B027 - a default that does nothing, not an abstract method
         """Release what the classifier holds (the registry calls this when it unloads it)."""

@@ -49,7 +49,9 @@ class MessageTable:
         """0 (ham) / 1 (spam) per row, or None when the file has no label column."""
         if self.label_column is None:
             return None
-        return [parse_label(v, row=i + 1, column=self.label_column) for i, v in enumerate(self.frame[self.label_column])]
+        return [
+            parse_label(v, row=i + 1, column=self.label_column) for i, v in enumerate(self.frame[self.label_column])
+        ]
 
 
 def parse_label(value: object, row: int | None = None, column: str = "label") -> int:
@@ -84,7 +86,9 @@ def _read_tsv(text: str) -> pd.DataFrame:
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t", len(header) - 1)  # extra tabs stay in the last field (the text)
         if len(fields) < len(header):
-            raise InputError("file", f"line {number} has {len(fields)} tab-separated fields; the header has {len(header)}")
+            raise InputError(
+                "file", f"line {number} has {len(fields)} tab-separated fields; the header has {len(header)}"
+            )
         rows.append(fields)
     return pd.DataFrame(rows, columns=header, dtype=str)
 
@@ -130,7 +134,9 @@ def read_messages(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READERS:
-        raise InputError("file", f"{path.name!r} has type {suffix or '(none)'!r}; upload a {', '.join(FILE_TYPES)} file")
+        raise InputError(
+            "file", f"{path.name!r} has type {suffix or '(none)'!r}; upload a {', '.join(FILE_TYPES)} file"
+        )
     # Regular files only, their size checked before the read (a FIFO or /dev/zero never ends)
     data = read_regular_file(path, "file", max_bytes, "settings.max_upload_mb")
     text = decode_utf8(data)
@@ -149,7 +155,8 @@ def read_messages(
         others = [c for c in frame.columns if c != found_label]
         if len(others) != 1:
             raise InputError(
-                "file", f"has no text column: name one of {list(TEXT_COLUMN_NAMES)} or choose it; its columns are {list(frame.columns)}"
+                "file",
+                f"has no text column: name one of {list(TEXT_COLUMN_NAMES)} or choose it; its columns are {list(frame.columns)}",
             )
         found_text = others[0]
     table = MessageTable(frame, found_text, found_label, hashlib.sha256(data).hexdigest())
@@ -178,9 +185,7 @@ def split_by_unique_text(
     keys = list(groups)
     # A text labelled both ways (rare) is stratified by its first label; all copies stay together.
     key_labels = [labels[groups[k][0]] for k in keys]
-    train_keys, val_keys = train_test_split(
-        keys, test_size=validation_fraction, random_state=seed, stratify=key_labels
-    )
+    train_keys, val_keys = train_test_split(keys, test_size=validation_fraction, random_state=seed, stratify=key_labels)
     train = sorted(i for k in train_keys for i in groups[k])
     val = sorted(i for k in val_keys for i in groups[k])
     return train, val
@@ -216,20 +221,28 @@ def check_cell_sizes(texts: list[str], max_cell_chars: int | None) -> None:
         return
     for row, text in enumerate(texts, start=1):
         if len(text) > max_cell_chars:
-            raise InputError("file", f"row {row}'s message is {len(text):,} characters; the limit is "
-                             f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)")
+            raise InputError(
+                "file",
+                f"row {row}'s message is {len(text):,} characters; the limit is "
+                f"{max_cell_chars:,} per message in a file (settings.max_file_cell_chars)",
+            )
 
 
 def check_training_data(table: MessageTable, min_per_class: int = MIN_MESSAGES_PER_CLASS) -> dict:
     """Refuse a file that training cannot learn from, naming what is wrong; returns its counts:
     messages, ham, spam, and distinct texts of each class."""
     if table.label_column is None:
-        raise InputError("label_column", f"the file has no label column: name one of {list(LABEL_COLUMN_NAMES)} "
-                         f"(values ham/spam or 0/1), or choose it; its columns are {list(table.frame.columns)}")
+        raise InputError(
+            "label_column",
+            f"the file has no label column: name one of {list(LABEL_COLUMN_NAMES)} "
+            f"(values ham/spam or 0/1), or choose it; its columns are {list(table.frame.columns)}",
+        )
     texts, labels = table.texts, table.labels
     for row, text in enumerate(texts, start=1):
         if not text.strip():
-            raise InputError("file", f"row {row} has no text in column {table.text_column!r}; fill it in or remove the row")
+            raise InputError(
+                "file", f"row {row} has no text in column {table.text_column!r}; fill it in or remove the row"
+            )
     distinct: dict[int, set[str]] = {0: set(), 1: set()}
     for text, label in zip(texts, labels):
         distinct[label].add(normalise(text))
@@ -238,13 +251,23 @@ def check_training_data(table: MessageTable, min_per_class: int = MIN_MESSAGES_P
         raise InputError("file", f"every message is labelled {only!r}; training needs both ham and spam messages")
     for label, name in ((0, "ham"), (1, "spam")):
         if len(distinct[label]) < min_per_class:
-            raise InputError("file", f"has {len(distinct[label])} distinct {name} message(s); training needs at least "
-                             f"{min_per_class} of each class (min_messages_per_class)")
-    return {"messages": len(texts), "ham": labels.count(0), "spam": labels.count(1),
-            "distinct_ham": len(distinct[0]), "distinct_spam": len(distinct[1])}
+            raise InputError(
+                "file",
+                f"has {len(distinct[label])} distinct {name} message(s); training needs at least "
+                f"{min_per_class} of each class (min_messages_per_class)",
+            )
+    return {
+        "messages": len(texts),
+        "ham": labels.count(0),
+        "spam": labels.count(1),
+        "distinct_ham": len(distinct[0]),
+        "distinct_spam": len(distinct[1]),
+    }
 
 
-def validation_split(texts: list[str], labels: list[int], validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def validation_split(
+    texts: list[str], labels: list[int], validation_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
     """Row indices (train, validation) as training uses them: all rows and none without a
     validation share, else `split_by_unique_text`; a share too small to hold both classes is
     refused naming `validation_fraction`."""
@@ -254,5 +277,8 @@ def validation_split(texts: list[str], labels: list[int], validation_fraction: f
         return split_by_unique_text(texts, labels, validation_fraction, seed)
     except ValueError as err:  # sklearn: too few texts on one side to stratify
         distinct = len({normalise(t) for t in texts})
-        raise InputError("validation_fraction", f"{validation_fraction:g} of {distinct:,} distinct messages cannot hold "
-                         f"both classes on each side ({err}); choose a larger share, or 0 for no validation") from None
+        raise InputError(
+            "validation_fraction",
+            f"{validation_fraction:g} of {distinct:,} distinct messages cannot hold "
+            f"both classes on each side ({err}); choose a larger share, or 0 for no validation",
+        ) from None

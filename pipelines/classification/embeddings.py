@@ -83,16 +83,27 @@ class EmbeddingCache:
                 self._files.popitem(last=False)
 
 
-def embed_file(classifier: Classifier, path: str | Path, cache: EmbeddingCache, *, text_column: str | None = None,
-               max_rows: int, max_cell_chars: int | None = None, max_bytes: int | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> tuple[EmbeddedFile, bool]:
+def embed_file(
+    classifier: Classifier,
+    path: str | Path,
+    cache: EmbeddingCache,
+    *,
+    text_column: str | None = None,
+    max_rows: int,
+    max_cell_chars: int | None = None,
+    max_bytes: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[EmbeddedFile, bool]:
     """The file's messages embedded and mapped, and whether that came from `cache`. More than
     `max_rows` messages (settings.embedding_map_max_rows) are refused naming the limit."""
     path = Path(path)
     table = read_messages(path, text_column=text_column or None, max_bytes=max_bytes)
     if len(table.frame) > max_rows:
-        raise InputError("file", f"{path.name!r} has {len(table.frame):,} messages; the embedding map takes at most "
-                         f"{max_rows:,} (settings.embedding_map_max_rows)")
+        raise InputError(
+            "file",
+            f"{path.name!r} has {len(table.frame):,} messages; the embedding map takes at most "
+            f"{max_rows:,} (settings.embedding_map_max_rows)",
+        )
     filled = rows_with_text(table, max_cell_chars)
     key = (table.sha256, classifier.name, table.text_column)  # the bytes read once, within max_bytes
     cached = cache.get(key)
@@ -105,9 +116,19 @@ def embed_file(classifier: Classifier, path: str | Path, cache: EmbeddingCache, 
     points, projection, explained = map_points(vectors)
     labels = table.labels
     embedded = EmbeddedFile(
-        sha256=key[0], model=classifier.name, name=path.name, text_column=table.text_column, label_column=table.label_column,
-        rows=[i + 1 for i in filled], texts=texts, labels=None if labels is None else [CLASSES[labels[i]] for i in filled],
-        vectors=vectors, points=points, projection=projection, explained_variance=explained, seconds=seconds,
+        sha256=key[0],
+        model=classifier.name,
+        name=path.name,
+        text_column=table.text_column,
+        label_column=table.label_column,
+        rows=[i + 1 for i in filled],
+        texts=texts,
+        labels=None if labels is None else [CLASSES[labels[i]] for i in filled],
+        vectors=vectors,
+        points=points,
+        projection=projection,
+        explained_variance=explained,
+        seconds=seconds,
     )
     cache.put(key, embedded)
     return embedded, False
@@ -121,7 +142,11 @@ def map_points(vectors: np.ndarray) -> tuple[np.ndarray, object | None, list[flo
     if len(vectors) < 2:  # one message: no direction to project on
         return np.zeros((len(vectors), 2), dtype=np.float32), None, [0.0, 0.0]
     projection = PCA(n_components=2, random_state=0).fit(vectors)
-    return projection.transform(vectors).astype(np.float32), projection, [float(v) for v in projection.explained_variance_ratio_]
+    return (
+        projection.transform(vectors).astype(np.float32),
+        projection,
+        [float(v) for v in projection.explained_variance_ratio_],
+    )
 
 
 def place(embedded: EmbeddedFile, vector: np.ndarray) -> tuple[float, float]:
@@ -138,9 +163,13 @@ def nearest(embedded: EmbeddedFile, vector: np.ndarray, k: int) -> list[Neighbou
     similarities = embedded.vectors @ vector.astype(np.float32)  # rows of length 1: the products are the cosines
     order = np.argsort(-similarities, kind="stable")[:k]
     return [
-        Neighbour(rank=rank, row=embedded.rows[i], text=embedded.texts[i],
-                  label=None if embedded.labels is None else embedded.labels[i],
-                  similarity=round(min(float(similarities[i]), 1.0), 6))
+        Neighbour(
+            rank=rank,
+            row=embedded.rows[i],
+            text=embedded.texts[i],
+            label=None if embedded.labels is None else embedded.labels[i],
+            similarity=round(min(float(similarities[i]), 1.0), 6),
+        )
         for rank, i in enumerate(order.tolist(), start=1)
     ]
 
@@ -152,10 +181,16 @@ def check_messages(messages: object, max_messages: int, max_chars: int) -> list[
     if not messages:
         raise InputError("messages", "is empty; give at least one message")
     if len(messages) > max_messages:
-        raise InputError("messages", f"has {len(messages):,} messages; the limit is {max_messages:,} per request (settings.embedding_map_max_rows)")
+        raise InputError(
+            "messages",
+            f"has {len(messages):,} messages; the limit is {max_messages:,} per request (settings.embedding_map_max_rows)",
+        )
     for i, text in enumerate(messages):
         check_message(text, field=f"messages[{i}]")
         check_text(text, f"messages[{i}]", None)  # its size is checked below, against another setting
         if len(text) > max_chars:
-            raise InputError(f"messages[{i}]", f"is {len(text):,} characters; the limit is {max_chars:,} per message of a list (settings.max_file_cell_chars)")
+            raise InputError(
+                f"messages[{i}]",
+                f"is {len(text):,} characters; the limit is {max_chars:,} per message of a list (settings.max_file_cell_chars)",
+            )
     return list(messages)

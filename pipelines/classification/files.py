@@ -57,7 +57,9 @@ def classify_file(
     table = read_messages(path, text_column=text_column or None, max_rows=max_rows, max_bytes=max_bytes)
     texts = table.texts
     filled = rows_with_text(table, max_cell_chars)
-    results = classifier.classify_many([texts[i] for i in filled], threshold, on_progress=on_progress, batch_size=batch_size)
+    results = classifier.classify_many(
+        [texts[i] for i in filled], threshold, on_progress=on_progress, batch_size=batch_size
+    )
 
     frame = table.frame.copy()
     if "label" in frame.columns:

@@ -53,14 +53,26 @@ def choose_classifier_placement(entry: ClassificationEntry) -> Placement:
     """The entry's device and dtype; float32 on CPU becomes bfloat16 where the entry's
     cpu_speedups ask for it and the CPU runs bfloat16 natively."""
     placement = choose_placement(entry.gpu_dtype, entry.device, entry.dtype)
-    if placement.device == "cpu" and entry.dtype == "auto" and entry.cpu_speedups.bfloat16 and cpu_has_native_bfloat16():
+    if (
+        placement.device == "cpu"
+        and entry.dtype == "auto"
+        and entry.cpu_speedups.bfloat16
+        and cpu_has_native_bfloat16()
+    ):
         return Placement("cpu", torch.bfloat16)
     return placement
 
 
 class LocalClassifier(Classifier):
-    def __init__(self, entry: ClassificationEntry, model: torch.nn.Module, tokenizer, class_names: list[str],
-                 placement: Placement, max_length: int):
+    def __init__(
+        self,
+        entry: ClassificationEntry,
+        model: torch.nn.Module,
+        tokenizer,
+        class_names: list[str],
+        placement: Placement,
+        max_length: int,
+    ):
         self.entry, self.name = entry, entry.name
         self.model, self.tokenizer = model, tokenizer
         self.class_names = class_names  # class id -> "ham" | "spam"
@@ -131,15 +143,18 @@ class LocalClassifier(Classifier):
             probs[:, ham_id] = 1 - probs[:, spam_id]
         return probs
 
-    def postprocess(self, probs: torch.Tensor, truncated: list[bool], thresholds: list[float]) -> list[ClassificationResult]:
+    def postprocess(
+        self, probs: torch.Tensor, truncated: list[bool], thresholds: list[float]
+    ) -> list[ClassificationResult]:
         spam_id, ham_id = self.class_names.index("spam"), self.class_names.index("ham")
         return [
             decide({"ham": row[ham_id], "spam": row[spam_id]}, threshold, cut, self.max_length)
             for row, cut, threshold in zip(probs.tolist(), truncated, thresholds)
         ]
 
-    def sorted_batches(self, features: list[dict], batch_size: int | None,
-                       on_progress: Callable[[int, int], None] | None) -> Iterator[tuple[list[int], dict]]:
+    def sorted_batches(
+        self, features: list[dict], batch_size: int | None, on_progress: Callable[[int, int], None] | None
+    ) -> Iterator[tuple[list[int], dict]]:
         """(indices, padded inputs) of batches sorted by length, so that each is padded only to
         its own longest message; reports (done, total) once each batch is used."""
         batch_size = batch_size or BATCH_SIZE
@@ -150,19 +165,27 @@ class LocalClassifier(Classifier):
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(order)), len(order))
 
-    def predict(self, texts: list[str], thresholds: list[float], on_progress: Callable[[int, int], None] | None = None,
-                batch_size: int | None = None) -> list[ClassificationResult]:
+    def predict(
+        self,
+        texts: list[str],
+        thresholds: list[float],
+        on_progress: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> list[ClassificationResult]:
         """In batches sorted by length, then put back in input order."""
         features, truncated = self.tokenize(texts)
         results: list[ClassificationResult | None] = [None] * len(texts)
         for chunk, inputs in self.sorted_batches(features, batch_size, on_progress):
             probs = self.forward(inputs, [texts[i] for i in chunk])
-            for i, result in zip(chunk, self.postprocess(probs, [truncated[i] for i in chunk], [thresholds[i] for i in chunk])):
+            for i, result in zip(
+                chunk, self.postprocess(probs, [truncated[i] for i in chunk], [thresholds[i] for i in chunk])
+            ):
                 results[i] = result
         return results
 
-    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
-              batch_size: int | None = None) -> np.ndarray:
+    def embed(
+        self, texts: list[str], on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """The encoder's pooled embeddings (contract.POOLING), in batches sorted by length."""
         features, _ = self.tokenize(texts)
         vectors = None

@@ -26,8 +26,13 @@ class GradioClassifier(GradioRemote, Classifier):
         super().__init__(entry, client)
         self.max_length = entry.max_length  # until the remote reports its own
 
-    def predict(self, texts: list[str], thresholds: list[float], on_progress: Callable[[int, int], None] | None = None,
-                batch_size: int | None = None) -> list[ClassificationResult]:
+    def predict(
+        self,
+        texts: list[str],
+        thresholds: list[float],
+        on_progress: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> list[ClassificationResult]:
         """`batch_size` (default IN_FLIGHT) requests at a time (a remote's queue is bounded), results in order."""
         in_flight = batch_size or IN_FLIGHT
         results: list[ClassificationResult] = []
@@ -47,24 +52,34 @@ class GradioClassifier(GradioRemote, Classifier):
         """The remote's JSON result, the label decided here (the same threshold rule)."""
         scores = {name: float(score) for name, score in (details.get("scores") or {}).items()}
         if set(scores) != {"ham", "spam"}:
-            raise RemoteModelError(self.entry, details.get("error") or f"expected ham/spam scores, got {sorted(scores)}")
+            raise RemoteModelError(
+                self.entry, details.get("error") or f"expected ham/spam scores, got {sorted(scores)}"
+            )
         self.max_length = int(details.get("max_length") or self.max_length)
         return decide(scores, threshold, bool(details.get("truncated")), self.max_length)
 
     def explain_one(self, text: str) -> Explanation:
         if "/explain" not in self.parameters:
-            raise RemoteModelError(self.entry, "the remote app has no /explain endpoint: word explanations are not available for it")
+            raise RemoteModelError(
+                self.entry, "the remote app has no /explain endpoint: word explanations are not available for it"
+            )
         _highlighted, _note, details = self.call("/explain", message=text)
         return Explanation(
-            spam_score=float(details["spam_score"]), words=details["words"],
-            segments=[tuple(segment) for segment in details["segments"]], truncated=bool(details["truncated"]),
+            spam_score=float(details["spam_score"]),
+            words=details["words"],
+            segments=[tuple(segment) for segment in details["segments"]],
+            truncated=bool(details["truncated"]),
         )
 
-    def embed(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
-              batch_size: int | None = None) -> np.ndarray:
+    def embed(
+        self, texts: list[str], on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         """The remote app's /embed, EMBED_CHUNK messages per request."""
         if "/embed" not in self.parameters:
-            raise RemoteModelError(self.entry, "the remote app has no /embed endpoint: embeddings (the map, similar messages) are not available for it")
+            raise RemoteModelError(
+                self.entry,
+                "the remote app has no /embed endpoint: embeddings (the map, similar messages) are not available for it",
+            )
         chunk_size = batch_size or EMBED_CHUNK
         vectors = []
         for start in range(0, len(texts), chunk_size):

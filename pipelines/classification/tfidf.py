@@ -42,8 +42,9 @@ class TfidfScorer:
         self.features, self.coef, self.intercept, self.params = features, coef, intercept, params
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[int], seed: int = 42,
-            keep_going: Callable[[], bool] | None = None) -> TfidfScorer:
+    def fit(
+        cls, texts: list[str], labels: list[int], seed: int = 42, keep_going: Callable[[], bool] | None = None
+    ) -> TfidfScorer:
         """Vocabulary from `texts` (it uses no labels), then C and class weights by grouped CV.
         `keep_going()` is asked before each of the search's fits: once it says False the search
         ends with the best setting scored so far (FALLBACK if none)."""
@@ -56,8 +57,11 @@ class TfidfScorer:
         keep_going = keep_going or (lambda: True)
         features = _features().fit(texts)
         x, y = features.transform(texts), np.asarray(labels)
-        folds = list(StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-                     .split(x, y, groups=[normalise(t) for t in texts]))
+        folds = list(
+            StratifiedGroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed).split(
+                x, y, groups=[normalise(t) for t in texts]
+            )
+        )
         scores: dict[tuple, float] = {}  # (C, class_weight) -> mean spam F1 over the folds, as GridSearchCV
         for c in C_GRID:
             for class_weight in CLASS_WEIGHTS:
@@ -65,18 +69,31 @@ class TfidfScorer:
                 for train_rows, test_rows in folds:
                     if not keep_going():
                         break
-                    fitted = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x[train_rows], y[train_rows])
+                    fitted = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(
+                        x[train_rows], y[train_rows]
+                    )
                     fold_scores.append(f1_score(y[test_rows], fitted.predict(x[test_rows])))
                 if len(fold_scores) < len(folds):
                     break
                 scores[(c, class_weight)] = float(np.mean(fold_scores))
             if len(scores) < len(CLASS_WEIGHTS) * (C_GRID.index(c) + 1):
                 break
-        (c, class_weight), cv_f1 = max(scores.items(), key=lambda kv: kv[1]) if scores else (tuple(FALLBACK.values()), None)
+        (c, class_weight), cv_f1 = (
+            max(scores.items(), key=lambda kv: kv[1]) if scores else (tuple(FALLBACK.values()), None)
+        )
         best = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
-        return cls(features, best.coef_[0].astype(np.float32), float(best.intercept_[0]),
-                   {"C": c, "class_weight": class_weight, "cv_spam_f1": None if cv_f1 is None else round(cv_f1, 4),
-                    "settings_searched": len(scores), "settings_in_grid": len(C_GRID) * len(CLASS_WEIGHTS)})
+        return cls(
+            features,
+            best.coef_[0].astype(np.float32),
+            float(best.intercept_[0]),
+            {
+                "C": c,
+                "class_weight": class_weight,
+                "cv_spam_f1": None if cv_f1 is None else round(cv_f1, 4),
+                "settings_searched": len(scores),
+                "settings_in_grid": len(C_GRID) * len(CLASS_WEIGHTS),
+            },
+        )
 
     def spam_probabilities(self, texts: list[str]) -> np.ndarray:
         logits = self.features.transform(texts) @ self.coef + self.intercept
@@ -89,8 +106,17 @@ class TfidfScorer:
             for name, vec in self.features.transformer_list
         }
         path = Path(folder) / FILE_NAME
-        path.write_text(json.dumps({"vectorizers": vectorizers, "coef": self.coef.tolist(), "intercept": self.intercept,
-                                    "params": self.params}), encoding="utf-8")
+        path.write_text(
+            json.dumps(
+                {
+                    "vectorizers": vectorizers,
+                    "coef": self.coef.tolist(),
+                    "intercept": self.intercept,
+                    "params": self.params,
+                }
+            ),
+            encoding="utf-8",
+        )
         return path
 
     @classmethod
@@ -105,4 +131,6 @@ class TfidfScorer:
             vectorizer.fit(["x"])  # sets up the fixed vocabulary; the IDF weights are the saved ones
             vectorizer.idf_ = np.asarray(saved["vectorizers"][name]["idf"])
             parts.append((name, vectorizer))
-        return cls(FeatureUnion(parts), np.asarray(saved["coef"], dtype=np.float32), float(saved["intercept"]), saved["params"])
+        return cls(
+            FeatureUnion(parts), np.asarray(saved["coef"], dtype=np.float32), float(saved["intercept"]), saved["params"]
+        )

@@ -86,24 +86,42 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def check_data(config, file: str | None, text_column: str | None = None, label_column: str | None = None,
-               validation_fraction: float = 0.0, seed: int = 42) -> dict:
+def check_data(
+    config,
+    file: str | None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.0,
+    seed: int = 42,
+) -> dict:
     """Read and check an uploaded training file as training will (the request limits of
     `settings`, the checks of `data.py`); the counts, the split that will be used and the first rows."""
     settings = config.settings
     if not file:
         raise InputError("file", "no file was uploaded; choose a .csv, .tsv or .txt file of labelled messages")
-    table = read_messages(file, text_column=text_column or None, label_column=label_column or None,
-                          max_rows=settings.classification_max_file_rows, max_bytes=int(settings.max_upload_mb * 2**20))
+    table = read_messages(
+        file,
+        text_column=text_column or None,
+        label_column=label_column or None,
+        max_rows=settings.classification_max_file_rows,
+        max_bytes=int(settings.max_upload_mb * 2**20),
+    )
     check_cell_sizes(table.texts, settings.max_file_cell_chars)
     counts = check_training_data(table, config.training.min_messages_per_class)
     _, val = validation_split(table.texts, table.labels, validation_fraction, seed)
     labels = table.labels
     return counts | {
-        "file": Path(file).name, "text_column": table.text_column, "label_column": table.label_column,
-        "validation_fraction": validation_fraction, "seed": seed,
-        "train_messages": len(labels) - len(val), "validation_messages": len(val), "validation_spam": sum(labels[i] for i in val),
-        "preview": [{"label": ("ham", "spam")[labels[i]], "text": table.texts[i]} for i in range(min(PREVIEW_ROWS, len(labels)))],
+        "file": Path(file).name,
+        "text_column": table.text_column,
+        "label_column": table.label_column,
+        "validation_fraction": validation_fraction,
+        "seed": seed,
+        "train_messages": len(labels) - len(val),
+        "validation_messages": len(val),
+        "validation_spam": sum(labels[i] for i in val),
+        "preview": [
+            {"label": ("ham", "spam")[labels[i]], "text": table.texts[i]} for i in range(min(PREVIEW_ROWS, len(labels)))
+        ],
     }
 
 
@@ -115,8 +133,22 @@ class Progress:
         self.started = time.monotonic()
         self.training_started: float | None = None
         self.update: TrainUpdate = TrainUpdate(
-            state="starting", step=0, max_steps=None, epoch=0.0, epochs=params.epochs, elapsed_s=0.0, eta_s=None,
-            device=None, data=None, train_loss=[], validation=[], log=[], stopped=False, done=False, model=None, metrics=None,
+            state="starting",
+            step=0,
+            max_steps=None,
+            epoch=0.0,
+            epochs=params.epochs,
+            elapsed_s=0.0,
+            eta_s=None,
+            device=None,
+            data=None,
+            train_loss=[],
+            validation=[],
+            log=[],
+            stopped=False,
+            done=False,
+            model=None,
+            metrics=None,
         )
 
     def say(self, line: str) -> None:
@@ -127,16 +159,20 @@ class Progress:
         kind, u = event["event"], self.update
         if kind == "data":
             u["state"], u["data"] = "reading", {k: v for k, v in event.items() if k != "event"}
-            self.say(f"{event['messages']:,} messages: {event['train_messages']:,} to train on ({event['train_spam']:,} spam), "
-                     f"{event['validation_messages']:,} held out for validation ({event['validation_spam']:,} spam)")
+            self.say(
+                f"{event['messages']:,} messages: {event['train_messages']:,} to train on ({event['train_spam']:,} spam), "
+                f"{event['validation_messages']:,} held out for validation ({event['validation_spam']:,} spam)"
+            )
         elif kind == "loading":
             u["state"] = "loading"
             self.say(f"loading the base model {self.base_name or event['base_model']}")
         elif kind == "training":
             u["state"], u["max_steps"], u["device"] = "training", event["max_steps"], event["device"]
             self.training_started = time.monotonic()
-            self.say(f"training on {event['device']}: {event['max_steps']:,} steps of {self.params.batch_size} messages, "
-                     f"{self.params.epochs:g} epoch(s)")
+            self.say(
+                f"training on {event['device']}: {event['max_steps']:,} steps of {self.params.batch_size} messages, "
+                f"{self.params.epochs:g} epoch(s)"
+            )
         elif kind == "step":
             finished_epoch = int(event["epoch"] + 1e-9) > int(u["epoch"] + 1e-9)
             u["step"], u["max_steps"], u["epoch"] = event["step"], event["max_steps"], event["epoch"]
@@ -148,9 +184,11 @@ class Progress:
             row = {k: v for k, v in event.items() if k != "event"}
             best = all(row.get("spam_f1", 0) > v.get("spam_f1", 0) for v in u["validation"])
             u["validation"].append(row)
-            self.say(f"epoch {row['epoch']:g}: training loss {self._last_loss()} · validation loss {row['loss']:.4f} · "
-                     f"accuracy {row.get('accuracy', 0):.4f} · spam F1 {row.get('spam_f1', 0):.4f}"
-                     + (" (best so far)" if best else ""))
+            self.say(
+                f"epoch {row['epoch']:g}: training loss {self._last_loss()} · validation loss {row['loss']:.4f} · "
+                f"accuracy {row.get('accuracy', 0):.4f} · spam F1 {row.get('spam_f1', 0):.4f}"
+                + (" (best so far)" if best else "")
+            )
         elif kind == "halted":
             u["stopped"] = True
             why = "time limit reached" if event["reason"] == "time limit" else "stopped"
@@ -177,13 +215,17 @@ class Progress:
             u["eta_s"] = round(per_step * max(0, u["max_steps"] - u["step"]), 1)
         elif u["state"] != "training":
             u["eta_s"] = None if u["state"] in ("starting", "reading", "loading") else 0.0
-        return TrainUpdate(**{**u, "train_loss": list(u["train_loss"]), "validation": list(u["validation"]), "log": list(u["log"])})
+        return TrainUpdate(
+            **{**u, "train_loss": list(u["train_loss"]), "validation": list(u["validation"]), "log": list(u["log"])}
+        )
 
     def finish(self, model: trained_models.TrainedModel) -> TrainUpdate:
         u = self.update
         u["state"], u["done"], u["model"], u["metrics"], u["eta_s"] = "done", True, model.name, model.metrics, 0.0
-        self.say(f"saved as {model.name!r} in {duration(model.metrics.get('train_seconds', 0))}; "
-                 "it is now in the Classification tab's model list")
+        self.say(
+            f"saved as {model.name!r} in {duration(model.metrics.get('train_seconds', 0))}; "
+            "it is now in the Classification tab's model list"
+        )
         return self.current()
 
 
@@ -229,9 +271,17 @@ class TrainingRunner:
             name = candidate
         return trained_models.private_name(name) if owner is not None else name
 
-    def run(self, file: str | None, base_model: str | None, save_as: str | None, text_column: str | None,
-            label_column: str | None, params: TrainParams, stop: threading.Event | None = None,
-            owner: str | None = None) -> Iterator[TrainUpdate]:
+    def run(
+        self,
+        file: str | None,
+        base_model: str | None,
+        save_as: str | None,
+        text_column: str | None,
+        label_column: str | None,
+        params: TrainParams,
+        stop: threading.Event | None = None,
+        owner: str | None = None,
+    ) -> Iterator[TrainUpdate]:
         """Check everything, train, publish: TrainUpdates as it goes, the last one `done`. Every
         check fails before any model loads; a stream closed early abandons the training. `owner`:
         the session the model will belong to (trained_models.owner_of; None: everyone's)."""
@@ -241,15 +291,25 @@ class TrainingRunner:
         data = check_data(self.config, file, text_column, label_column, params.validation_fraction, params.seed)
         name = self.new_name(save_as, base.name, file, owner)
         progress = Progress(params, base.name)
-        trained_models.make_room(self.config, owner, on_removed=lambda m: progress.say(
-            f"removed your oldest model {m.name!r} to stay within settings.trained_models_per_session"
-            if m.owner == owner else "removed the oldest model of another session to stay within the app's caps"))
+        trained_models.make_room(
+            self.config,
+            owner,
+            on_removed=lambda m: progress.say(
+                f"removed your oldest model {m.name!r} to stay within settings.trained_models_per_session"
+                if m.owner == owner
+                else "removed the oldest model of another session to stay within the app's caps"
+            ),
+        )
         abort = threading.Event()  # set by closing the stream below: nobody waits for this training
         folder = trained_models.folder_of(self.config)
         partial = trained_models.new_partial(folder)
         args = argparse.Namespace(
-            data=str(file), base_model=base.source, output=str(partial), text_column=data["text_column"],
-            label_column=data["label_column"], min_messages_per_class=section.min_messages_per_class,
+            data=str(file),
+            base_model=base.source,
+            output=str(partial),
+            text_column=data["text_column"],
+            label_column=data["label_column"],
+            min_messages_per_class=section.min_messages_per_class,
             cpu=zero_gpu_active(),  # ZeroGPU: CUDA must not start in this process; its GPU calls are short
             **asdict(params),
         )
@@ -266,8 +326,11 @@ class TrainingRunner:
         published = False
         try:
             yield progress.current()
-            with closing(background.stream(work, f"train-{name}", stop=abort, idle_every_s=HEARTBEAT_S,
-                                           steps_aside=section.step_aside)) as events:
+            with closing(
+                background.stream(
+                    work, f"train-{name}", stop=abort, idle_every_s=HEARTBEAT_S, steps_aside=section.step_aside
+                )
+            ) as events:
                 try:
                     for kind, payload in events:
                         if kind == "item":
@@ -276,8 +339,14 @@ class TrainingRunner:
                             yield progress.current()
                 except Exception as err:
                     raise self._explain(err, base, progress.update["state"]) from None
-            info = {"name": name, "base_model": base.name, "base_source": public_source(base.source), "data": data["file"],
-                    "created": trained_models.now(), "params": asdict(params)} | ({"owner": owner} if owner else {})
+            info = {
+                "name": name,
+                "base_model": base.name,
+                "base_source": public_source(base.source),
+                "data": data["file"],
+                "created": trained_models.now(),
+                "params": asdict(params),
+            } | ({"owner": owner} if owner else {})
             # Everything about the model is validated before it is published: a folder that
             # cannot be served must never be left where the next start-up finds it.
             trained_models.entry_for(trained_models.TrainedModel(name, partial, info, {}))
@@ -304,8 +373,12 @@ class TrainingRunner:
         traceback.clear_frames(err.__traceback__)  # what the failed training built goes with the frames
         free_accelerator_memory()
         if state == "loading":
-            return ModelLoadError(base.name, explain_load_failure(base, err), prefix=f"Cannot load base model '{base.name}'")
+            return ModelLoadError(
+                base.name, explain_load_failure(base, err), prefix=f"Cannot load base model '{base.name}'"
+            )
         if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or _says_out_of_memory(text):
-            return TrainingError(f"Training ran out of memory ({text.splitlines()[0][:200]}); try a smaller batch size "
-                                 "or max length, or a smaller base model. The app keeps serving.")
+            return TrainingError(
+                f"Training ran out of memory ({text.splitlines()[0][:200]}); try a smaller batch size "
+                "or max length, or a smaller base model. The app keeps serving."
+            )
         return err

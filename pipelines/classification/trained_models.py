@@ -43,12 +43,50 @@ PARTIAL_PREFIX = ".partial-"
 NAME_CHARS = 100  # longest model name (it is shown in dropdowns)
 # Letters of other scripts drawn like Latin ones (a subset of Unicode's confusables, UTS #39):
 # "spаm" with a Cyrillic "а" must not pass for another model's "spam".
-LOOKALIKES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k", "ӏ": "l",
-    "м": "m", "о": "o", "р": "p", "ԛ": "q", "с": "c", "ѕ": "s", "т": "t", "у": "y", "ү": "y", "х": "x", "ԝ": "w",
-    "ԁ": "d", "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
-    "υ": "u", "χ": "x", "γ": "y", "0": "o", "1": "l", "|": "l", "ı": "i",
-})
+LOOKALIKES = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "һ": "h",
+        "н": "h",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "к": "k",
+        "ӏ": "l",
+        "м": "m",
+        "о": "o",
+        "р": "p",
+        "ԛ": "q",
+        "с": "c",
+        "ѕ": "s",
+        "т": "t",
+        "у": "y",
+        "ү": "y",
+        "х": "x",
+        "ԝ": "w",
+        "ԁ": "d",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "γ": "y",
+        "0": "o",
+        "1": "l",
+        "|": "l",
+        "ı": "i",
+    }
+)
 OWNER_FILE_KEY = "owner"  # in trained.json: the session that trained a per-session model
 
 
@@ -104,16 +142,20 @@ def check_name(name: str, taken: list[str], field: str = "save_as") -> str:
     name = normalise_name(name)
     hidden = next((c for c in name if not c.isprintable()), None)
     if hidden is not None:
-        raise InputError(field, f"contains an invisible or control character (U+{ord(hidden):04X}); use letters, digits, "
-                         "spaces and punctuation")
+        raise InputError(
+            field,
+            f"contains an invisible or control character (U+{ord(hidden):04X}); use letters, digits, "
+            "spaces and punctuation",
+        )
     if len(name) > NAME_CHARS:
         raise InputError(field, f"is {len(name)} characters; the limit is {NAME_CHARS}")
     lookalike = next((other for other in taken if skeleton(other) == skeleton(name)), None)
     if lookalike == name:
         raise InputError(field, f"there is already a classification model called {name!r}; choose another name")
     if lookalike is not None:
-        raise InputError(field, f"{name!r} looks the same as the existing classification model {lookalike!r}; "
-                         "choose another name")
+        raise InputError(
+            field, f"{name!r} looks the same as the existing classification model {lookalike!r}; choose another name"
+        )
     return name
 
 
@@ -190,7 +232,9 @@ def register_all(config) -> list[str]:
             continue
         if model.name in config.names(TASK):
             if str(config.entry(TASK, model.name).source) != str(model.folder):
-                log.warning("trained model %r in %s: the name is taken in models.yaml; not offered", model.name, model.folder)
+                log.warning(
+                    "trained model %r in %s: the name is taken in models.yaml; not offered", model.name, model.folder
+                )
             continue
         try:
             config.add_entry(TASK, entry_for(model))
@@ -237,10 +281,16 @@ def make_room(config, owner: str | None, on_removed=None) -> None:
             return
         evictable = [m for m in models if m.owner is not None]
         if not evictable:
-            limit = (f"{settings.trained_models_max} models (settings.trained_models_max)" if over_count
-                     else f"{settings.trained_models_max_mb:g} MB (settings.trained_models_max_mb)")
-            raise InputError("save_as", f"the app already keeps the most trained models it may: {limit}; "
-                             "an operator must remove some from the trained models' folder first")
+            limit = (
+                f"{settings.trained_models_max} models (settings.trained_models_max)"
+                if over_count
+                else f"{settings.trained_models_max_mb:g} MB (settings.trained_models_max_mb)"
+            )
+            raise InputError(
+                "save_as",
+                f"the app already keeps the most trained models it may: {limit}; "
+                "an operator must remove some from the trained models' folder first",
+            )
         remove(config, evictable[0])
         on_removed and on_removed(evictable[0])
 
@@ -272,7 +322,9 @@ def publish(partial: Path, info: dict) -> TrainedModel:
 
 def zip_model(model: TrainedModel, destination: Path) -> Path:
     """The model folder as a zip (unzipped, it is a `source` for models.yaml anywhere)."""
-    archive = shutil.make_archive(str(destination.with_suffix("")), "zip", root_dir=model.folder.parent, base_dir=model.folder.name)
+    archive = shutil.make_archive(
+        str(destination.with_suffix("")), "zip", root_dir=model.folder.parent, base_dir=model.folder.name
+    )
     return Path(archive)
 
 
@@ -292,13 +344,30 @@ def table_rows(models: list[TrainedModel]) -> list[list]:
     rows = []
     for model in reversed(models):
         m = model.metrics
-        rows.append([
-            model.name, model.info.get("base_model", ""), model.info.get("data", ""), m.get("train_messages"),
-            round(m["spam_f1"], 4) if "spam_f1" in m else None, round(m["accuracy"], 4) if "accuracy" in m else None,
-            m.get("best_epoch"), m.get("train_seconds"), model.info.get("created", ""),
-        ])
+        rows.append(
+            [
+                model.name,
+                model.info.get("base_model", ""),
+                model.info.get("data", ""),
+                m.get("train_messages"),
+                round(m["spam_f1"], 4) if "spam_f1" in m else None,
+                round(m["accuracy"], 4) if "accuracy" in m else None,
+                m.get("best_epoch"),
+                m.get("train_seconds"),
+                model.info.get("created", ""),
+            ]
+        )
     return rows
 
 
-TABLE_HEADERS = ["model", "base", "data", "training messages", "validation spam F1", "validation accuracy",
-                 "best epoch", "training s", "created"]
+TABLE_HEADERS = [
+    "model",
+    "base",
+    "data",
+    "training messages",
+    "validation spam F1",
+    "validation accuracy",
+    "best epoch",
+    "training s",
+    "created",
+]

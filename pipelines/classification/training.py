@@ -71,50 +71,60 @@ class Recipe:
     defaults."""
 
     epochs: float = param(
-        EPOCHS, "Epochs",
+        EPOCHS,
+        "Epochs",
         "One epoch = one pass over every training message. More epochs learn more, but too many memorise "
         "the training messages: validation loss then rises while training loss keeps falling.",
         range=Range(0.0, 100.0, low_open=True, step=0.5),
     )
     learning_rate: float = param(
-        LEARNING_RATE, "Learning rate",
+        LEARNING_RATE,
+        "Learning rate",
         "How big each weight update is. Too high and the loss jumps around or the model forgets what it "
         "knew; too low and it barely learns. Small encoders fine-tune well around 1e-4 to 5e-5.",
-        range=Range(0.0, 0.1, low_open=True), widget="number",
+        range=Range(0.0, 0.1, low_open=True),
+        widget="number",
     )
     batch_size: int = param(
-        BATCH_SIZE, "Batch size",
+        BATCH_SIZE,
+        "Batch size",
         "Messages looked at together for one weight update (one step). Larger batches: smoother, fewer "
         "updates per epoch, more memory.",
         range=Range(1, 512, integer=True),
     )
     max_length: int = param(
-        MAX_LENGTH, "Max length (tokens)",
+        MAX_LENGTH,
+        "Max length (tokens)",
         "Messages are cut to this many tokens (word pieces). Longer reads more of long messages but trains "
         "slower; almost every SMS fits in 128.",
         range=Range(8, 512, integer=True, step=8),
     )
     weight_decay: float = param(
-        WEIGHT_DECAY, "Weight decay",
+        WEIGHT_DECAY,
+        "Weight decay",
         "Pulls every weight slightly towards zero at each step: a mild brake against memorising the training messages.",
         range=Range(0.0, 1.0, step=0.01),
     )
     transformer_weight: float = param(
-        TRANSFORMER_WEIGHT, "Transformer share",
+        TRANSFORMER_WEIGHT,
+        "Transformer share",
         "How much the fine-tuned transformer counts in the final spam score; the rest comes from a fast "
         "word-and-letter-count model (TF-IDF) trained on the same messages. 1 = the transformer alone.",
         range=Range(0.0, 1.0, step=0.05),
     )
     threshold: float = param(
-        THRESHOLD, "Spam threshold",
+        THRESHOLD,
+        "Spam threshold",
         "A message is spam when its final spam score is at least this; saved with the model as its default.",
         range=Range(0.0, 1.0, step=0.01),
     )
     seed: int = param(
-        SEED, "Seed",
+        SEED,
+        "Seed",
         "Fixes every random choice (the split, the new head, the batch order): the same seed, data and "
         "settings train the same model again.",
-        range=Range(0, 2**32 - 1, integer=True), widget="number",
+        range=Range(0, 2**32 - 1, integer=True),
+        widget="number",
     )
 
 
@@ -123,19 +133,22 @@ class TrainParams(Recipe):
     """A whole training run's parameters: the recipe, and how it is validated and bounded."""
 
     validation_fraction: float = param(
-        VALIDATION_FRACTION, "Validation share",
+        VALIDATION_FRACTION,
+        "Validation share",
         "Share of the distinct messages kept aside, never trained on, to measure how the model does on "
         "messages it has not seen (the validation curves and metrics). 0 trains on everything.",
         range=Range(0.0, 0.5, step=0.05),
     )
     patience: int = param(
-        PATIENCE, "Early-stopping patience",
+        PATIENCE,
+        "Early-stopping patience",
         "With a validation share: stop after this many epochs without a better validation spam F1, and "
         "keep the best epoch.",
         range=Range(1, 20, integer=True),
     )
     time_limit_minutes: float = param(
-        TIME_LIMIT_MINUTES, "Time limit (minutes)",
+        TIME_LIMIT_MINUTES,
+        "Time limit (minutes)",
         "Training stops after this long and keeps the best epoch so far.",
         range=Range(0.0, 24 * 60.0, low_open=True, step=0.5),
     )
@@ -152,10 +165,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     types = field_types(TrainParams)
     for f in fields(TrainParams):
         info = param_infos(TrainParams)[f.name]
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.name], default=f.default,
-                       help=f"{info.info} In {info.range.describe()} (default {f.default:g})")
-    p.add_argument("--min-messages-per-class", type=int, default=MIN_MESSAGES_PER_CLASS,
-                   help=f"refuse a file with fewer distinct ham or spam messages than this (default {MIN_MESSAGES_PER_CLASS})")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=types[f.name],
+            default=f.default,
+            help=f"{info.info} In {info.range.describe()} (default {f.default:g})",
+        )
+    p.add_argument(
+        "--min-messages-per-class",
+        type=int,
+        default=MIN_MESSAGES_PER_CLASS,
+        help=f"refuse a file with fewer distinct ham or spam messages than this (default {MIN_MESSAGES_PER_CLASS})",
+    )
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is available")
     args = p.parse_args(argv)
     try:
@@ -195,8 +216,13 @@ def _emitter(on_event: Callable[[dict], None] | None) -> Callable[..., None]:
     return (lambda **event: on_event(event)) if on_event is not None else (lambda **event: None)
 
 
-def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: threading.Event | None,
-               on_event: Callable[[dict], None] | None):
+def _callbacks(
+    limit_s: float,
+    started: float,
+    on_epoch: Callable | None,
+    stop: threading.Event | None,
+    on_event: Callable[[dict], None] | None,
+):
     from transformers import TrainerCallback
 
     from pipelines.core import background
@@ -221,8 +247,12 @@ def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: 
             if timed_out or (stop is not None and stop.is_set()):
                 print(f"stopping after {time.perf_counter() - started:.0f} s", file=sys.stderr)
                 control.should_training_stop = self.halted = True
-                emit(event="halted", reason="time limit" if timed_out else "stop", step=state.global_step,
-                     epoch=round(state.epoch or 0, 4))
+                emit(
+                    event="halted",
+                    reason="time limit" if timed_out else "stop",
+                    step=state.global_step,
+                    epoch=round(state.epoch or 0, 4),
+                )
 
         def on_epoch_end(self, args, state, control, model=None, **kwargs):
             if self.halted and abs((state.epoch or 0) - round(state.epoch or 0)) > 1e-9:
@@ -238,8 +268,16 @@ def _callbacks(limit_s: float, started: float, on_epoch: Callable | None, stop: 
             if "loss" in logs:
                 emit(event="train_loss", loss=logs["loss"], learning_rate=logs.get("learning_rate"), **where)
             if "eval_loss" in logs:
-                emit(event="validation", loss=logs["eval_loss"], **where,
-                     **{k: logs[f"eval_{k}"] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1") if f"eval_{k}" in logs})
+                emit(
+                    event="validation",
+                    loss=logs["eval_loss"],
+                    **where,
+                    **{
+                        k: logs[f"eval_{k}"]
+                        for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")
+                        if f"eval_{k}" in logs
+                    },
+                )
 
     return [Control()]
 
@@ -270,11 +308,21 @@ def _step_aside_within_steps(model) -> list:
     return handles
 
 
-def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Recipe, *,
-              eval_texts: list[str] | None = None, eval_labels: list[int] | None = None, patience: int = PATIENCE,
-              on_epoch: Callable | None = None, stop: threading.Event | None = None,
-              time_limit_s: float = TIME_LIMIT_MINUTES * 60, on_event: Callable[[dict], None] | None = None,
-              cpu: bool = False):
+def fine_tune(
+    base_model: str,
+    texts: list[str],
+    labels: list[int],
+    recipe: Recipe,
+    *,
+    eval_texts: list[str] | None = None,
+    eval_labels: list[int] | None = None,
+    patience: int = PATIENCE,
+    on_epoch: Callable | None = None,
+    stop: threading.Event | None = None,
+    time_limit_s: float = TIME_LIMIT_MINUTES * 60,
+    on_event: Callable[[dict], None] | None = None,
+    cpu: bool = False,
+):
     """The transformer half: `base_model` with a fresh 2-class head, trained on `texts` (on a GPU
     when there is one, unless `cpu`). With an evaluation split, stops early when its spam F1 stops
     improving and keeps the best epoch. `on_epoch(epoch, model)` is called after each epoch;
@@ -297,32 +345,51 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
         on_event({"event": "loading", "base_model": str(base_model)})
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base_model, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
+        base_model,
+        num_labels=2,
+        id2label=ID2LABEL,
+        label2id={v: k for k, v in ID2LABEL.items()},
         ignore_mismatched_sizes=True,  # a base that already has a classification head gets a new one
     )
     evaluating = eval_texts is not None
     checkpoints = Path(tempfile.mkdtemp(prefix="spam-train-"))
     training_args = TrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,
-        per_device_eval_batch_size=64, learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay,
-        warmup_steps=WARMUP_RATIO, lr_scheduler_type="linear",
-        eval_strategy="epoch" if evaluating else "no", save_strategy="epoch" if evaluating else "no",
-        save_only_model=True, save_total_limit=1, load_best_model_at_end=evaluating,
-        metric_for_best_model="spam_f1" if evaluating else None, greater_is_better=True,
+        output_dir=str(checkpoints),
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=WARMUP_RATIO,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if evaluating else "no",
+        save_strategy="epoch" if evaluating else "no",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=evaluating,
+        metric_for_best_model="spam_f1" if evaluating else None,
+        greater_is_better=True,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding, less compute
         # the training loss LOG_POINTS_PER_EPOCH times an epoch (a ratio of all steps): curves, not dots
-        logging_strategy="steps", logging_steps=min(0.5, 1 / (LOG_POINTS_PER_EPOCH * recipe.epochs)),
-        report_to="none", seed=recipe.seed, data_seed=recipe.seed,
+        logging_strategy="steps",
+        logging_steps=min(0.5, 1 / (LOG_POINTS_PER_EPOCH * recipe.epochs)),
+        report_to="none",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
         use_cpu=cpu or not torch.cuda.is_available(),
     )
     callbacks = _callbacks(time_limit_s, started, on_epoch, stop, on_event)
     if evaluating:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=tokenize(tokenizer, texts, labels, recipe.max_length),
+        model=model,
+        args=training_args,
+        train_dataset=tokenize(tokenizer, texts, labels, recipe.max_length),
         eval_dataset=tokenize(tokenizer, eval_texts, eval_labels, recipe.max_length) if evaluating else None,
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics if evaluating else None, callbacks=callbacks,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics if evaluating else None,
+        callbacks=callbacks,
     )
     hooks = _step_aside_within_steps(trainer.model)
     try:
@@ -334,7 +401,9 @@ def fine_tune(base_model: str, texts: list[str], labels: list[int], recipe: Reci
     return trainer.model.eval(), tokenizer, trainer
 
 
-def transformer_spam_probabilities(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> list[float]:
+def transformer_spam_probabilities(
+    model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64
+) -> list[float]:
     """P(spam) of each text by the transformer alone (in input order)."""
     import torch
 
@@ -347,7 +416,9 @@ def transformer_spam_probabilities(model, tokenizer, texts: list[str], max_lengt
         for start in range(0, len(order), batch_size):
             background.step_aside()  # in the app: other requests first, and an abandoned training ends here
             chunk = order[start : start + batch_size]
-            inputs = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            inputs = tokenizer(
+                [texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             spam = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().softmax(dim=-1)[:, 1].tolist()
             for i, p in zip(chunk, spam):
                 probabilities[i] = p
@@ -379,8 +450,12 @@ def _keep_going(started: float, limit_s: float, stop: threading.Event | None, em
     return keep_going
 
 
-def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: threading.Event | None = None,
-          on_event: Callable[[dict], None] | None = None) -> dict:
+def train(
+    args: argparse.Namespace,
+    on_epoch: Callable | None = None,
+    stop: threading.Event | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> dict:
     """The whole recipe, as the CLI, the Train tab and /train_classifier run it; returns what
     metrics.json holds. `stop` ends training early, keeping the best epoch so far; `on_event`
     receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
@@ -411,19 +486,36 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     train_texts, train_labels = [texts[i] for i in train_ids], [labels[i] for i in train_ids]
     val_texts, val_labels = [texts[i] for i in val_ids], [labels[i] for i in val_ids]
     print(f"{len(texts)} messages: {len(train_ids)} to train on ({sum(train_labels)} spam), {len(val_ids)} held out")
-    emit(event="data", messages=len(texts), train_messages=len(train_ids), train_spam=sum(train_labels),
-         validation_messages=len(val_ids), validation_spam=sum(val_labels))
+    emit(
+        event="data",
+        messages=len(texts),
+        train_messages=len(train_ids),
+        train_spam=sum(train_labels),
+        validation_messages=len(val_ids),
+        validation_spam=sum(val_labels),
+    )
 
     # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
     model, tokenizer, trainer = fine_tune(
-        args.base_model, train_texts, train_labels, recipe, eval_texts=val_texts or None, eval_labels=val_labels or None,
-        patience=args.patience, on_epoch=on_epoch, stop=stop, time_limit_s=max(0.0, limit_s - (time.perf_counter() - started)),
-        on_event=on_event, cpu=getattr(args, "cpu", False),
+        args.base_model,
+        train_texts,
+        train_labels,
+        recipe,
+        eval_texts=val_texts or None,
+        eval_labels=val_labels or None,
+        patience=args.patience,
+        on_epoch=on_epoch,
+        stop=stop,
+        time_limit_s=max(0.0, limit_s - (time.perf_counter() - started)),
+        on_event=on_event,
+        cpu=getattr(args, "cpu", False),
     )
     tfidf = None
     if recipe.transformer_weight < 1.0:
         emit(event="tfidf")
-        tfidf = TfidfScorer.fit(train_texts, train_labels, args.seed, keep_going=_keep_going(started, limit_s, stop, emit))
+        tfidf = TfidfScorer.fit(
+            train_texts, train_labels, args.seed, keep_going=_keep_going(started, limit_s, stop, emit)
+        )
 
     # 4. Save what the app serves, and the metrics.
     background.step_aside()  # a training nobody waits for any more ends here, before writing anything
@@ -436,29 +528,52 @@ def train(args: argparse.Namespace, on_epoch: Callable | None = None, stop: thre
     serving = {"threshold": recipe.threshold, "recipe": asdict(recipe)}
     if tfidf is not None:
         tfidf.save(output)
-        serving["blend"] = {"transformer_weight": recipe.transformer_weight, "tfidf": "tfidf.json", "tfidf_params": tfidf.params}
+        serving["blend"] = {
+            "transformer_weight": recipe.transformer_weight,
+            "tfidf": "tfidf.json",
+            "tfidf_params": tfidf.params,
+        }
     (output / SERVING_FILE).write_text(json.dumps(serving, indent=2), encoding="utf-8")
 
     history = trainer.state.log_history
     metrics: dict = {
         "cross_validated_estimate": json.loads(RECIPE_ESTIMATE_FILE.read_text(encoding="utf-8")),
-        "data": Path(args.data).name, "base_model": public_source(str(args.base_model)), "train_messages": len(train_ids),
-        "recipe": asdict(recipe), "epochs_run": round(trainer.state.epoch or 0, 2),
+        "data": Path(args.data).name,
+        "base_model": public_source(str(args.base_model)),
+        "train_messages": len(train_ids),
+        "recipe": asdict(recipe),
+        "epochs_run": round(trainer.state.epoch or 0, 2),
         "best_epoch": round(trainer.state.epoch or 0, 2),  # without a validation split: the last
         "stopped_early": bool(stop is not None and stop.is_set()),
-        "train_loss_history": [{"step": h["step"], "epoch": round(h["epoch"], 2), "loss": round(h["loss"], 4)}
-                               for h in history if "loss" in h],
+        "train_loss_history": [
+            {"step": h["step"], "epoch": round(h["epoch"], 2), "loss": round(h["loss"], 4)}
+            for h in history
+            if "loss" in h
+        ],
     }
     if val_ids:
-        blended = blend(transformer_spam_probabilities(model, tokenizer, val_texts, recipe.max_length),
-                        tfidf.spam_probabilities(val_texts).tolist() if tfidf is not None else None, recipe.transformer_weight)
+        blended = blend(
+            transformer_spam_probabilities(model, tokenizer, val_texts, recipe.max_length),
+            tfidf.spam_probabilities(val_texts).tolist() if tfidf is not None else None,
+            recipe.transformer_weight,
+        )
         metrics |= classification_metrics(val_labels, [int(p >= recipe.threshold) for p in blended])
         evaluated = [h for h in history if "eval_spam_f1" in h]
         kept = [h for h in evaluated if h["step"] == trainer.state.best_global_step]
-        metrics |= {"split": "validation", "validation_messages": len(val_ids), "validation_fraction": args.validation_fraction,
-                    "seed": args.seed, "eval_history": [
-                        {"epoch": round(h["epoch"], 2), "spam_f1": round(h["eval_spam_f1"], 4), "loss": round(h["eval_loss"], 4)}
-                        for h in evaluated]}
+        metrics |= {
+            "split": "validation",
+            "validation_messages": len(val_ids),
+            "validation_fraction": args.validation_fraction,
+            "seed": args.seed,
+            "eval_history": [
+                {
+                    "epoch": round(h["epoch"], 2),
+                    "spam_f1": round(h["eval_spam_f1"], 4),
+                    "loss": round(h["eval_loss"], 4),
+                }
+                for h in evaluated
+            ],
+        }
         if kept:  # the epoch whose weights load_best_model_at_end restored
             metrics["best_epoch"] = round(kept[0]["epoch"], 2)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
@@ -473,10 +588,21 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {args.data}: {err}", file=sys.stderr)
         return 2
-    shown = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "confusion_matrix", "epochs_run", "best_epoch", "train_seconds")
+    shown = (
+        "accuracy",
+        "spam_precision",
+        "spam_recall",
+        "spam_f1",
+        "confusion_matrix",
+        "epochs_run",
+        "best_epoch",
+        "train_seconds",
+    )
     print(json.dumps({k: metrics[k] for k in shown if k in metrics}))
-    print(f"wrote {args.output}; serve it by adding to models.yaml under classification:\n"
-          f"  - name: My spam model\n    source: {Path(args.output).resolve()}")
+    print(
+        f"wrote {args.output}; serve it by adding to models.yaml under classification:\n"
+        f"  - name: My spam model\n    source: {Path(args.output).resolve()}"
+    )
     return 0
 
 

@@ -107,15 +107,24 @@ def _wait_for_others(max_wait_s: float, stop: threading.Event | None) -> float:
     return time.monotonic() - started
 
 
-def _run_job(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool = False,
-             stop: threading.Event | None = None) -> None:
+def _run_job(
+    work: Callable[[Emit], T],
+    events: queue.Queue,
+    label: str,
+    steps_aside: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
     if not steps_aside:
         _run_job_here(work, events, label, steps_aside, stop)
         return
     # A thread of its own, at the lowest CPU priority (its OpenMP workers inherit it): the priority
     # goes with the thread, since an unprivileged process cannot raise it again for the next job.
-    own = threading.Thread(target=contextvars.copy_context().run, args=(_run_job_here, work, events, label, steps_aside, stop),
-                           name=label, daemon=True)
+    own = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(_run_job_here, work, events, label, steps_aside, stop),
+        name=label,
+        daemon=True,
+    )
     own.start()
     own.join()
 
@@ -126,8 +135,9 @@ def _lower_this_threads_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STEP_ASIDE_NICE)  # Linux: this thread only
 
 
-def _run_job_here(work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool,
-                  stop: threading.Event | None) -> None:
+def _run_job_here(
+    work: Callable[[Emit], T], events: queue.Queue, label: str, steps_aside: bool, stop: threading.Event | None
+) -> None:
     thread = threading.current_thread()
     thread.name, _on_worker.active, _on_worker.steps_aside, _on_worker.stop = label, True, steps_aside, stop
     rss_before = rss_mb()
@@ -149,8 +159,13 @@ def _run_job_here(work: Callable[[Emit], T], events: queue.Queue, label: str, st
         thread.name, _on_worker.active, _on_worker.steps_aside, _on_worker.stop = IDLE_NAME, False, False, None
 
 
-def stream(work: Callable[[Emit], T], label: str, stop: threading.Event | None = None,
-           idle_every_s: float | None = None, steps_aside: bool = False) -> Iterator[tuple[str, Any]]:
+def stream(
+    work: Callable[[Emit], T],
+    label: str,
+    stop: threading.Event | None = None,
+    idle_every_s: float | None = None,
+    steps_aside: bool = False,
+) -> Iterator[tuple[str, Any]]:
     """Run `work(emit)` on a worker; yield ("item", x) for each `emit(x)`, ("idle", None) when
     nothing came for `idle_every_s`, and finally ("result", what work returned). The job's
     exception is raised here. Closing this iterator early sets `stop` and waits (up to
@@ -193,8 +208,12 @@ def _run_inline(work: Callable[[Emit], T], events: queue.Queue) -> None:
         events.put(("error", err))
 
 
-def call(work: Callable[[Emit], T], label: str, on_item: Callable[[Any], None] | None = None,
-         stop: threading.Event | None = None) -> T:
+def call(
+    work: Callable[[Emit], T],
+    label: str,
+    on_item: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> T:
     """Run `work(emit)` on a worker and return its result; each `emit(x)` calls `on_item(x)`
     in this thread (progress bars, previews)."""
     for kind, payload in stream(work, label, stop):

@@ -30,21 +30,33 @@ _adding = threading.Lock()  # models added while the app runs (trained in it): o
 
 
 class Settings(Strict):
-    memory_budget_mb: int = Field(16000, ge=100, description="Loaded models beyond this are evicted, least recently used first.")
-    idle_unload_minutes: float = Field(30.0, ge=0, description="Unload a model nobody used for this long; 0 keeps models forever.")
+    memory_budget_mb: int = Field(
+        16000, ge=100, description="Loaded models beyond this are evicted, least recently used first."
+    )
+    idle_unload_minutes: float = Field(
+        30.0, ge=0, description="Unload a model nobody used for this long; 0 keeps models forever."
+    )
     # Each task's events share one queue group; these size it (others wait, seeing their place in the queue).
     # One at a time on a GPU keeps its memory bounded and gives each request the whole GPU.
-    gpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models are on a GPU (or ZeroGPU).")
+    gpu_concurrency: int = Field(
+        1, ge=1, description="Requests a task runs at once when its models are on a GPU (or ZeroGPU)."
+    )
     # torch already spreads one request over every CPU core: running two only makes both slower.
     cpu_concurrency: int = Field(1, ge=1, description="Requests a task runs at once when its models run on the CPU.")
     # Gradio's dynamic batching for /classify: requests waiting together share one forward pass.
-    classification_max_batch_size: int = Field(32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off.")
+    classification_max_batch_size: int = Field(
+        32, ge=1, le=1024, description="Most /classify requests batched into one forward pass; 1 turns batching off."
+    )
     # Uploaded message files (Batch, /classify_batch): more rows than this are refused with a message.
-    classification_max_file_rows: int = Field(20000, ge=1, description="Most messages one uploaded batch file may hold.")
+    classification_max_file_rows: int = Field(
+        20000, ge=1, description="Most messages one uploaded batch file may hold."
+    )
     # The embedding map and /similar embed a whole file once (then cached): 10,000 messages take
     # ~25 s with a MiniLM-size encoder on 2 CPU cores (benchmarks/embeddings.py), and a scatter
     # plot of more points gets slow in a browser.
-    embedding_map_max_rows: int = Field(10000, ge=1, description="Most messages a file for the embedding map (and /embed, /similar) may hold.")
+    embedding_map_max_rows: int = Field(
+        10000, ge=1, description="Most messages a file for the embedding map (and /embed, /similar) may hold."
+    )
     # What one request may send, checked before any expensive work (tokenizing, decoding, reading
     # a whole upload); the message names the setting. A message or prompt this long is ~25,000
     # tokens: 50x GPT-Neo's context, 200x a classifier's 512 tokens.
@@ -55,19 +67,25 @@ class Settings(Strict):
     max_file_cell_chars: int = Field(5_000, ge=10, description="Longest message in an uploaded file, in characters.")
     # Where the Train tab saves the models it makes (relative: to the models file's folder). Each is
     # a complete model folder, found again at start-up and added to the classification models.
-    trained_models_dir: str = Field(DEFAULT_TRAINED_MODELS_DIR, min_length=1, description="Folder of the models trained in the app.")
+    trained_models_dir: str = Field(
+        DEFAULT_TRAINED_MODELS_DIR, min_length=1, description="Folder of the models trained in the app."
+    )
     # Who sees a model trained in the app. A public Space serves anonymous strangers: there
     # (`auto` on a Space, where SPACE_ID is set) a visitor's models, their metrics and downloads
     # stay with the browser session that trained them, under a name with an unguessable suffix,
     # and last until the app restarts. A local run (`auto` elsewhere) lists them to everyone.
     trained_models: Literal["auto", "shared", "per_session"] = Field(
-        "auto", description="shared: every visitor lists every trained model; per_session: only the session that trained it.")
+        "auto",
+        description="shared: every visitor lists every trained model; per_session: only the session that trained it.",
+    )
     # Caps on what trainings may leave on disk (a model is ~90 MB with MiniLM). Per session, the
     # oldest of the visitor's models makes room for a new one; over the totals, the oldest
     # per-session model of any visitor goes, and with shared models only, a new training is refused.
     trained_models_per_session: int = Field(3, ge=1, description="Most trained models one session keeps (per_session).")
     trained_models_max: int = Field(50, ge=1, description="Most trained models the app keeps in all.")
-    trained_models_max_mb: float = Field(5000.0, gt=0, description="Most disk, in MB, the trained models may take in all.")
+    trained_models_max_mb: float = Field(
+        5000.0, gt=0, description="Most disk, in MB, the trained models may take in all."
+    )
 
 
 class ConfigBase(Strict):
@@ -137,21 +155,24 @@ class ConfigBase(Strict):
                 entries[:] = [e for e in entries if e.name != name]
 
 
-def config_model(tasks: dict[str, type[ModelEntry]], sections: dict[str, type[Strict]] | None = None,
-                 name: str = "AppConfig") -> type[ConfigBase]:
+def config_model(
+    tasks: dict[str, type[ModelEntry]], sections: dict[str, type[Strict]] | None = None, name: str = "AppConfig"
+) -> type[ConfigBase]:
     """The schema of a models file: `settings`, then each of `sections` (a model of its own, every
     field with a default: the section may be left out), then one list of entries per task (at
     least one each), validated by the task's entry schema. A section's class may name its lists
     of entries with local sources (`local_sources`, a tuple of field names)."""
     sections = sections or {}
     model = create_model(
-        name, __base__=ConfigBase,
+        name,
+        __base__=ConfigBase,
         **{section: (cls, cls()) for section, cls in sections.items()},
         **{task: (list[entry], Field(min_length=1)) for task, entry in tasks.items()},
     )
     model.task_names = tuple(tasks)
     model.source_lists = tuple((task,) for task in tasks) + tuple(
-        (section, field) for section, cls in sections.items() for field in getattr(cls, "local_sources", ()))
+        (section, field) for section, cls in sections.items() for field in getattr(cls, "local_sources", ())
+    )
     return model
 
 

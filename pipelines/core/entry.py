@@ -42,7 +42,9 @@ class ModelEntry(Strict):
     """Fields shared by every task's entries."""
 
     name: str = Field(min_length=1, description="Display name shown in the dropdown and used by API clients.")
-    backend: Backend = Field("local", description="local weights, an `openai`-compatible server, or a remote `gradio` app.")
+    backend: Backend = Field(
+        "local", description="local weights, an `openai`-compatible server, or a remote `gradio` app."
+    )
     source: str = Field("", description="Hugging Face repo id or local directory (local backend).")
     revision: str | None = Field(None, description="Hub branch, tag or commit; ignored for local paths.")
     device: Device = "auto"
@@ -50,10 +52,14 @@ class ModelEntry(Strict):
     description: str = ""
     # Remote backends only (backend: openai | gradio).
     url: str | None = Field(None, description="Server root (openai) or app URL / Space id (gradio).")
-    remote_model: str | None = Field(None, description="Model name on the openai server; display name on the remote app (default: its default).")
+    remote_model: str | None = Field(
+        None, description="Model name on the openai server; display name on the remote app (default: its default)."
+    )
     server: OpenAIServer = Field("vllm", description="openai backend: which extra sampling fields the server accepts.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key / HF token to send.")
-    timeout_s: float = Field(DEFAULT_REMOTE_TIMEOUT_S, gt=0, description="Seconds to connect, or to wait for the next update.")
+    timeout_s: float = Field(
+        DEFAULT_REMOTE_TIMEOUT_S, gt=0, description="Seconds to connect, or to wait for the next update."
+    )
     # The remote backends that can serve this task: set from the task table (pipelines/tasks.py).
     remote_backends: ClassVar[tuple[str, ...]] = ()
     # The dtype of the task's models on an accelerator for `dtype: auto` (CPUs always get
@@ -67,13 +73,19 @@ class ModelEntry(Strict):
                 raise FieldProblem("source", "required for local models: a Hugging Face repo id or a local directory")
             return self
         if self.backend not in self.remote_backends:
-            raise ValueError(f"backend '{self.backend}' cannot serve this task; use one of: local, {', '.join(self.remote_backends)}")
+            raise ValueError(
+                f"backend '{self.backend}' cannot serve this task; use one of: local, {', '.join(self.remote_backends)}"
+            )
         if not self.url:
-            raise FieldProblem("url", f"required for backend '{self.backend}': the server's address, e.g. http://127.0.0.1:8000")
+            raise FieldProblem(
+                "url", f"required for backend '{self.backend}': the server's address, e.g. http://127.0.0.1:8000"
+            )
         if self.backend == "openai" and not self.url.startswith(("http://", "https://")):
             raise FieldProblem("url", f"must start with http:// or https:// for backend 'openai', got {self.url!r}")
         if self.backend == "openai" and not self.remote_model:
-            raise ValueError("backend 'openai' needs `remote_model`: the model name the server knows (e.g. its repo id or path)")
+            raise ValueError(
+                "backend 'openai' needs `remote_model`: the model name the server knows (e.g. its repo id or path)"
+            )
         return self
 
     def ranges(self) -> dict[str, Range]:

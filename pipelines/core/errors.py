@@ -44,4 +44,6 @@ class RemoteModelError(ModelLoadError):
     """A request to a remote model failed (down, slow, or it refused); names the model and where it is."""
 
     def __init__(self, entry, message: str):
-        super().__init__(entry.name, message, prefix=f"Remote model '{entry.name}' ({entry.backend} server at {entry.url})")
+        super().__init__(
+            entry.name, message, prefix=f"Remote model '{entry.name}' ({entry.backend} server at {entry.url})"
+        )

@@ -21,8 +21,10 @@ def _check(info: os.stat_result, field: str, name: str, max_bytes: int | None, l
     if not stat.S_ISREG(info.st_mode):
         raise InputError(field, f"{name!r} is not a regular file")
     if max_bytes is not None and info.st_size > max_bytes:
-        raise InputError(field, f"{name!r} is {info.st_size / 2**20:,.1f} MB; the limit is "
-                                f"{max_bytes / 2**20:,.1f} MB ({limit_name})")
+        raise InputError(
+            field,
+            f"{name!r} is {info.st_size / 2**20:,.1f} MB; the limit is {max_bytes / 2**20:,.1f} MB ({limit_name})",
+        )
 
 
 def read_regular_file(path: str | Path, field: str, max_bytes: int | None, limit_name: str) -> bytes:

@@ -42,8 +42,11 @@ def check_text(text: object, field: str, max_chars: int | None) -> None:
         raise InputError(field, f"is {len(text):,} characters; the limit is {max_chars:,} (settings.max_text_chars)")
     surrogate = _LONE_SURROGATE.search(text)
     if surrogate:
-        raise InputError(field, f"contains a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
-                                f"{surrogate.start() + 1:,}; send valid Unicode text")
+        raise InputError(
+            field,
+            f"contains a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
+            f"{surrogate.start() + 1:,}; send valid Unicode text",
+        )
 
 
 def chars_for_tokens(tokens: int) -> int:

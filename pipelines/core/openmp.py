@@ -61,4 +61,3 @@ def release_openmp_pool() -> bool:
     if library.omp_pause_resource_all(OMP_PAUSE_SOFT) != 0:  # inside a parallel region: not allowed
         log.debug("omp_pause_resource_all refused; the pool stays")
     return True
-

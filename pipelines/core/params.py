@@ -56,9 +56,15 @@ class Range:
     def check(self, name: str, value: object) -> int | float:
         """`value` as an int or float; NaN, infinities, booleans and non-numbers are refused."""
         whole = self.integer or self.multiple_of
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or (whole and value != int(value)) or value < self.low or value > self.high
-                or (self.low_open and value == self.low)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (whole and value != int(value))
+            or value < self.low
+            or value > self.high
+            or (self.low_open and value == self.low)
+        ):
             raise InputError(name, f"must be {self.expected()}, got {value!r}")
         if self.multiple_of and int(value) % self.multiple_of:
             raise InputError(name, f"must be a multiple of {self.multiple_of} in {self.describe()}, got {value!r}")
@@ -93,10 +99,21 @@ class ParamInfo:
     choices: tuple[str, ...] | None = None  # text values allowed (a model's entry may narrow them)
 
 
-def param(default: Any, label: str, info: str = "", *, range: Range | None = None, widget: Widget | None = None,
-          passed_as: str | None = None, only_if: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def param(
+    default: Any,
+    label: str,
+    info: str = "",
+    *,
+    range: Range | None = None,
+    widget: Widget | None = None,
+    passed_as: str | None = None,
+    only_if: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A dataclass field with its ParamInfo (see the module docstring)."""
-    return field(default=default, metadata={"param": ParamInfo(label, info, range, widget, passed_as, only_if, choices)})
+    return field(
+        default=default, metadata={"param": ParamInfo(label, info, range, widget, passed_as, only_if, choices)}
+    )
 
 
 def declared_choices(cls) -> dict[str, list[str]]:

@@ -114,7 +114,9 @@ class ModelRegistry:
             memory_mb = float(getattr(pipeline, "memory_mb", 0.0))
             with self._lock:
                 self._evict_to_fit(memory_mb)
-                self._loaded[key] = LoadedModel(task, name, pipeline, memory_mb, str(getattr(pipeline, "placement", "?")))
+                self._loaded[key] = LoadedModel(
+                    task, name, pipeline, memory_mb, str(getattr(pipeline, "placement", "?"))
+                )
             return pipeline
 
     def is_loaded(self, task: str, name: str) -> bool:

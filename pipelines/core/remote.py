@@ -37,7 +37,10 @@ def api_key(entry: ModelEntry) -> str | None:
         return None
     value = os.environ.get(entry.api_key_env)
     if not value:
-        raise ModelLoadError(entry.name, f"set the environment variable {entry.api_key_env} (named by `api_key_env`) to the server's API key or token.")
+        raise ModelLoadError(
+            entry.name,
+            f"set the environment variable {entry.api_key_env} (named by `api_key_env`) to the server's API key or token.",
+        )
     return value
 
 
@@ -65,8 +68,12 @@ class GradioRemote:
         from gradio_client import Client
 
         client = Client(
-            entry.url, token=api_key(entry), verbose=False, analytics_enabled=False,
-            httpx_kwargs={"timeout": entry.timeout_s}, download_files=str(DOWNLOAD_DIR),
+            entry.url,
+            token=api_key(entry),
+            verbose=False,
+            analytics_enabled=False,
+            httpx_kwargs={"timeout": entry.timeout_s},
+            download_files=str(DOWNLOAD_DIR),
         )
         remote = cls(entry, client)
         remote.check_endpoints()
@@ -76,13 +83,21 @@ class GradioRemote:
         """Fail at load, clearly, if the remote app lacks the endpoint or the model."""
         endpoints = self.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         if self.endpoint not in endpoints:
-            raise ModelLoadError(self.name, f"the app at {self.entry.url} has no {self.endpoint} endpoint (it has {', '.join(endpoints) or 'none'}).")
-        self.parameters = {name: {p.get("parameter_name") for p in info["parameters"]} for name, info in endpoints.items()}
+            raise ModelLoadError(
+                self.name,
+                f"the app at {self.entry.url} has no {self.endpoint} endpoint (it has {', '.join(endpoints) or 'none'}).",
+            )
+        self.parameters = {
+            name: {p.get("parameter_name") for p in info["parameters"]} for name, info in endpoints.items()
+        }
         for parameter in endpoints[self.endpoint]["parameters"]:
             choices = (parameter.get("type") or {}).get("enum")
             is_model = parameter.get("parameter_name") == "model_name"
             if is_model and self.entry.remote_model and choices and self.entry.remote_model not in choices:
-                raise ModelLoadError(self.name, f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.")
+                raise ModelLoadError(
+                    self.name,
+                    f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.",
+                )
 
     def close(self) -> None:
         self.client.close()
@@ -97,7 +112,9 @@ class GradioRemote:
         for name in sorted(set(arguments) - (known if known is not None else set(arguments))):
             default = (defaults or {}).get(name)
             if arguments[name] != default:
-                raise InputError(name, f"the app at {self.entry.url} serving '{self.name}' does not take it; leave it at {default!r}")
+                raise InputError(
+                    name, f"the app at {self.entry.url} serving '{self.name}' does not take it; leave it at {default!r}"
+                )
             del arguments[name]
         try:
             return self.client.submit(api_name=endpoint, **arguments)
@@ -130,7 +147,9 @@ class GradioRemote:
                     on_status(status)
             if time.monotonic() - last_activity > self.entry.timeout_s:
                 job.cancel()
-                raise RemoteModelError(self.entry, f"no update within {self.entry.timeout_s:g} s (timeout_s); the app is busy or stuck")
+                raise RemoteModelError(
+                    self.entry, f"no update within {self.entry.timeout_s:g} s (timeout_s); the app is busy or stuck"
+                )
             time.sleep(POLL_INTERVAL_S)
 
     def result(self, job):

@@ -51,8 +51,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, CMYK, YCbCr, RGB
 
 
-def load_init_image(path: str | Path, width: int, height: int, fit: str, max_pixels: int,
-                    max_bytes: int = DEFAULT_MAX_BYTES, limit_name: str = "limits.max_init_image_mb") -> InitImage:
+def load_init_image(
+    path: str | Path,
+    width: int,
+    height: int,
+    fit: str,
+    max_pixels: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    limit_name: str = "limits.max_init_image_mb",
+) -> InitImage:
     """The image at `path` as an RGB image of width x height; InputError("init_image", ...) for a
     file that is not a regular file, is over `max_bytes` (the setting `limit_name`), is not an
     image, is truncated, or has more than `max_pixels` pixels."""
@@ -63,18 +70,28 @@ def load_init_image(path: str | Path, width: int, height: int, fit: str, max_pix
     data = read_regular_file(path, "init_image", max_bytes, limit_name)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's own limit: refuse, don't warn
+            warnings.simplefilter(
+                "error", Image.DecompressionBombWarning
+            )  # over Pillow's own limit: refuse, don't warn
             opened = Image.open(io.BytesIO(data))  # reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InputError("init_image", f"decodes to more pixels than allowed ({err}); the limit is {max_pixels:,} "
-                         "pixels (limits.max_init_image_pixels)") from None
+        raise InputError(
+            "init_image",
+            f"decodes to more pixels than allowed ({err}); the limit is {max_pixels:,} "
+            "pixels (limits.max_init_image_pixels)",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise InputError("init_image", f"{path.name!r} is not an image file that can be read (PNG, JPEG, WebP, ...)") from None
+        raise InputError(
+            "init_image", f"{path.name!r} is not an image file that can be read (PNG, JPEG, WebP, ...)"
+        ) from None
     with opened:
         pixels = opened.width * opened.height
         if pixels > max_pixels:
-            raise InputError("init_image", f"is {opened.width} x {opened.height} = {pixels:,} pixels; the limit is "
-                             f"{max_pixels:,} pixels (limits.max_init_image_pixels)")
+            raise InputError(
+                "init_image",
+                f"is {opened.width} x {opened.height} = {pixels:,} pixels; the limit is "
+                f"{max_pixels:,} pixels (limits.max_init_image_pixels)",
+            )
         try:
             opened.load()
         except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt image data

@@ -73,7 +73,9 @@ class LocalImageGenerator(ImageGenerator):
         return cls.from_pipeline(entry, pipe, placement, tiny_vae)
 
     @classmethod
-    def from_pipeline(cls, entry: ImageEntry, pipe, placement: Placement | None = None, tiny_vae=None) -> LocalImageGenerator:
+    def from_pipeline(
+        cls, entry: ImageEntry, pipe, placement: Placement | None = None, tiny_vae=None
+    ) -> LocalImageGenerator:
         """Wrap an already built pipeline, placing it and applying the entry's speed-ups."""
         placement = placement or choose_image_placement(entry)
         if pipe.unet.dtype != placement.dtype:  # e.g. a pipeline built in float32 for bfloat16
@@ -95,14 +97,22 @@ class LocalImageGenerator(ImageGenerator):
         # a UNet with a guidance embedding (LCM) takes any scale as an input instead, and never a negative prompt
         embedded = getattr(self.pipe.unet.config, "time_cond_proj_dim", None) is not None
         if not embedded and 0 < params.guidance_scale <= 1:
-            raise InputError("guidance_scale", f"{params.guidance_scale:g} changes nothing in {who}: guidance starts above 1 "
-                             "(0 to 1 all mean off); use 0 or a value above 1")
+            raise InputError(
+                "guidance_scale",
+                f"{params.guidance_scale:g} changes nothing in {who}: guidance starts above 1 "
+                "(0 to 1 all mean off); use 0 or a value above 1",
+            )
         if params.negative_prompt.strip() and embedded:
-            raise InputError("negative_prompt", f"{who} takes guidance as an input (a guidance embedding) and reads no "
-                             "negative prompt; leave it empty")
+            raise InputError(
+                "negative_prompt",
+                f"{who} takes guidance as an input (a guidance embedding) and reads no negative prompt; leave it empty",
+            )
         if params.negative_prompt.strip() and params.guidance_scale <= 1:
-            raise InputError("negative_prompt", f"{who} reads it only with guidance: set guidance_scale above 1 "
-                             f"(it is {params.guidance_scale:g}), or leave it empty")
+            raise InputError(
+                "negative_prompt",
+                f"{who} reads it only with guidance: set guidance_scale above 1 "
+                f"(it is {params.guidance_scale:g}), or leave it empty",
+            )
         return params
 
     def _use_scheduler(self, name: str) -> None:
@@ -125,8 +135,16 @@ class LocalImageGenerator(ImageGenerator):
         self._img2img.scheduler = self.pipe.scheduler
         return self._img2img
 
-    def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
-                 on_preview: PreviewCallback | None, stop: threading.Event, init=None) -> list:
+    def generate(
+        self,
+        prompt: str,
+        params: ImageParams,
+        seeds: list[int],
+        on_step: StepCallback,
+        on_preview: PreviewCallback | None,
+        stop: threading.Event,
+        init=None,
+    ) -> list:
         if init is not None and params.strength == 0:  # 0 keeps the picture: nothing to denoise
             return [init.image.copy() for _ in seeds]
         # 2. one generator per image, seeded seed, seed+1, ...: image i is reproducible alone

@@ -16,8 +16,16 @@ class GradioImageGenerator(GradioRemote, ImageGenerator):
 
     endpoint = "/generate_image"
 
-    def generate(self, prompt: str, params: ImageParams, seeds: list[int], on_step: StepCallback,
-                 on_preview: PreviewCallback | None, stop: threading.Event, init=None) -> list:
+    def generate(
+        self,
+        prompt: str,
+        params: ImageParams,
+        seeds: list[int],
+        on_step: StepCallback,
+        on_preview: PreviewCallback | None,
+        stop: threading.Event,
+        init=None,
+    ) -> list:
         from gradio_client import handle_file
         from PIL import Image
 

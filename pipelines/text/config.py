@@ -46,10 +46,16 @@ class TextCpuSpeedups(Strict):
 
     # Options that earlier versions offered and measurements retired: the message says what to use.
     RETIRED: ClassVar[dict[str, tuple[object, str]]] = {
-        "quantize": ("int8_torchao", "quantize 'int8_torchao' is no longer offered: it ran at half the speed of "
-                     "int8_dynamic (benchmarks/README.md, \"Text generation\"); use quantize: int8_dynamic"),
-        "compile": (None, "compile is no longer offered: torch.compile made int8_dynamic decoding 11% slower after "
-                    "minutes of compiling (benchmarks/README.md, \"Text generation\"); remove it"),
+        "quantize": (
+            "int8_torchao",
+            "quantize 'int8_torchao' is no longer offered: it ran at half the speed of "
+            'int8_dynamic (benchmarks/README.md, "Text generation"); use quantize: int8_dynamic',
+        ),
+        "compile": (
+            None,
+            "compile is no longer offered: torch.compile made int8_dynamic decoding 11% slower after "
+            'minutes of compiling (benchmarks/README.md, "Text generation"); remove it',
+        ),
     }
 
     @model_validator(mode="before")
@@ -65,15 +71,22 @@ class TextCpuSpeedups(Strict):
     def _options_match_the_engine(self):
         if self.engine == "openvino":
             if self.quantize != "none":
-                raise FieldProblem("quantize", "is for engine torch; with engine openvino use weights: int4 | int8 | float32")
+                raise FieldProblem(
+                    "quantize", "is for engine torch; with engine openvino use weights: int4 | int8 | float32"
+                )
             missing = missing_engine_packages()
             if missing:  # refused at start-up, not at the first request
-                raise FieldProblem("engine", f"engine openvino needs the package(s) {' and '.join(missing)}, which are "
-                                   "not installed: pip install -r requirements.txt (or use engine: torch)")
+                raise FieldProblem(
+                    "engine",
+                    f"engine openvino needs the package(s) {' and '.join(missing)}, which are "
+                    "not installed: pip install -r requirements.txt (or use engine: torch)",
+                )
         else:
             for option in ("weights", "cache_dir"):
                 if option in self.model_fields_set:
-                    raise FieldProblem(option, "is for engine openvino (engine: openvino); the torch engine uses quantize")
+                    raise FieldProblem(
+                        option, "is for engine openvino (engine: openvino); the torch engine uses quantize"
+                    )
         return self
 
 
@@ -98,5 +111,7 @@ class TextEntry(ModelEntry):
         if self.cpu_speedups.quantize == "int8_dynamic" and self.dtype not in ("auto", "float32"):
             raise FieldProblem("cpu_speedups", "quantize int8_dynamic needs dtype float32 (or auto)")
         if self.cpu_speedups.engine == "openvino" and self.dtype not in ("auto", "float32"):
-            raise FieldProblem("cpu_speedups", "engine openvino exports from float32 weights: use dtype float32 (or auto)")
+            raise FieldProblem(
+                "cpu_speedups", "engine openvino exports from float32 weights: use dtype float32 (or auto)"
+            )
         return self

@@ -30,38 +30,61 @@ TEMPERATURE_RANGE = Range(0.05, 2.0, step=0.05)
 @dataclass(frozen=True)
 class TextParams:
     max_new_tokens: int = param(
-        64, "Max new tokens", "How many tokens (word pieces, ~3/4 of a word each) to generate at most.",
-        range=Range(1, 8192, integer=True), passed_as="max_new_tokens",
+        64,
+        "Max new tokens",
+        "How many tokens (word pieces, ~3/4 of a word each) to generate at most.",
+        range=Range(1, 8192, integer=True),
+        passed_as="max_new_tokens",
     )
     temperature: float = param(
-        0.8, "Temperature", "Below 1: the likeliest words get likelier (safer, repetitive); above 1: rarer words get likelier (surprising, less coherent).",
-        range=TEMPERATURE_RANGE, passed_as="temperature", only_if="do_sample",
+        0.8,
+        "Temperature",
+        "Below 1: the likeliest words get likelier (safer, repetitive); above 1: rarer words get likelier (surprising, less coherent).",
+        range=TEMPERATURE_RANGE,
+        passed_as="temperature",
+        only_if="do_sample",
     )
     # 0.01, not (0, 1]: the slider's lowest stop; smaller values sample the likeliest token alone, as 0.01 does.
     top_p: float = param(
-        0.95, "Top-p", "Sample only from the likeliest tokens whose probabilities add up to this (nucleus sampling).",
-        range=Range(0.01, 1.0, step=0.01), passed_as="top_p", only_if="do_sample",
+        0.95,
+        "Top-p",
+        "Sample only from the likeliest tokens whose probabilities add up to this (nucleus sampling).",
+        range=Range(0.01, 1.0, step=0.01),
+        passed_as="top_p",
+        only_if="do_sample",
     )
     top_k: int = param(
-        50, "Top-k (0 = off)", "Sample only from this many likeliest tokens.",
-        range=Range(0, 200, integer=True), passed_as="top_k", only_if="do_sample",
+        50,
+        "Top-k (0 = off)",
+        "Sample only from this many likeliest tokens.",
+        range=Range(0, 200, integer=True),
+        passed_as="top_k",
+        only_if="do_sample",
     )
     repetition_penalty: float = param(
-        1.1, "Repetition penalty", "Above 1 makes tokens already in the text less likely: fewer loops.",
-        range=Range(1.0, 2.0, step=0.01), passed_as="repetition_penalty",
+        1.1,
+        "Repetition penalty",
+        "Above 1 makes tokens already in the text less likely: fewer loops.",
+        range=Range(1.0, 2.0, step=0.01),
+        passed_as="repetition_penalty",
     )
     do_sample: bool = param(
-        True, "Sample (off = greedy)", "Off: always the single likeliest token (reproducible, prone to loops).",
+        True,
+        "Sample (off = greedy)",
+        "Off: always the single likeliest token (reproducible, prone to loops).",
         passed_as="do_sample",
     )
-    seed: int = param(-1, "Seed (-1 = random; the seed used is shown after generating)", range=SEED_RANGE, widget="number")
+    seed: int = param(
+        -1, "Seed (-1 = random; the seed used is shown after generating)", range=SEED_RANGE, widget="number"
+    )
     # A prompt too long for the context: False refuses it with a message; True drops its oldest
     # tokens (left truncation) and says how many in the update's `truncated_tokens`.
     truncate_prompt: bool = param(False, "Truncate a too-long prompt from the left (off = refuse it with a message)")
     # Off by default: recording costs a softmax and a top-k per token and makes every streamed
     # update longer (benchmarks/token_view.py measures it); the updates' `tokens` are None then.
     token_probabilities: bool = param(
-        False, "Record token probabilities (the token view)",
+        False,
+        "Record token probabilities (the token view)",
         "Each generated token with the probability the model gave it and its top alternatives, after temperature, top-k, top-p and the repetition penalty.",
     )
 
@@ -120,9 +143,13 @@ class NextTokenParams:
 
     # 50: more bars than a chart can label legibly; the rest of the distribution is summed up
     # in `top_k_probability` and `entropy_bits`.
-    top_k: int = param(10, "Next tokens shown", "How many of the likeliest next tokens to list.", range=Range(1, 50, integer=True))
+    top_k: int = param(
+        10, "Next tokens shown", "How many of the likeliest next tokens to list.", range=Range(1, 50, integer=True)
+    )
     temperature: float = param(
-        1.0, "Temperature", "The model's scores are divided by it before the softmax: below 1 the distribution sharpens, above 1 it flattens.",
+        1.0,
+        "Temperature",
+        "The model's scores are divided by it before the softmax: below 1 the distribution sharpens, above 1 it flattens.",
         range=TEMPERATURE_RANGE,
     )
 
@@ -163,16 +190,32 @@ class StreamStats:
         if self._on_text is not None:
             self._on_text()
 
-    def update(self, seed: int, params: TextParams, done: bool, stopped: bool = False, truncated_tokens: int = 0,
-               truncated_chars: int = 0) -> TextUpdate:
+    def update(
+        self,
+        seed: int,
+        params: TextParams,
+        done: bool,
+        stopped: bool = False,
+        truncated_tokens: int = 0,
+        truncated_chars: int = 0,
+    ) -> TextUpdate:
         now, first = time.perf_counter(), self.first_token_at
         decode_time = now - first if first else 0.0
         rate = (self.new_tokens - 1) / decode_time if first and self.new_tokens > 1 and decode_time > 0 else None
         return TextUpdate(
-            text=self.text, new_tokens=self.new_tokens, seed=seed, ttft_s=first - self.started if first else None,
-            tokens_per_s=rate, elapsed_s=now - self.started, done=done, stopped=stopped,
-            truncated_tokens=truncated_tokens, truncated_chars=truncated_chars, params=asdict(params) | {"seed": seed},
-            tokens=None if self.tokens is None else list(self.tokens), tokens_unavailable=self.tokens_unavailable,
+            text=self.text,
+            new_tokens=self.new_tokens,
+            seed=seed,
+            ttft_s=first - self.started if first else None,
+            tokens_per_s=rate,
+            elapsed_s=now - self.started,
+            done=done,
+            stopped=stopped,
+            truncated_tokens=truncated_tokens,
+            truncated_chars=truncated_chars,
+            params=asdict(params) | {"seed": seed},
+            tokens=None if self.tokens is None else list(self.tokens),
+            tokens_unavailable=self.tokens_unavailable,
         )
 
 
@@ -214,7 +257,9 @@ class TextGenerator(ABC):
         done or `stop` is set; returns what the final update adds ({"truncated_tokens": n},
         or the server's own {"new_tokens": n})."""
 
-    def stream(self, prompt: str, params: TextParams | None = None, stop: threading.Event | None = None) -> Iterator[TextUpdate]:
+    def stream(
+        self, prompt: str, params: TextParams | None = None, stop: threading.Event | None = None
+    ) -> Iterator[TextUpdate]:
         """Yield an update each time the continuation grows, then a final one (`done`).
         Closing this iterator, or setting `stop`, ends the computation itself."""
         params = self.check_inputs(prompt, params or self.default_params())
@@ -237,9 +282,14 @@ class TextGenerator(ABC):
                     stats[0].new_tokens = ending["new_tokens"]
                 if ending.get("tokens_unavailable"):  # e.g. a server that sent no log-probabilities
                     stats[0].tokens, stats[0].tokens_unavailable = None, ending["tokens_unavailable"]
-                yield stats[0].update(seed, params, done=True, stopped=stop.is_set(),
-                                      truncated_tokens=ending.get("truncated_tokens", 0),
-                                      truncated_chars=ending.get("truncated_chars", 0))
+                yield stats[0].update(
+                    seed,
+                    params,
+                    done=True,
+                    stopped=stop.is_set(),
+                    truncated_tokens=ending.get("truncated_tokens", 0),
+                    truncated_chars=ending.get("truncated_chars", 0),
+                )
 
     def generate(self, prompt: str, params: TextParams | None = None) -> TextUpdate:
         """The whole continuation at once (the last update of `stream`)."""
@@ -257,7 +307,9 @@ class TextGenerator(ABC):
 
     def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
         """`next_tokens` for checked inputs, on a worker thread (models that can override this)."""
-        raise InputError("model", f"'{self.name}' cannot show its next-token distribution; choose a model that runs in this app")
+        raise InputError(
+            "model", f"'{self.name}' cannot show its next-token distribution; choose a model that runs in this app"
+        )
 
     def close(self) -> None:  # noqa: B027 - a default that does nothing, not an abstract method
         """Release what the generator holds (the registry calls this when it unloads it)."""

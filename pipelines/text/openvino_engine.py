@@ -93,8 +93,14 @@ class _Exportable(torch.nn.Module):
         hidden = transformer.wte(input_ids) + transformer.wpe(positions)
         presents = []
         for index, block in enumerate(transformer.h):
-            out, key, value = self._attention(block.attn.attention, block.ln_1(hidden), past[2 * index],
-                                              past[2 * index + 1], beam_idx, self.local[index])
+            out, key, value = self._attention(
+                block.attn.attention,
+                block.ln_1(hidden),
+                past[2 * index],
+                past[2 * index + 1],
+                beam_idx,
+                self.local[index],
+            )
             hidden = hidden + out
             hidden = hidden + block.mlp(block.ln_2(hidden))
             presents += [key, value]
@@ -118,8 +124,11 @@ def convert(model):
         raise ValueError(f"the openvino engine supports GPT-Neo models only, not {config.model_type!r}")
     layers, heads = config.num_layers, config.num_heads
     head_dim = config.hidden_size // heads
-    example = (torch.ones(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.int32),
-               *[torch.zeros(1, heads, 1, head_dim) for _ in range(2 * layers)])
+    example = (
+        torch.ones(1, 2, dtype=torch.long),
+        torch.zeros(1, dtype=torch.int32),
+        *[torch.zeros(1, heads, 1, head_dim) for _ in range(2 * layers)],
+    )
     shapes = [(ov.PartialShape([1, -1]), ov.Type.i64), (ov.PartialShape([-1]), ov.Type.i32)]
     shapes += [(ov.PartialShape([1, heads, -1, head_dim]), ov.Type.f32)] * (2 * layers)
     with torch.no_grad():
@@ -158,8 +167,13 @@ def compress(ov_model, weights: str):
     if weights == "int4":
         # a layer narrower than a group (the tests' tiny model) gets the largest power-of-two group that fits
         adjust = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
-        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP_SIZE,
-                                     ratio=1.0, advanced_parameters=adjust)
+        return nncf.compress_weights(
+            ov_model,
+            mode=nncf.CompressWeightsMode.INT4_SYM,
+            group_size=INT4_GROUP_SIZE,
+            ratio=1.0,
+            advanced_parameters=adjust,
+        )
     raise ValueError(f"unknown weight format {weights!r}; use one of {', '.join(WEIGHT_FORMATS)}")
 
 
@@ -171,7 +185,9 @@ def export(model, folder: Path, weights: str, progress_label: str = "model") -> 
     from tqdm.auto import tqdm
 
     stages = ["tracing the model", f"compressing the weights to {weights}", "saving"]
-    with tqdm(total=len(stages), desc=f"{progress_label}: OpenVINO export (once; ~{EXPORT_TIME_HINT})", unit="stage") as bar:
+    with tqdm(
+        total=len(stages), desc=f"{progress_label}: OpenVINO export (once; ~{EXPORT_TIME_HINT})", unit="stage"
+    ) as bar:
         bar.set_postfix_str(stages[0])
         ov_model = convert(model)
         bar.update()
@@ -189,7 +205,10 @@ def export(model, folder: Path, weights: str, progress_label: str = "model") -> 
 # -- 2. the cache on disk ---------------------------------------------------------------------------
 def default_cache_dir() -> Path:
     """$ML_STUDIO_CACHE, or ~/.cache/ml-studio: exported models survive restarts (a Space's disk too)."""
-    root = os.environ.get("ML_STUDIO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ml-studio"
+    root = (
+        os.environ.get("ML_STUDIO_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ml-studio"
+    )
     return Path(root) / "openvino"
 
 
@@ -304,8 +323,13 @@ class OpenVINOCausalLM(PreTrainedModel, GenerationMixin):
         self._length += ids.shape[1]
         return torch.from_numpy(np.array(logits[0, -1], dtype=np.float32))
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, use_cache: bool | None = True,
-                return_dict: bool | None = True) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = True,
+        return_dict: bool | None = True,
+    ) -> CausalLMOutputWithPast:
         if input_ids.shape[0] != 1:
             raise ValueError(f"the OpenVINO engine runs one sequence at a time, not a batch of {input_ids.shape[0]}")
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -318,15 +342,24 @@ class OpenVINOCausalLM(PreTrainedModel, GenerationMixin):
         self.reset()  # a new sequence
         return super().generate(*args, **kwargs)
 
-    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False, streamer=None,
-                **model_kwargs):
+    def _sample(
+        self,
+        input_ids,
+        logits_processor,
+        stopping_criteria,
+        generation_config,
+        synced_gpus=False,
+        streamer=None,
+        **model_kwargs,
+    ):
         """GenerationMixin._sample for one sequence on a CPU: the processors and stopping criteria
         `generate` prepared, each step's token from `sampling.next_token`."""
         from pipelines.text.sampling import next_token
 
         if not self.fast_sampling:
-            return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus,
-                                   streamer, **model_kwargs)
+            return super()._sample(
+                input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, streamer, **model_kwargs
+            )
         if generation_config.return_dict_in_generate:
             raise ValueError("the OpenVINO engine's generate returns the token ids only, not return_dict_in_generate")
         outputs = self._prefill(input_ids, generation_config, model_kwargs)
@@ -339,8 +372,9 @@ class OpenVINOCausalLM(PreTrainedModel, GenerationMixin):
                 streamer.put(token)
             if bool(stopping_criteria(input_ids, None).any()):
                 break
-            inputs = self.prepare_inputs_for_generation(input_ids, next_sequence_length=1 if model_kwargs["use_cache"] else None,
-                                                        **model_kwargs)
+            inputs = self.prepare_inputs_for_generation(
+                input_ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
+            )
             outputs = self(**inputs, return_dict=True)
         if streamer is not None:
             streamer.end()

@@ -108,7 +108,9 @@ class LocalTextGenerator(TextGenerator):
         if placement.device == "cpu" and entry.cpu_speedups.engine == "openvino":
             return OpenVINOTextGenerator.from_entry(entry)
         tokenizer = AutoTokenizer.from_pretrained(entry.source, **from_pretrained_kwargs(entry))
-        model = AutoModelForCausalLM.from_pretrained(entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            entry.source, **from_pretrained_kwargs(entry), dtype=placement.dtype
+        )
         model.to(placement.device).eval()
         if tokenizer.pad_token_id is None:  # GPT-Neo has no pad token; EOS is the standard stand-in
             tokenizer.pad_token = tokenizer.eos_token
@@ -124,11 +126,17 @@ class LocalTextGenerator(TextGenerator):
 
     def check_inputs(self, prompt: object, params: TextParams) -> TextParams:
         params = super().check_inputs(prompt, params)
-        return refuse_unsupported(params, self.IMPLEMENTED | passed_fields(type(params)), f"'{self.name}' ({self.placement})")
+        return refuse_unsupported(
+            params, self.IMPLEMENTED | passed_fields(type(params)), f"'{self.name}' ({self.placement})"
+        )
 
     def why_no_token_probabilities(self) -> str | None:
         untaken = untaken_warpers(self.model.generation_config)
-        return f"'{self.name}' samples with {', '.join(untaken)} (its generation config), which the token view cannot record" if untaken else None
+        return (
+            f"'{self.name}' samples with {', '.join(untaken)} (its generation config), which the token view cannot record"
+            if untaken
+            else None
+        )
 
     # -- 1. the prompt's length (the other checks are the contract's) ---------------------
     def prompt_inputs(self, prompt: str, params: TextParams) -> tuple[dict, dict]:
@@ -211,18 +219,35 @@ class OpenVINOTextGenerator(LocalTextGenerator):
         weights = entry.cpu_speedups.weights
         source = Path(entry.source).expanduser()
         fingerprint = engine.local_fingerprint(source) if source.is_dir() else ""
-        key = engine.cache_key(entry.source, entry.revision or getattr(config, "_commit_hash", None), weights, fingerprint)
-        root = Path(entry.cpu_speedups.cache_dir).expanduser() if entry.cpu_speedups.cache_dir else engine.default_cache_dir()
+        key = engine.cache_key(
+            entry.source, entry.revision or getattr(config, "_commit_hash", None), weights, fingerprint
+        )
+        root = (
+            Path(entry.cpu_speedups.cache_dir).expanduser()
+            if entry.cpu_speedups.cache_dir
+            else engine.default_cache_dir()
+        )
 
         def build(folder: Path) -> None:
-            log.info("%s: exporting to OpenVINO with %s weights into %s, once (about %s)",
-                     entry.name, weights, root, engine.EXPORT_TIME_HINT)
+            log.info(
+                "%s: exporting to OpenVINO with %s weights into %s, once (about %s)",
+                entry.name,
+                weights,
+                root,
+                engine.EXPORT_TIME_HINT,
+            )
             model = AutoModelForCausalLM.from_pretrained(entry.source, **kwargs, dtype=torch.float32).eval()
             engine.export(model, folder, weights, progress_label=entry.name)
 
         xml, export_s = engine.cached_export(root / key, build)
         if export_s is not None:
-            log.info("%s: exported to OpenVINO (%s weights) in %.0f s; later starts reuse %s", entry.name, weights, export_s, xml.parent)
+            log.info(
+                "%s: exported to OpenVINO (%s weights) in %.0f s; later starts reuse %s",
+                entry.name,
+                weights,
+                export_s,
+                xml.parent,
+            )
         model = engine.OpenVINOCausalLM(xml, weights, config)
         return cls(entry, model, tokenizer, generation_config, f"cpu/openvino {weights}")
 

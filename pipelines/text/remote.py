@@ -36,7 +36,16 @@ from pipelines.text.contract import (
 
 # The parameters an OpenAI-compatible request carries (in the dialect of `server`); any other
 # parameter must keep its default, since the server would ignore it.
-OPENAI_SENDS = {"max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "seed", "token_probabilities"}
+OPENAI_SENDS = {
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "do_sample",
+    "seed",
+    "token_probabilities",
+}
 
 
 class OpenAITextGenerator(TextGenerator):
@@ -53,12 +62,17 @@ class OpenAITextGenerator(TextGenerator):
 
         d = entry.defaults
         if entry.server == "openai" and (d.top_k != 0 or d.repetition_penalty != 1.0):
-            raise ModelLoadError(entry.name, "its server (server: openai) has no top_k or repetition_penalty; set "
-                                 "`defaults: {top_k: 0, repetition_penalty: 1.0}` for it in models.yaml.")
+            raise ModelLoadError(
+                entry.name,
+                "its server (server: openai) has no top_k or repetition_penalty; set "
+                "`defaults: {top_k: 0, repetition_penalty: 1.0}` for it in models.yaml.",
+            )
         base_url = entry.url.rstrip("/")
         base_url = base_url if base_url.endswith("/v1") else base_url + "/v1"
         # No retries: a server that is down should say so now, not after three attempts.
-        client = openai.OpenAI(base_url=base_url, api_key=api_key(entry) or "none", timeout=entry.timeout_s, max_retries=0)
+        client = openai.OpenAI(
+            base_url=base_url, api_key=api_key(entry) or "none", timeout=entry.timeout_s, max_retries=0
+        )
         client.models.list()  # reachable? (fails here, at load, with the server's address)
         return cls(entry, client)
 
@@ -69,29 +83,52 @@ class OpenAITextGenerator(TextGenerator):
         return None  # asked for as `logprobs`; a server that sends none is reported after the stream
 
     def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
-        raise InputError("model", f"'{self.name}' runs on an OpenAI-compatible server, which returns a few log-probabilities of "
-                         "the tokens it samples, not the whole next-token distribution; choose a model that runs in this app")
+        raise InputError(
+            "model",
+            f"'{self.name}' runs on an OpenAI-compatible server, which returns a few log-probabilities of "
+            "the tokens it samples, not the whole next-token distribution; choose a model that runs in this app",
+        )
 
     def check_inputs(self, prompt: object, params: TextParams) -> TextParams:
         params = super().check_inputs(prompt, params)
         if params.truncate_prompt:  # the server's context length is not known here
-            raise InputError("truncate_prompt", f"'{self.name}' runs on a server that cannot drop the start of a prompt; shorten the prompt instead")
+            raise InputError(
+                "truncate_prompt",
+                f"'{self.name}' runs on a server that cannot drop the start of a prompt; shorten the prompt instead",
+            )
         if self.entry.server == "openai":  # the standard API has no top_k or repetition_penalty
             if params.top_k != 0:
-                raise InputError("top_k", f"'{self.name}' runs on a server without top_k; set it to 0 (off), got {params.top_k}")
+                raise InputError(
+                    "top_k", f"'{self.name}' runs on a server without top_k; set it to 0 (off), got {params.top_k}"
+                )
             if params.repetition_penalty != 1.0:
-                raise InputError("repetition_penalty", f"'{self.name}' runs on a server without it; set it to 1.0 (off), got {params.repetition_penalty}")
-        return refuse_unsupported(params, OPENAI_SENDS | {"truncate_prompt"}, f"'{self.name}' runs on an OpenAI-compatible server that")
+                raise InputError(
+                    "repetition_penalty",
+                    f"'{self.name}' runs on a server without it; set it to 1.0 (off), got {params.repetition_penalty}",
+                )
+        return refuse_unsupported(
+            params, OPENAI_SENDS | {"truncate_prompt"}, f"'{self.name}' runs on an OpenAI-compatible server that"
+        )
 
     def request(self, prompt: str, params: TextParams, seed: int) -> dict:
         """The completions request body, in the dialect of `server`."""
-        body = dict(model=self.entry.remote_model, prompt=prompt, max_tokens=params.max_new_tokens, seed=seed, stream=True)
+        body = dict(
+            model=self.entry.remote_model, prompt=prompt, max_tokens=params.max_new_tokens, seed=seed, stream=True
+        )
         if params.token_probabilities:
             body["logprobs"] = TOP_ALTERNATIVES
         if self.entry.server == "transformers":
             # `transformers serve` rejects unknown fields; it takes any generate() option here.
-            sampling = dict(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                            repetition_penalty=params.repetition_penalty) if params.do_sample else {"repetition_penalty": params.repetition_penalty}
+            sampling = (
+                dict(
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    repetition_penalty=params.repetition_penalty,
+                )
+                if params.do_sample
+                else {"repetition_penalty": params.repetition_penalty}
+            )
             config = dict(max_new_tokens=params.max_new_tokens, do_sample=params.do_sample, **sampling)
             return body | {"extra_body": {"generation_config": json.dumps(config)}}
         # OpenAI convention: temperature 0 is greedy decoding.
@@ -128,7 +165,9 @@ class OpenAITextGenerator(TextGenerator):
         # the server's count when it gives one (a chunk may hold several tokens)
         ending = {} if completion_tokens is None else {"new_tokens": completion_tokens}
         if params.token_probabilities and not logprobs_seen and text:
-            ending["tokens_unavailable"] = f"the server of '{self.name}' at {self.entry.url} returned no log-probabilities (`logprobs`)"
+            ending["tokens_unavailable"] = (
+                f"the server of '{self.name}' at {self.entry.url} returned no log-probabilities (`logprobs`)"
+            )
         return ending
 
 
@@ -141,13 +180,24 @@ def tokens_from_logprobs(logprobs) -> list[TokenProbability]:
     for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs or [], tops):
         probability = math.exp(logprob) if logprob is not None else 0.0
         ranked = sorted((top or {}).items(), key=lambda item: -item[1])[:TOP_ALTERNATIVES]
-        alternatives = [TokenChoice(token=t, id=None, probability=math.exp(lp), rank=r) for r, (t, lp) in enumerate(ranked, start=1)]
+        alternatives = [
+            TokenChoice(token=t, id=None, probability=math.exp(lp), rank=r) for r, (t, lp) in enumerate(ranked, start=1)
+        ]
         rank = next((a["rank"] for a in alternatives if a["token"] == token), None)
         if rank is None:  # not among the likeliest: its rank is unknown, past theirs
             rank = len(alternatives) + 1
             alternatives.append(TokenChoice(token=token, id=None, probability=probability, rank=rank))
-        tokens.append(TokenProbability(token=token, id=None, probability=probability, rank=rank, text=token,
-                                       most_likely=rank == 1, alternatives=alternatives))
+        tokens.append(
+            TokenProbability(
+                token=token,
+                id=None,
+                probability=probability,
+                rank=rank,
+                text=token,
+                most_likely=rank == 1,
+                alternatives=alternatives,
+            )
+        )
     return tokens
 
 
@@ -159,11 +209,17 @@ def openai_errors_named(entry: ModelEntry):
     try:
         yield
     except openai.APITimeoutError as err:
-        raise RemoteModelError(entry, f"no answer within {entry.timeout_s:g} s (timeout_s); the server is busy or stuck") from err
+        raise RemoteModelError(
+            entry, f"no answer within {entry.timeout_s:g} s (timeout_s); the server is busy or stuck"
+        ) from err
     except openai.APIConnectionError as err:
-        raise RemoteModelError(entry, f"cannot connect ({err.__cause__ or err}); check that the server is running") from err
+        raise RemoteModelError(
+            entry, f"cannot connect ({err.__cause__ or err}); check that the server is running"
+        ) from err
     except openai.APIStatusError as err:
-        raise RemoteModelError(entry, f"the server refused the request (HTTP {err.status_code}): {_error_detail(err)}") from err
+        raise RemoteModelError(
+            entry, f"the server refused the request (HTTP {err.status_code}): {_error_detail(err)}"
+        ) from err
     except openai.OpenAIError as err:
         raise RemoteModelError(entry, _error_detail(err)) from err
 
@@ -191,7 +247,10 @@ class GradioTextGenerator(GradioRemote, TextGenerator):
 
     def next_token_distribution(self, prompt: str, params: NextTokenParams) -> NextTokens:
         if "/next_tokens" not in self.parameters:
-            raise RemoteModelError(self.entry, "the remote app has no /next_tokens endpoint: the next-token explorer is not available for it")
+            raise RemoteModelError(
+                self.entry,
+                "the remote app has no /next_tokens endpoint: the next-token explorer is not available for it",
+            )
         *_shown, result = self.call("/next_tokens", prompt=prompt, **asdict(params))
         return result
 
@@ -216,4 +275,6 @@ class GradioTextGenerator(GradioRemote, TextGenerator):
             stats.tokens = list(details["tokens"])
         stats.text_arrived(text)
         ending = {key: details.get(key, 0) for key in ("new_tokens", "truncated_tokens", "truncated_chars")}
-        return ending | ({"tokens_unavailable": details["tokens_unavailable"]} if details.get("tokens_unavailable") else {})
+        return ending | (
+            {"tokens_unavailable": details["tokens_unavailable"]} if details.get("tokens_unavailable") else {}
+        )

@@ -50,7 +50,9 @@ def next_token(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch
         return choice if tokens is None else int(tokens[choice])
 
 
-def draw_distribution(processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+def draw_distribution(
+    processors: LogitsProcessorList, ids: torch.Tensor, logits: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(tokens, probabilities): what sampling draws from after `processors`; tokens None means the
     whole vocabulary (probabilities [vocab]), otherwise the top-k ids and theirs."""
     top_k_at = next((i for i, p in enumerate(processors) if isinstance(p, TopKLogitsWarper)), None)

@@ -57,8 +57,12 @@ def fuse_gelu(model: torch.nn.Module) -> int:
     """Replace transformers' NewGELUActivation modules by the fused GELUTanh (same function); returns how many."""
     from transformers.activations import GELUTanh, NewGELUActivation
 
-    swaps = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
-             if type(child) is NewGELUActivation]
+    swaps = [
+        (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is NewGELUActivation
+    ]
     for parent, name in swaps:
         setattr(parent, name, GELUTanh())
     return len(swaps)
@@ -82,5 +86,7 @@ def model_memory_mb(model: torch.nn.Module) -> float:
     for module in model.modules():
         if isinstance(module, DynamicQuantizedLinear):  # packed int8 weight, outside parameters()
             weight, bias = module._weight_bias()
-            total += weight.numel() * weight.element_size() + (bias.numel() * bias.element_size() if bias is not None else 0)
+            total += weight.numel() * weight.element_size() + (
+                bias.numel() * bias.element_size() if bias is not None else 0
+            )
     return total / 2**20

@@ -97,13 +97,19 @@ class TokenRecorder(LogitsProcessor):
         alternatives = [self.choice(i, p, r) for r, (i, p) in enumerate(zip(top_ids, top_probs), start=1) if p > 0]
         if token_id not in top_ids:
             alternatives.append(self.choice(token_id, probability, rank))
-        token = TokenProbability(**self.choice(token_id, probability, rank), text=self.new_text(token_id),
-                                 most_likely=rank == 1, alternatives=alternatives)
+        token = TokenProbability(
+            **self.choice(token_id, probability, rank),
+            text=self.new_text(token_id),
+            most_likely=rank == 1,
+            alternatives=alternatives,
+        )
         self._tokens.append(token)
         self.report(token)
 
     def choice(self, token_id: int, probability: float, rank: int) -> TokenChoice:
-        return TokenChoice(token=self.tokenizer.decode([token_id]), id=int(token_id), probability=significant(probability), rank=rank)
+        return TokenChoice(
+            token=self.tokenizer.decode([token_id]), id=int(token_id), probability=significant(probability), rank=rank
+        )
 
     def new_text(self, token_id: int) -> str:
         """What this token adds to the decoded text; "" while it holds part of a character."""
@@ -111,30 +117,41 @@ class TokenRecorder(LogitsProcessor):
         text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # a character split over tokens: its last token shows it
             return ""
-        piece, self._shown = text[len(self._shown):], text
+        piece, self._shown = text[len(self._shown) :], text
         return piece
 
     def finish(self) -> None:
         """Give a character still incomplete at the end (shown as \ufffd) to the last token."""
         text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
         if self._tokens and len(text) > len(self._shown):
-            self._tokens[-1]["text"] += text[len(self._shown):]
+            self._tokens[-1]["text"] += text[len(self._shown) :]
             self._shown = text
 
 
 @torch.inference_mode()
-def next_token_distribution(last_logits, tokenizer, prompt: str, params: NextTokenParams, context_length: int) -> NextTokens:
+def next_token_distribution(
+    last_logits, tokenizer, prompt: str, params: NextTokenParams, context_length: int
+) -> NextTokens:
     """The model's distribution over the token after `prompt` at `params.temperature`;
     `last_logits(input_ids)` runs the model (PyTorch or OpenVINO) and returns the last position's logits."""
     input_ids = tokenizer(prompt, return_tensors="pt", verbose=False)["input_ids"]
     if input_ids.shape[1] > context_length:
-        raise InputError("prompt", f"is {input_ids.shape[1]} tokens; the model reads at most {context_length}. Shorten it.")
+        raise InputError(
+            "prompt", f"is {input_ids.shape[1]} tokens; the model reads at most {context_length}. Shorten it."
+        )
     logits = last_logits(input_ids).float()
     log_probs = torch.log_softmax(logits / params.temperature, dim=-1)
     probs = log_probs.exp()
     entropy_bits = float(-(probs * log_probs).nansum()) / math.log(2)  # nansum: 0 * log 0 counts as 0
     top = probs.topk(min(params.top_k, probs.numel()))
-    tokens = [TokenChoice(token=tokenizer.decode([i]), id=i, probability=significant(p), rank=rank)
-              for rank, (i, p) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1)]
-    return NextTokens(prompt_tokens=int(input_ids.shape[1]), temperature=params.temperature, tokens=tokens,
-                      top_k_probability=significant(float(top.values.sum())), entropy_bits=round(entropy_bits, 4))
+    tokens = [
+        TokenChoice(token=tokenizer.decode([i]), id=i, probability=significant(p), rank=rank)
+        for rank, (i, p) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1)
+    ]
+    return NextTokens(
+        prompt_tokens=int(input_ids.shape[1]),
+        temperature=params.temperature,
+        tokens=tokens,
+        top_k_probability=significant(float(top.values.sum())),
+        entropy_bits=round(entropy_bits, 4),
+    )
