@@ -37,7 +37,8 @@ OUTPUT_CACHE_LIFETIME_S = (600, 3600)
 # groups keep answering.
 DEFAULT_MAX_QUEUE = 64
 # Groups whose requests hold a core for minutes (a training, up to an hour; a model's zip): a short
-# backlog, never more than --max-queue. (The Train tab's preview, one at a time, takes ~1 s.)
+# backlog, never more than --max-queue. (The Train tab's preview, one at a time, takes ~1 s:
+# `python -m benchmarks.hostile --only previews`.)
 GROUP_MAX_QUEUE = {train_tab.CONCURRENCY_ID: 4, "trained_model_files": 8}
 # One session's waiting requests, all groups together (HTTP 429 beyond). A page has at most one
 # request of each of its ~10 queued events waiting (a button sends one at a time); 32 leaves room
@@ -49,16 +50,16 @@ SESSION_MAX_QUEUE = 32
 SESSION_GROUP_MAX_QUEUE = {train_tab.CONCURRENCY_ID: 1, "train_preview": 2, "trained_model_files": 2}
 # Sessions whose state Gradio keeps, least recently used evicted first (its default: 10,000).
 # With ui.request_limits.LeanSessionState a new session costs ~60 KB of RSS (`python -m
-# benchmarks.hostile --only sessions`; ~400 KB with Gradio's own), so at most ~60 MB. An open page
+# benchmarks.hostile --only sessions`), so at most ~60 MB. An open page
 # stays recent (its status panel refreshes every 5 s); an evicted session that comes back starts
 # from the page's defaults on the server (the Train tab's model list may need a reload).
 STATE_SESSION_CAPACITY = 1000
 
 # How often Gradio's queue loop looks for new requests when it is free (its default: every 1 ms)
-# and for progress to send (default 10 ms). On 2 vCPUs the 1 ms polling costs 3% of a core while
-# idle and ~130 ms of CPU per image request, taken from the model computing on both cores
-# (benchmarks/image.py: the app's pipeline ran ~8% slower than the same pipeline alone). At 10 ms
-# a request starts at most 10 ms later; progress bars still update 20 times a second.
+# and for progress to send (default 10 ms). 10 ms: on 2 vCPUs the 1 ms polling takes CPU from the
+# model computing on both cores (`python -m benchmarks.image` measures the app against the same
+# pipeline alone). At 10 ms a request starts at most 10 ms later; progress bars still update 20
+# times a second.
 QUEUE_POLL_S = 0.01
 PROGRESS_POLL_S = 0.05
 

@@ -75,7 +75,8 @@ def generate_image(
     # Every step and heartbeat yields, so that a Stop can close this handler between steps.
     # Until a preview is shown, those yields clear the outputs (the previous run's images and
     # seeds go away as this run starts): cheap, where gr.skip() makes Gradio rebuild the
-    # Gallery component (~4 ms of the server's event loop each time, taken from the model).
+    # Gallery component on the server's event loop each time, taking CPU from the model
+    # (`python -m benchmarks.request_overhead` measures what a request costs besides the model).
     # The third output, the server-side list of this run's PNGs, is emptied likewise.
     no_change = (None, None, [])
     result = None

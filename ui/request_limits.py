@@ -196,11 +196,12 @@ def declared_length(scope) -> int | None:
 
 class LeanSessionState(SessionState):
     """Gradio's per-session state without `config_values`: Gradio 6.31 builds, for every new
-    session, a copy of every component's config (~335 KB and ~45 ms of CPU for this app's 200
-    components) and then keeps each input and output value of the session's events in it, until
-    the session is evicted (`state_session_capacity`). It reads that copy only to make deep links
-    (gr.DeepLinkButton), which this app does not have. What a session changes (gr.State values,
-    components updated by its events) is kept as Gradio keeps it."""
+    session, a copy of every component's config (this app has ~200 components; `python -m
+    benchmarks.hostile --only sessions` measures what a session costs) and then keeps each input
+    and output value of the session's events in it, until the session is evicted
+    (`state_session_capacity`). It reads that copy only to make deep links (gr.DeepLinkButton),
+    which this app does not have. What a session changes (gr.State values, components updated by
+    its events) is kept as Gradio keeps it."""
 
     def __init__(self, blocks):
         # Gradio's own __init__, given no blocks to copy the config of: it then builds an empty

@@ -31,8 +31,8 @@ def serving_info(source: str) -> dict:
 
 class ClassificationCpuSpeedups(Strict):
     # bfloat16 weights and activations when the CPU has native bfloat16 (AVX512-BF16 or AMX)
-    # and the entry's dtype is auto; float32 elsewhere (emulated bfloat16 is slower). Measured
-    # by benchmarks/spam.py: same validation F1, batches 2.5x faster.
+    # and the entry's dtype is auto; float32 elsewhere (emulated bfloat16 is slower). Same
+    # validation F1, batches ~2.5x faster (`python -m benchmarks.spam --model DIR`).
     bfloat16: bool = False
 
 
@@ -93,7 +93,7 @@ class TrainingConfig(Strict):
     min_messages_per_class: int = Field(
         MIN_MESSAGES_PER_CLASS, ge=2, description="Fewer distinct ham or spam messages are refused."
     )
-    # How a training shares the machine with requests (measured by benchmarks/train_sharing.py):
+    # How a training shares the machine with requests (`python -m benchmarks.train_sharing`):
     # stepping aside = training at the lowest CPU priority and waiting before each of its linear
     # layers (forward and backward) while a request computes; threads = the torch threads it
     # trains on (0: all), leaving the other cores to requests (measured no better on 2 cores).

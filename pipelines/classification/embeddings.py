@@ -5,8 +5,8 @@ encoder, `Classifier.embed`), a 2-D map of them (PCA), and the messages nearest 
 A file is embedded once per (content, model, text column) and kept (`EmbeddingCache`), so that
 looking at one message after another costs one embedding each. The neighbours are one product
 of normalised vectors, not a vector index: for the 10,000 messages the map allows at most it
-takes about a millisecond (benchmarks/embeddings.py), far below the embedding itself, and an
-exact search needs no extra library and no index to build. No torch here: any classifier
+takes about a millisecond (`python -m benchmarks.embeddings`), far below the embedding itself,
+and an exact search needs no extra library and no index to build. No torch here: any classifier
 (local or remote) that gives embeddings will do.
 """
 

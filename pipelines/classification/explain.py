@@ -23,7 +23,7 @@ MAX_SEGMENTS = 128
 # Tokens of occlusion variants one explanation may send through the model: what 128 variants of
 # a 64-token SMS cost. A message the model reads more of is occluded in fewer, longer runs of
 # words (at least MIN_SEGMENTS), so an explanation of 512 tokens costs about that of an SMS
-# (`python -m benchmarks.hostile`: 128 variants of 512 tokens took 32 s of MiniLM on 2 cores).
+# (`python -m benchmarks.hostile --only requests` times both).
 TOKEN_BUDGET = 128 * 64
 MIN_SEGMENTS = 8
 

@@ -7,9 +7,9 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
 - Gradio can only close a streaming handler (Stop, a client that went away) while it waits at
   a `yield`, and a model call blocks for seconds: so the handler waits on the job here, wakes
   up with every update (or every `idle_every_s`), and closing it sets the job's Stop flag.
-- Long-lived threads keep a warm memory arena (a fresh thread per request made the image
-  benchmark's app/raw ratio 1.24 instead of 1.15), and each releases its OpenMP pool after
-  every job, so that no idle pool slows the thread computing next (`openmp.py`).
+- Long-lived threads keep a warm memory arena (a fresh thread per request slows the app
+  against the raw pipeline, which `python -m benchmarks.image` measures), and each releases its
+  OpenMP pool after every job, so that no idle pool slows the thread computing next (`openmp.py`).
 - A job runs in its caller's context (`contextvars`): Gradio's tqdm tracking (the Text tab's
   progress bar while a first load exports a model) finds the request it reports to.
 - A thread is renamed after the job it runs (e.g. `generate-GPT-Neo 1.3B`), so py-spy and
@@ -18,7 +18,7 @@ to the caller's thread) or `stream` (iterate the job's progress as it happens). 
   in a thread of its own at the lowest CPU priority, and calling `step_aside()` often (a
   training: before each linear layer, forward and backward), where it waits while any other
   job runs; so a /classify during a training has the CPU's cores almost as if idle
-  (benchmarks/train_sharing.py).
+  (`python -m benchmarks.train_sharing`).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ STOP_WAIT_S = 30.0
 # a steady stream of requests it still makes progress (a step every STEP_ASIDE_MAX_S at worst).
 STEP_ASIDE_MAX_S = 10.0
 # ... and it runs at this CPU priority (Linux nice, 19 the lowest): whenever a request's threads
-# (HTTP, the queue, the model) want a core, the scheduler gives it to them. Pausing alone left
-# /classify at 1.8x its idle latency during a training: most of a request's time is outside its
-# model job (benchmarks/train_sharing.py).
+# (HTTP, the queue, the model) want a core, the scheduler gives it to them. Pausing alone is not
+# enough: most of a request's time is outside its model job (`python -m benchmarks.train_sharing`
+# measures /classify during a training).
 STEP_ASIDE_NICE = 19
 
 _trimmer = IdleTrimmer()  # hands freed memory back to the OS once the jobs stop coming

@@ -52,8 +52,8 @@ class Settings(Strict):
         20000, ge=1, description="Most messages one uploaded batch file may hold."
     )
     # The embedding map and /similar embed a whole file once (then cached): 10,000 messages take
-    # ~25 s with a MiniLM-size encoder on 2 CPU cores (benchmarks/embeddings.py), and a scatter
-    # plot of more points gets slow in a browser.
+    # tens of seconds with a MiniLM-size encoder on 2 CPU cores (`python -m benchmarks.embeddings`
+    # measures 5,000), and a scatter plot of more points gets slow in a browser.
     embedding_map_max_rows: int = Field(
         10000, ge=1, description="Most messages a file for the embedding map (and /embed, /similar) may hold."
     )

@@ -22,8 +22,8 @@ from pipelines.core.errors import InputError
 MAX_CHARS_PER_TOKEN = 100
 # Memory a job may leave behind before the process hands freed memory back to the OS at once,
 # and how long the process must be idle before it hands back what a steady load of small jobs
-# left in glibc's arenas (under 10 rounds of `python -m benchmarks.load` RSS crept +7% without
-# it, and stayed flat with a trim between rounds).
+# left in glibc's arenas (without it RSS creeps under a steady load: `python -m benchmarks.load
+# --rounds 10` reads it after every round).
 TRIM_AFTER_GROWTH_MB = 64
 TRIM_WHEN_IDLE_S = 1.0
 
@@ -64,8 +64,8 @@ def rss_mb() -> float:
 
 
 def trim_heap(collect: bool = False) -> None:
-    """Ask glibc to return its free heap (every arena) to the OS (0.3-0.4 s beside sd-turbo's
-    weights, without the GIL); `collect`: a full garbage collection first (with the GIL)."""
+    """Ask glibc to return its free heap (every arena) to the OS (slow beside a large model's
+    weights, but without the GIL); `collect`: a full garbage collection first (with the GIL)."""
     with _trim_lock:
         if collect:
             gc.collect()
@@ -76,9 +76,10 @@ def trim_heap(collect: bool = False) -> None:
 def give_back_memory(rss_before_mb: float) -> bool:
     """After a job that grew the process by TRIM_AFTER_GROWTH_MB or more: trim the heap at once.
     Cheap when nothing grew; returns whether it trimmed. No garbage collection here: with models
-    loaded a full collection holds the GIL for ~0.4 s (570,000 objects with sd-turbo), while the
-    request that just finished still has to write its answer (it made /generate_image 0.35 s
-    slower per image); glibc's trim releases the GIL. The IdleTrimmer collects once jobs stop."""
+    loaded a full collection walks every object they hold with the GIL held, while the request
+    that just finished still has to write its answer (`python -m benchmarks.image --models
+    sd-turbo-img2img` measures the app against the raw pipeline); glibc's trim releases the GIL.
+    The IdleTrimmer collects once jobs stop."""
     if rss_mb() - rss_before_mb < TRIM_AFTER_GROWTH_MB:
         return False
     trim_heap(collect=False)

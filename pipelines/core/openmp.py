@@ -8,9 +8,9 @@ decoding runs hundreds of short parallel regions per token, each then paying a w
 
 A server computes on several long-lived threads (a model loaded in one, a classification
 batch in another, image generation in a worker pool, a text generation in its own thread),
-so after the first request every model would run throttled. Measured with GPT-Neo 1.3B int8
-on 2 cores (`python -m benchmarks.cpu_bounds --parts openmp`): 11.5 tokens/s in the main thread,
-9.4 in another thread while the main thread's idle pool is alive, 12.3 once it is released.
+so after the first request every model would run throttled: `python -m benchmarks.cpu_bounds
+--parts openmp` measures GPT-Neo 1.3B int8 in the main thread, in another thread while the main
+thread's idle pool is alive, and once that pool is released.
 
 `release_openmp_pool()` is therefore called when a long-lived thread finishes a piece of
 work (a model load, a request). It frees the calling thread's pool through the standard

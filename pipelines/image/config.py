@@ -52,7 +52,7 @@ class ImageLimits(Strict):
 
 
 class ImageCpuSpeedups(Strict):
-    """CPU-only speed-ups; on a GPU none of them is applied. Measured in benchmarks/image.py."""
+    """CPU-only speed-ups; on a GPU none of them is applied. `python -m benchmarks.image` measures each."""
 
     # bfloat16 weights and activations when the CPU has native bfloat16 (AVX512-BF16 or AMX)
     # and the entry's dtype is auto; elsewhere it stays float32 (emulated bfloat16 is slower).

@@ -9,12 +9,10 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-# zlib settings for the PNGs the app returns (lossless whatever they are). For the benchmark's
-# 512x512 sd-turbo image (`python -m benchmarks.cpu_bounds --parts png`): Pillow's default,
-# level 6, took 52 ms and 162 KB; level 1 12.7 ms and 206 KB; level 1 with zlib's run-length
-# strategy 11.9 ms and 178 KB. The default would add ~4% to an sd-turbo image's 1.4 s on a
-# CPU. Z_RLE is the strategy zlib's docs suggest for PNG data: near level 6's size at level 1's
-# speed.
+# zlib settings for the PNGs the app returns (lossless whatever they are): level 1 with zlib's
+# run-length strategy, the one zlib's docs suggest for PNG data, gives near the size of Pillow's
+# default (level 6) at level 1's speed; the default would add ~4% to an sd-turbo image on a CPU
+# (`python -m benchmarks.cpu_bounds --parts png` measures the three).
 PNG_COMPRESS_LEVEL = 1
 PNG_ZLIB_STRATEGY = zlib.Z_RLE
 

@@ -31,9 +31,8 @@ class TextCpuSpeedups(Strict):
     text/openvino_engine.py. bfloat16 is the entry's ordinary `dtype: bfloat16`."""
 
     # torch: PyTorch runs the model (with `quantize`); openvino: the model is exported once to
-    # OpenVINO with `weights` compressed (GPT-Neo only; the fastest on CPUs here: int4 ran at
-    # 1.26x int8_dynamic's tokens/s and 1.9 GB of peak memory instead of 2.3
-    # (7 GB while loading), `python -m benchmarks.textgen`). Needs the openvino and nncf packages.
+    # OpenVINO with `weights` compressed (GPT-Neo only; the fastest on CPUs here, with the least
+    # memory: `python -m benchmarks.textgen` measures both). Needs the openvino and nncf packages.
     engine: Literal["torch", "openvino"] = "torch"
     # torch engine: int8 weights for the linear layers with PyTorch's dynamic quantization;
     # none keeps them float.
@@ -44,7 +43,8 @@ class TextCpuSpeedups(Strict):
     # ~/.cache/ml-studio/openvino); an export takes minutes once, later starts reuse it.
     cache_dir: str | None = None
 
-    # Options that earlier versions offered and measurements retired: the message says what to use.
+    # Options no longer offered: an entry naming one is refused at start-up, the message saying
+    # what to use instead (why each was retired: benchmarks/README.md, "Options measured and retired").
     RETIRED: ClassVar[dict[str, tuple[object, str]]] = {
         "quantize": (
             "int8_torchao",

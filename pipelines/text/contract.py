@@ -81,7 +81,7 @@ class TextParams:
     # tokens (left truncation) and says how many in the update's `truncated_tokens`.
     truncate_prompt: bool = param(False, "Truncate a too-long prompt from the left (off = refuse it with a message)")
     # Off by default: recording costs a softmax and a top-k per token and makes every streamed
-    # update longer (benchmarks/token_view.py measures it); the updates' `tokens` are None then.
+    # update longer (`python -m benchmarks.token_view` measures it); the updates' `tokens` are None then.
     token_probabilities: bool = param(
         False,
         "Record token probabilities (the token view)",

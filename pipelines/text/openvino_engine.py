@@ -2,8 +2,8 @@
 
 Decoding one token reads every weight once, so a CPU's speed follows the bytes of weights.
 OpenVINO's CPU kernels run 4-bit weights (NNCF's data-free int4, symmetric, a scale per group of
-128 inputs) with float32 activations faster than PyTorch runs int8 (benchmarks/README.md, "Text
-generation"). How a model gets there, once per model, format and OpenVINO version:
+128 inputs) with float32 activations faster than PyTorch runs int8 (`python -m benchmarks.textgen`
+measures both). How a model gets there, once per model, format and OpenVINO version:
 
 1. the PyTorch model (float32) is wrapped in `_Exportable`, which takes the new token ids and the
    key/value cache of every layer and returns the last position's logits and the grown cache,
@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 # embedding and the LM head stay int8, NNCF's default backup).
 WEIGHT_FORMATS = ("float32", "int8", "int4")
 INT4_GROUP_SIZE = 128  # NNCF's default; smaller groups cost bytes per token for little quality here
-# How long exporting GPT-Neo 1.3B took here (45-57 s on 2 vCPUs, after loading its float32 weights), for the messages.
+# How long exporting GPT-Neo 1.3B takes on 2 vCPUs after loading its float32 weights, for the messages
+# (`python -m benchmarks.textgen` with an empty `--openvino-cache` exports it: `prepare_s`).
 EXPORT_TIME_HINT = "1 minute for GPT-Neo 1.3B once loaded"
 # Bumped when the export changes, so that older cached IRs are not reused.
 EXPORT_VERSION = 2
@@ -256,12 +257,12 @@ def cached_export(folder: Path, build: Callable[[Path], None]) -> tuple[Path, fl
 
 # -- 3. running it ----------------------------------------------------------------------------------
 def cpu_properties(weights: str, threads: int | None = None) -> dict:
-    """OpenVINO CPU plugin settings, each measured (benchmarks/README.md, "Text generation"):
-    float32 activations: OpenVINO's default on CPUs with native bfloat16 is bfloat16 inference,
-    which was much slower than float32 with compressed weights (Intel Xeon with AMX: int4 12.5-13.9
-    vs 19 tokens/s) and no faster on an AMD EPYC with AVX512-BF16; and one stream of latency-bound
-    work on as many threads as torch uses (OpenVINO's own default, physical cores only, would leave
-    a hyper-threaded 2-vCPU machine one thread; two ran 15% faster than one here).
+    """OpenVINO CPU plugin settings, each measured (`python -m benchmarks.openvino_settings
+    --weights int4`): float32 activations: OpenVINO's default on CPUs with native bfloat16 is
+    bfloat16 inference, much slower than float32 with compressed weights on an Intel Xeon with AMX
+    and no faster on an AMD EPYC with AVX512-BF16; and one stream of latency-bound work on as many
+    threads as torch uses (OpenVINO's own default, physical cores only, would leave a
+    hyper-threaded 2-vCPU machine one thread, slower than two).
     The float32 format also keeps its key/value cache in float32 (OpenVINO's default on CPUs is
     8-bit), so that it matches PyTorch: it is the reference."""
     properties = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
@@ -286,7 +287,8 @@ class OpenVINOCausalLM(PreTrainedModel, GenerationMixin):
 
     main_input_name = "input_ids"
     _is_stateful = True  # generate then refuses assisted decoding, which rewinds the cache
-    # False: generate's own sampling loop instead of `_sample` below (benchmarks/textgen.py compares them)
+    # False: generate's own sampling loop instead of `_sample` below (`python -m benchmarks.textgen
+    # --compare-routes` compares them)
     fast_sampling = True
 
     def __init__(self, xml_path: Path, weights: str, config, properties: dict | None = None, generation_config=None):

@@ -10,13 +10,13 @@ which a token at ~40 ms can feel (`python -m benchmarks.textgen --compare-routes
 
 - With top-k on, top-k and the top-p right after it run on the k best scores only, not the
   whole vocabulary, and the token is drawn among those k: the same distribution (top-k leaves at
-  most k tokens; ties at the k-th score take the full path), at a fraction of the cost. On
-  GPT-Neo's 50,257 scores one thread took ~5 ms to sort them for top-p, and `torch.multinomial`
-  ~1.7 ms to draw from them (it makes a random number per token), against ~0.1 ms for k = 50.
-  The processors after them (the token view's recorder, ...) see the whole vocabulary as usual.
+  most k tokens; ties at the k-th score take the full path), at a fraction of the cost: top-p
+  sorts all 50,257 of GPT-Neo's scores, and `torch.multinomial` makes a random number per token
+  (`python -m benchmarks.cpu_bounds --parts sampling` measures both draws). The processors after
+  them (the token view's recorder, ...) see the whole vocabulary as usual.
 - It runs on one thread: on [1, 50257] scores torch would split each operation over both cores,
   and with the engine's own threads (or anything else) busy, each such parallel region waits
-  for a core; top-p took 60 ms per token on two busy threads against 5 ms on one.
+  for a core.
 """
 
 from __future__ import annotations

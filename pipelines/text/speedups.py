@@ -5,22 +5,19 @@ of weights there are, not by arithmetic. int8 weights are a quarter of float32's
 
 - `quantize: int8_dynamic` — PyTorch's dynamic quantization of every `nn.Linear`
   (`torch.ao.quantization.quantize_dynamic`, fbgemm int8 kernels: weights int8 per tensor,
-  activations quantized per call). The fastest here (benchmarks/README.md, "Text generation").
+  activations quantized per call). The fastest here (`python -m benchmarks.textgen`).
   Deprecated in favour of torchao but still maintained in torch 2.13; its deprecation
   warnings are silenced here because we chose it knowingly, on measurements.
-- torchao's int8 configs are not offered: int8 weights + int8 activations
-  (`Int8DynamicActivationInt8WeightConfig`) ran at 4.92 tokens/s against int8_dynamic's 10.93
-  on GPT-Neo 1.3B (`python -m benchmarks.textgen`, 2 vCPUs; slower than bfloat16), and int8
-  weight-only was slower than float32 (4 vs 63 tokens/s on a 4-layer GPT-Neo of the 1.3B's width).
 - `dtype: bfloat16` (the entry's ordinary dtype field) halves the bytes without quantizing.
-- `torch.compile` is not offered: GPT-Neo has no static KV cache in transformers, so the shapes
-  change every token; with int8_dynamic it was 11% slower after minutes of compiling on 2 cores
-  (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`).
+- torchao's int8 configs and `torch.compile` are not offered: each was slower than int8_dynamic
+  (`python -m benchmarks.textgen --layers 4 --variants int8_dynamic,int8_dynamic+compile`
+  measures compile; every measurement: benchmarks/README.md, "Options measured and retired").
+  An entry naming one is refused (`TextCpuSpeedups.RETIRED` in config.py).
 
 Always, whatever the options: GPT-Neo's `gelu_new` activation (eight elementwise ops in
 Python) is swapped for PyTorch's fused tanh-approximated GELU, the same formula (outputs
-differ by ~1e-7): one kernel instead of eight; +3% tokens/s for GPT-Neo 1.3B int8 in one run,
-within noise in another (`python -m benchmarks.cpu_bounds --parts gelu`).
+differ by ~1e-7): one kernel instead of eight (`python -m benchmarks.cpu_bounds --parts gelu`
+measures it).
 
 Nothing here runs on a GPU: the speed-ups are CPU remedies (`LocalTextGenerator` skips them elsewhere).
 """

@@ -44,8 +44,9 @@ def untaken_warpers(generation_config) -> list[str]:
 
 
 def rank_of(probs: torch.Tensor, probability: float) -> int:
-    """1 + how many tokens are likelier. numpy on a CPU: torch's parallel comparison of 50,257
-    values took 14 ms on 2 busy cores (its OpenMP threads waiting for each other), numpy 0.01 ms."""
+    """1 + how many tokens are likelier. numpy on a CPU: on busy cores torch's parallel comparison
+    of 50,257 values waits for its OpenMP threads to get a core, numpy's runs in this thread alone
+    (`python -m benchmarks.token_view` times the recording alone)."""
     if probs.device.type == "cpu":
         return int(np.count_nonzero(probs.numpy() > probability)) + 1
     return int((probs > probability).sum()) + 1
