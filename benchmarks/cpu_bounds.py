@@ -8,9 +8,7 @@ Parts (`--parts`, default all):
 - linear: one token's linear layers of GPT-Neo 1.3B (24 x [4 x 2048->2048, 2048->8192,
   8192->2048] + the 2048->50257 LM head) as separate full-size layers, ms per pass, per
   weight format: float32, int8 dynamic (fbgemm), int8 weight-only `_weight_int8pack_mm`
-  (bfloat16 activations). (torchao's int4 CPU layout was measured here too, until torchao left
-  the test requirements: transformers imports it whenever it is installed, so the tests would
-  have run another code path than the app; see benchmarks/README.md.)
+  (bfloat16 activations).
 - openmp: GPT-Neo 1.3B int8 `generate` tokens/s in the main thread; in another thread while the
   main thread's idle OpenMP pool is alive; in another thread after it was released
   (pipelines/core/openmp.py).

@@ -261,8 +261,8 @@ def make_clients(url: str, count: int) -> list:
     from benchmarks.app_client import app_client
 
     # gradio_client opens a new httpx client for every request, and building its default SSL
-    # context costs ~25 ms of CPU each time: on this machine that CPU would be taken from the
-    # server under test. One shared context (loopback is plain http anyway) makes it ~3 ms.
+    # context costs ~25 ms of CPU each time (benchmarks/app_client.py), CPU taken from the server
+    # under test. One shared context (loopback is plain http anyway) is built once.
     shared_ssl_context = ssl.create_default_context()
 
     def make(_):

@@ -153,7 +153,7 @@ def convert(model, variant: str):
         return model.to(torch.bfloat16)
     quantize = {"int8_dynamic": "int8_dynamic", "int8_dynamic+compile": "int8_dynamic"}.get(variant, "none")
     model = apply_cpu_speedups(model, quantize=quantize)
-    if variant.endswith("compile"):  # measured to justify not offering it (pipelines/text/speedups.py)
+    if variant.endswith("compile"):  # measured to justify not offering it (benchmarks/README.md)
         # dynamic=True: the sequence grows by one token per step; without it every length recompiles
         model.forward = torch.compile(model.forward, dynamic=True)
     return model
