@@ -131,3 +131,26 @@ def test_image_defaults_must_fit_limits(tmp_path):
     )
     with pytest.raises(ConfigError, match="defaults.steps=30 is outside limits"):
         load_config(write(tmp_path, bad))
+
+
+def test_the_backends_an_entry_may_name_are_the_task_tables(tmp_path):
+    """A remote backend added to a task's row (pipelines/tasks.py) is accepted with no other change;
+    one the row does not name is refused naming the field and the row's backends."""
+    from pydantic import ValidationError
+
+    from pipelines.core.entry import ModelEntry
+    from pipelines.tasks import Task
+
+    class Entry(ModelEntry):
+        gpu_dtype = "float32"
+
+    Task("t", Entry, "m:Local", {"sdapi": "m:Remote"}, gpu_seconds=lambda **_: 1.0, tabs=("ui.t",))
+    assert Entry(name="R", backend="sdapi", url="http://h:7860").backend == "sdapi"
+    with pytest.raises(ValidationError, match="backend 'gradio' cannot serve this task; use one of: local, sdapi"):
+        Entry(name="R", backend="gradio", url="http://h:7860")
+    unknown = MINIMAL.replace("{name: T, source: some/lm}", "{name: T, backend: grpc, url: http://h:1}")
+    with pytest.raises(
+        ConfigError,
+        match=r"text\[0\] \('T'\), field 'backend': backend 'grpc' cannot serve this task; use one of: local, openai, gradio",
+    ):
+        load_config(write(tmp_path, unknown))

@@ -2,7 +2,8 @@
 
 An entry names a model and where it runs: `backend: local` (weights in this process, from a
 Hugging Face repo id or a local directory) or a remote backend (`gradio`: another instance of
-this app or a Space; `openai`: an OpenAI-compatible completions server, text only).
+this app or a Space; `openai`: an OpenAI-compatible completions server, text only). Which remote
+backends an entry may name is the task table's (`remote_backends`, from its row's `remote`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pipelines.core.params import Range
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
-Backend = Literal["local", "openai", "gradio"]
 # Which sampling fields an `openai` server understands beyond max_tokens/temperature/top_p/seed:
 # `vllm` takes top_k and repetition_penalty as extra body fields (vLLM, SGLang, llama.cpp),
 # `transformers` takes them in a `generation_config` JSON (`transformers serve`), `openai` takes
@@ -42,8 +42,10 @@ class ModelEntry(Strict):
     """Fields shared by every task's entries."""
 
     name: str = Field(min_length=1, description="Display name shown in the dropdown and used by API clients.")
-    backend: Backend = Field(
-        "local", description="local weights, an `openai`-compatible server, or a remote `gradio` app."
+    # Any name: the validator accepts `local` and the task table's remote backends for the task,
+    # so that a backend added to the table needs no change here.
+    backend: str = Field(
+        "local", description="local weights, or a remote backend of the task (`gradio`, `openai`, ...)."
     )
     source: str = Field("", description="Hugging Face repo id or local directory (local backend).")
     revision: str | None = Field(None, description="Hub branch, tag or commit; ignored for local paths.")
@@ -73,8 +75,9 @@ class ModelEntry(Strict):
                 raise FieldProblem("source", "required for local models: a Hugging Face repo id or a local directory")
             return self
         if self.backend not in self.remote_backends:
-            raise ValueError(
-                f"backend '{self.backend}' cannot serve this task; use one of: local, {', '.join(self.remote_backends)}"
+            raise FieldProblem(
+                "backend",
+                f"backend '{self.backend}' cannot serve this task; use one of: local, {', '.join(self.remote_backends)}",
             )
         if not self.url:
             raise FieldProblem(
