@@ -84,7 +84,7 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
         gr.Markdown(f"# {TITLE}\nThe two core uses of machine learning: **classification** and **generation**.")
         with gr.Tabs():
             build_task_tabs(config, registry)
-        status_panel.build(config, registry)  # loaded models, device/dtype, memory: shared by all tabs
+        status_panel.build(demo, config, registry)  # loaded models, device/dtype, memory: shared by all tabs
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
     uploads.refuse_non_files(demo)  # an input naming a folder of the upload folder would stop its clean-up

@@ -99,15 +99,29 @@ class SlowSteps:
 
 def slow_text_registry(config, hook: SlowSteps):
     """A registry whose text models run `hook` before every forward pass."""
+    return slow_registry(config, text=hook)
+
+
+def slow_registry(config, text: SlowSteps | None = None, image: SlowSteps | None = None):
+    """A registry whose text models run `text` before every forward pass, and whose image models
+    run `image` before every UNet step."""
+    from pipelines.image.pipeline import LocalImageGenerator
     from pipelines.studio import ModelRegistry, default_loaders
     from pipelines.text.pipeline import LocalTextGenerator
 
     def slow_text(entry):
         generator = LocalTextGenerator.from_entry(entry)
-        generator.model.register_forward_pre_hook(hook)
+        generator.model.register_forward_pre_hook(text)
         return generator
 
-    return ModelRegistry(config, loaders=default_loaders() | {"text": slow_text})
+    def slow_image(entry):
+        generator = LocalImageGenerator.from_entry(entry)
+        generator.pipe.unet.register_forward_pre_hook(image)
+        return generator
+
+    slowed = {"text": slow_text} if text else {}
+    slowed |= {"image": slow_image} if image else {}
+    return ModelRegistry(config, loaders=default_loaders() | slowed)
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:

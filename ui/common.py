@@ -129,10 +129,14 @@ def _first_problem(err: ValidationError) -> str:
 
 # -- Stop ---------------------------------------------------------------------------------------
 class StopFlags:
-    """One Stop flag per browser session and task: Stop sets it, the running job checks it."""
+    """One Stop flag per browser session and task: Stop sets it, the running job checks it and
+    ends as a finished job does, with what it made so far (Gradio's `cancels=` would end the
+    event as an error on the page, hiding that). A Stop while the session's job still waits in
+    the queue is kept, and ends that job as it begins."""
 
     def __init__(self):
         self._flags: dict[str, threading.Event] = {}
+        self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -141,13 +145,22 @@ class StopFlags:
 
     def begin(self, request: gr.Request | None) -> threading.Event:
         flag = threading.Event()
+        key = self._key(request)
         with self._lock:
-            self._flags[self._key(request)] = flag
+            self._flags[key] = flag
+            if key in self._pending:
+                self._pending.discard(key)
+                flag.set()
         return flag
 
-    def stop(self, request: gr.Request | None) -> None:
+    def stop(self, request: gr.Request | None, api_name: str | None = None) -> None:
+        """Stop the session's running job, or its job of event `api_name` waiting in the queue."""
+        key = self._key(request)
+        waiting = api_name is not None and waiting_in_queue(request, api_name)
         with self._lock:
-            flag = self._flags.get(self._key(request))
+            flag = self._flags.get(key)
+            if flag is None and waiting:
+                self._pending.add(key)
         if flag is not None:
             flag.set()
 
@@ -155,6 +168,18 @@ class StopFlags:
         with self._lock:
             if self._flags.get(self._key(request)) is flag:
                 del self._flags[self._key(request)]
+
+
+def waiting_in_queue(request: gr.Request | None, api_name: str) -> bool:
+    """Whether the request's session has a job of event `api_name` waiting in Gradio's queue (not
+    started yet). Reads Gradio's queue, which has no public API for it: False if that changes."""
+    session = getattr(request, "session_hash", None)
+    try:
+        queues = request.request.app.get_blocks()._queue.event_queue_per_concurrency_id.values()
+        waiting = [event for queue in queues for event in list(queue.queue)]
+    except AttributeError:
+        return False
+    return any(event.session_hash == session and event.fn.api_name == api_name for event in waiting)
 
 
 # -- files returned -----------------------------------------------------------------------------

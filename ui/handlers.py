@@ -35,14 +35,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import gradio as gr
+
+from pipelines.core import zerogpu
 from pipelines.core.errors import InputError, UserFacingError
 from pipelines.core.limits import check_text
 from pipelines.studio import on_gpu
-from ui.common import StopFlags, check_inputs, error_message, show_errors
+from ui.common import StopFlags, check_inputs, error_message, markdown_text, show_errors
 from ui.uploads import upload_limit, uploaded_file
 
 # Keyword-only parameters of a handler that this layer fills in; never API parameters.
@@ -59,6 +64,7 @@ class TabState:
 
     def __init__(self, config, registry, task: str | None = None):
         self.config, self.registry, self.task, self.stops = config, registry, task, StopFlags()
+        self.errors = LastErrors()
 
     @property
     def names(self) -> list[str]:
@@ -78,6 +84,29 @@ class TabState:
     def upload_limit(self) -> int:
         """settings.max_upload_mb in bytes."""
         return upload_limit(self.config.settings)
+
+
+class LastErrors:
+    """The last error of each browser session in a tab, for the tab's status line: Gradio shows an
+    error in a toast that goes after seconds, and marks the outputs with a bare "Error". At most
+    MAX_SESSIONS are kept (the oldest forgotten first): strangers cannot grow it without bound."""
+
+    MAX_SESSIONS = 1000
+
+    def __init__(self):
+        self._messages: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, session: str | None, message: str) -> None:
+        with self._lock:
+            self._messages[session or ""] = message
+            self._messages.move_to_end(session or "")
+            while len(self._messages) > self.MAX_SESSIONS:
+                self._messages.popitem(last=False)
+
+    def take(self, session: str | None) -> str | None:
+        with self._lock:
+            return self._messages.pop(session or "", None)
 
 
 def max_text_chars(tab: TabState, request: dict) -> int | None:
@@ -168,7 +197,73 @@ def bind(fn: Callable, tab: TabState | None = None, *, defaults: Mapping[str, ob
     if declaration.private:
         call = check_inputs(call)
     call = show_errors(call)
-    return on_gpu(declaration.gpu)(call) if declaration.gpu else call  # a no-op off ZeroGPU
+    call = on_gpu(declaration.gpu)(call) if declaration.gpu else call  # a no-op off ZeroGPU
+    if tab is not None and "request" in inspect.signature(fn).parameters:
+        call = _remembering_errors(call, tab)  # outside the GPU worker: tab.errors is this process's
+    return call
+
+
+def _remembering_errors(call: Callable, tab: TabState) -> Callable:
+    """`call` with each error's message kept as its session's last (TabState.errors), for
+    `keep_errors_visible` to show."""
+    signature = inspect.signature(call)
+
+    def remember(args, kwargs, err: gr.Error) -> None:
+        try:
+            request = signature.bind_partial(*args, **kwargs).arguments.get("request")
+        except TypeError:
+            return
+        tab.errors.remember(getattr(request, "session_hash", None), err.message)
+
+    if inspect.isgeneratorfunction(call):
+
+        @functools.wraps(call)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from call(*args, **kwargs)
+            except gr.Error as err:
+                remember(args, kwargs, err)
+                raise
+
+        return generator_wrapper
+
+    @functools.wraps(call)
+    def wrapper(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except gr.Error as err:
+            remember(args, kwargs, err)
+            raise
+
+    return wrapper
+
+
+@handler(private=True)
+def last_error(tab: TabState, request: gr.Request) -> str:
+    """The status line after a failed event: its message, kept on the page (the toast goes)."""
+    message = tab.errors.take(getattr(request, "session_hash", None))
+    return f"**Error** — {markdown_text(message)}" if message else "**Error** — the request failed."
+
+
+def wire_stop(button, event, tab: TabState, stop_handler: Callable) -> None:
+    """The Stop button of a stoppable `event`: `stop_handler` sets the session's Stop flag, and
+    the job ends as a finished one, keeping what it made. On ZeroGPU the job runs in another
+    process, which that flag does not reach: there Stop cancels the event too."""
+    button.click(
+        bind(stop_handler, tab),
+        None,
+        None,
+        cancels=[event] if zerogpu.zero_gpu_active() else None,
+        api_visibility="private",
+        queue=False,
+    )
+
+
+def keep_errors_visible(event, tab: TabState, status) -> None:
+    """When `event` fails, `status` (a gr.Markdown next to its outputs, the target of its
+    progress: `show_progress_on=[status]`) shows the error's message until the next run
+    writes it again, in place of Gradio's bare "Error" mark."""
+    event.failure(bind(last_error, tab), None, status, api_visibility="private", queue=False, show_progress="hidden")
 
 
 def _bound(fn: Callable, tab: TabState | None, declaration: Declaration, defaults: dict) -> Callable:

@@ -9,6 +9,7 @@ after its current step.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ui.common import (
     output_path,
     start_and_stop,
 )
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible, wire_stop
 
 TASK = "image"
 EXAMPLES = [
@@ -50,7 +51,21 @@ def save_gallery(result: ImageResult) -> tuple[list, dict]:
         path = output_path(f"seed-{item['seed']}.png")  # deleted after a while: Gradio serves its own copy
         save_png(item["image"], path, item["params"])
         gallery.append((path, f"seed {item['seed']}"))
-    return gallery, {"seeds": result["seeds"], "parameters": result["parameters"]}
+    return gallery, {"seeds": result["seeds"], "parameters": result["parameters"], "stopped": False}
+
+
+def describe_outcome(info: dict | None) -> str:
+    """The status line once a run has ended: what it made, or where it was stopped."""
+    if not info:
+        return ""
+    if info.get("stopped"):
+        done, total = info.get("steps_done", 0), info.get("steps_total", 0)
+        where = f"after step {done} of {total}" if done else "before the first step"
+        kept = "; the last preview is kept above" if info.get("preview_kept") else ""
+        return f"**Stopped** {where}: no finished image{kept}."
+    seeds = ", ".join(map(str, info.get("seeds", [])))
+    count = len(info.get("seeds", []))
+    return f"**Done** — {count} image{'s' * (count != 1)} in {info.get('seconds', 0):.1f} s (seed {seeds})."
 
 
 @handler(gpu=TASK, texts=["prompt", "negative_prompt"], stoppable=True)
@@ -67,8 +82,9 @@ def generate_image(
 ):
     """Generate images from a prompt, from noise or from `init_image` (image to image, `strength`
     of it redrawn). Streams previews every `preview_every` steps (0 = none), then returns PNG
-    files (parameters embedded as PNG text) and, as JSON, their seeds and the parameters.
-    `scheduler` is one of the model's schedulers (empty: the model's default)."""
+    files (parameters embedded as PNG text) and, as JSON, their seeds, the parameters and the
+    seconds taken. `scheduler` is one of the model's schedulers (empty: the model's default)."""
+    started = time.perf_counter()
     params["init_image"] = init_image  # named in the signature: a file input without a default needs `= None`
     generator = tab.registry.get(TASK, model_name)
     params = generator.check_inputs(prompt, generator.default_params(**params))  # bad input fails at once
@@ -79,14 +95,15 @@ def generate_image(
     # (`python -m benchmarks.request_overhead` measures what a request costs besides the model).
     # The third output, the server-side list of this run's PNGs, is emptied likewise.
     no_change = (None, None, [])
-    result = None
+    result, steps = None, (0, 0)
     with closing(generator.stream(prompt, params, stop=stop, idle_every_s=HEARTBEAT_S)) as events:
         for event in events:
             if event["kind"] == "step":
-                progress((event["done"], event["total"]), desc="Denoising", unit="steps")
+                steps = (event["done"], event["total"])
+                progress(steps, desc=f"Denoising: step {event['done']} of {event['total']}", unit="steps")
             elif event["kind"] == "preview":
                 yield (
-                    [(image, f"preview after step {event['done']}/{params.steps}") for image in event["images"]],
+                    [(image, f"preview after step {event['done']}/{steps[1]}") for image in event["images"]],
                     None,
                     [],
                 )
@@ -96,15 +113,26 @@ def generate_image(
                 result = event["result"]
                 break
             yield no_change
-    if not result or result["stopped"]:
-        raise gr.Error("Stopped before the images were finished.", print_exception=False)
+    if not result or result["stopped"]:  # Stop: the outputs keep the last preview, the JSON says where it stopped
+        yield gr.skip(), stopped_info(steps, preview_kept=no_change[0] is not None), []
+        return
     gallery, info = save_gallery(result)
-    yield gallery, info, [path for path, _caption in gallery]
+    yield gallery, info | {"seconds": round(time.perf_counter() - started, 2)}, [path for path, _caption in gallery]
+
+
+def stopped_info(steps: tuple[int, int], preview_kept: bool) -> dict:
+    done, total = steps
+    return {"seeds": [], "stopped": True, "steps_done": done, "steps_total": total, "preview_kept": preview_kept}
 
 
 @handler()
 def stop_image(tab: TabState, request: gr.Request):
-    tab.stops.stop(request)
+    tab.stops.stop(request, "generate_image")
+
+
+@handler(private=True)
+def show_outcome(info: dict | None) -> str:
+    return describe_outcome(info)
 
 
 @handler(private=True)
@@ -158,8 +186,12 @@ def build(config, registry) -> None:
                     parameters |= controls(ImageParams, PARAMETERS, state.default)
                 model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
-                gallery = gr.Gallery(label="Images", format="png", columns=2, height="auto")
-                use_input = gr.Button("Use as input", size="sm")
+                # interactive=False: an output, never an upload box ("Drop Media Here")
+                gallery = gr.Gallery(label="Images", format="png", columns=2, height="auto", interactive=False)
+                status = gr.Markdown(min_height=24)
+                use_input = gr.Button(
+                    "Use as input", variant="secondary"
+                )  # full size: a small grey one looked disabled
                 info = gr.JSON(label="Seeds and parameters (the JSON result API clients receive)")
                 selected = gr.State(None)
                 produced = gr.State([])  # the last result's PNG paths: what "Use as input" may take
@@ -172,8 +204,11 @@ def build(config, registry) -> None:
             outputs=[gallery, info, produced],
             api_name="generate_image",
             concurrency_id=TASK,
+            show_progress_on=[status],  # queue place, step k of N and errors by the images, not over them
         )
-        stop.click(bind(stop_image, state), None, None, cancels=[event], api_visibility="private", queue=False)
+        event.success(bind(show_outcome), info, status, api_visibility="private", queue=False, show_progress="hidden")
+        keep_errors_visible(event, state, status)
+        wire_stop(stop, event, state, stop_image)
         gallery.select(bind(select_image), info, [parameters["seed"], selected], api_visibility="private", queue=False)
         use_input.click(
             bind(use_as_input), [produced, selected], parameters["init_image"], api_visibility="private", queue=False

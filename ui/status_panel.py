@@ -52,12 +52,19 @@ def update(tab: TabState) -> str:
     return render(tab.config, tab.registry)
 
 
-def build(config, registry) -> gr.Markdown:
+def build(demo: gr.Blocks, config, registry) -> gr.Markdown:
     with gr.Accordion("Loaded models", open=False):
         panel = gr.Markdown(render(config, registry))
         refresh = gr.Button("Refresh", size="sm")
     timer = gr.Timer(REFRESH_EVERY_S)
-    refreshed = bind(update, TabState(config, registry))
-    for trigger in (refresh.click, timer.tick):
-        trigger(refreshed, None, panel, api_visibility="private", queue=False, show_progress="hidden")
+    # On page load too: the panel rendered when the app was built is stale for every page opened later.
+    gr.on(
+        [refresh.click, timer.tick, demo.load],
+        bind(update, TabState(config, registry)),
+        None,
+        panel,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )
     return panel

@@ -19,7 +19,7 @@ from ui.common import (
     model_dropdown,
     start_and_stop,
 )
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible, wire_stop
 from ui.token_view import VIEW_PARAMETERS, build_explorer, build_token_view
 
 TASK = "text"
@@ -49,20 +49,26 @@ SHOWN = PARAMETERS + VIEW_PARAMETERS  # what another model's defaults reset
 
 
 def format_stats(update: TextUpdate) -> str:
+    """The stats line: progress in words while generating, then what was made and how fast."""
+    rate = f"{update['tokens_per_s']:.1f} tokens/s" if update["tokens_per_s"] is not None else None
     if not update["done"]:
-        return f"Generating… {update['new_tokens']} tokens"
+        return " · ".join(filter(None, [f"Generating… {update['new_tokens']} tokens", rate]))
     parts = [f"{update['new_tokens']} tokens"]
     if update["ttft_s"] is not None:
         parts.append(f"first token after {update['ttft_s']:.2f} s")
-    if update["tokens_per_s"] is not None:
-        parts.append(f"{update['tokens_per_s']:.1f} tokens/s")
-    parts.append(f"seed {update['seed']}")
+    parts += [rate, f"seed {update['seed']}"]
     if update["truncated_tokens"]:
         chars = f"{update['truncated_chars']:,} characters and then " if update["truncated_chars"] else ""
         parts.append(
             f"prompt truncated: its first {chars}{update['truncated_tokens']} tokens were dropped to fit the context"
         )
-    return ("Stopped: " if update["stopped"] else "") + " · ".join(parts)
+    if update["stopped"]:
+        parts[0] = (
+            f"**Stopped** after {parts[0]} (the text so far is kept)"
+            if update["new_tokens"]
+            else "**Stopped** before the first token"
+        )
+    return " · ".join(filter(None, parts))
 
 
 def preset_params(entry, preset: str) -> TextParams:
@@ -106,7 +112,7 @@ def generate_text(
 
 @handler(private=True)
 def stop_text(tab: TabState, request: gr.Request):
-    tab.stops.stop(request)
+    tab.stops.stop(request, "generate_text")
 
 
 @handler(private=True)
@@ -141,7 +147,7 @@ def build(config, registry) -> None:
                 model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
                 output = gr.Textbox(label="Generated text", lines=12, interactive=False)
-                stats = gr.Markdown(label="Stats")
+                stats = gr.Markdown(label="Stats", min_height=24)
                 token_view = build_token_view(state.default)
                 parameters |= token_view.controls
                 details = details_json()
@@ -155,9 +161,11 @@ def build(config, registry) -> None:
             outputs=[output, stats, details],
             api_name="generate_text",
             concurrency_id=TASK,
+            show_progress_on=[stats],  # the place in the queue and errors show by the stats, not over the text
         )
+        keep_errors_visible(event, state, stats)
         token_view.wire(details)
-        stop.click(bind(stop_text, state), None, None, cancels=[event], api_visibility="private", queue=False)
+        wire_stop(stop, event, state, stop_text)
         preset.input(
             bind(apply_preset, state),
             [model, preset],

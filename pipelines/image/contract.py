@@ -199,8 +199,9 @@ class ImageGenerator(ABC):
     ) -> list:
         """The images (PIL, one per seed) for checked parameters, on a worker thread; reports
         every step, previews every `params.preview_every` steps when `on_preview` is given, and
-        ends after the current step once `stop` is set (returning no images). `init` (an
-        init_image.InitImage) starts the images from a picture, `params.strength` of it redrawn."""
+        ends after the current step once `stop` is set (returning no images; with `on_preview`, a
+        last preview of where it stopped). `init` (an init_image.InitImage) starts the images from a
+        picture, `params.strength` of it redrawn."""
 
     def seeds(self, params: ImageParams) -> list[int]:
         """Image i uses seed + i, so that each image can be reproduced alone."""

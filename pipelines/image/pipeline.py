@@ -155,16 +155,20 @@ class LocalImageGenerator(ImageGenerator):
         total = denoising_steps(params)
 
         # 3. denoise with the requested scheduler, with a per-step report, previews and a Stop check after every step
+        def preview(pipe, done: int, latents) -> None:
+            previews = latents_to_previews(latents, (params.width, params.height), noise_scale(pipe.scheduler))
+            if previews:
+                on_preview(done, previews)
+
         def step_end(pipe, step, timestep, callback_kwargs):
             done = step + 1
             on_step(done, total)
             if stop.is_set():
+                if on_preview is not None and done < total:  # a stopped run shows how far it got
+                    preview(pipe, done, callback_kwargs["latents"])
                 raise _Stopped
             if preview_every and done % preview_every == 0 and done < total:
-                scale = noise_scale(pipe.scheduler)
-                previews = latents_to_previews(callback_kwargs["latents"], (params.width, params.height), scale)
-                if previews:
-                    on_preview(done, previews)
+                preview(pipe, done, callback_kwargs["latents"])
             return callback_kwargs
 
         # The text encoder reads at most model_max_length tokens (77 for CLIP): tokenize no more text than holds them.

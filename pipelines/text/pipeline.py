@@ -176,6 +176,8 @@ class LocalTextGenerator(TextGenerator):
         if recorder is not None:
             kwargs = take_over_sampling(kwargs, recorder)
         with self._lock:
+            if stop.is_set():  # stopped while it waited (in the queue, or for the model): no token at all
+                return dropped
             torch.manual_seed(seed)
             with torch.inference_mode():
                 self.model.generate(**kwargs)
