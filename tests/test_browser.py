@@ -28,6 +28,32 @@ def test_classify_a_message_shows_a_verdict(page):
     screenshot(page, "classification")
 
 
+def test_a_classified_file_shows_its_verdicts_first_until_the_file_is_cleared(page, tmp_path):
+    path = tmp_path / "messages.tsv"
+    path.write_text(
+        "label\ttext\nspam\tWINNER!! You have won a free prize.\nham\tsee you at dinner\n", encoding="utf-8"
+    )
+    open_tab(page, "Batch file")
+    table = page.locator("#verdicts")
+    headers = table.get_by_role("columnheader")
+    headers.first.wait_for()
+    assert headers.all_inner_texts() == ["label", "spam_score", "text"]  # before any file: what a result shows
+    page.locator("#batch-file input[type=file]").set_input_files(str(path))
+    button(page, "Classify file").click()
+    summary = page.get_by_text(re.compile(r"2 row\(s\) \(text column"))
+    summary.wait_for()
+    assert headers.all_inner_texts() == ["label", "spam_score", "text", "true_label"]
+    rows = table.get_by_role("row").filter(has=page.get_by_role("gridcell"))  # not the header's row
+    first_row = rows.first.get_by_role("gridcell").all_inner_texts()
+    assert first_row[0] in ("ham", "spam") and 0 <= float(first_row[1]) <= 1 and first_row[2].startswith("WINNER!!")
+    download = page.locator("#batch-results").get_by_test_id("download-link")
+    assert download.get_attribute("download") == "messages-classified.csv"
+    page.locator("#batch-file button[aria-label='Clear']").click()
+    summary.wait_for(state="detached")  # the old results go with their file: summary, table and CSV
+    assert rows.count() == 0 and download.count() == 0
+    assert headers.all_inner_texts() == ["label", "spam_score", "text"]
+
+
 # Records every "Generating… N tokens" line the page shows while the text streams in.
 WATCH_PROGRESS_JS = """() => {
     window.progressSeen = [];

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ui.classification_tab import classify
+from ui.classification_tab import classify, explain_message
 from ui.handlers import TabState, bind
 
 
@@ -86,7 +86,52 @@ def test_explain_aligns_words_with_the_message(client, names):
     assert max(abs(w["class_or_confidence"]) for w in words) == pytest.approx(1.0)  # scaled to the strongest
     strongest = max(explanation["words"], key=lambda w: w["score"])
     assert [w["text"] for w in explanation["words"]] == message.split()
-    assert (f"`{strongest['text']}`" in note) == (strongest["score"] > 0)  # the note names the word pushing most
+    towards_spam, towards_ham = note.split("<br>")[:2]
+    assert (f"`{strongest['text']}`" in towards_spam) == (strongest["score"] > 0)  # the word pushing most
+    weakest = min(explanation["words"], key=lambda w: w["score"])
+    assert (f"`{weakest['text']}`" in towards_ham) == (weakest["score"] < 0)
+
+
+class FixedExplanations:
+    """A registry whose every classifier explains any message with the same word scores."""
+
+    def __init__(self, scores: dict[str, float]):
+        self.scores = scores
+
+    def get(self, task, name):
+        return self
+
+    def explain(self, message):
+        words, start = [], 0
+        for text, score in self.scores.items():
+            start = message.index(text, start)
+            words.append({"text": text, "start": start, "end": start + len(text), "score": score})
+            start += len(text)
+        segments = [(w["text"], w["score"]) for w in words]
+        return {"spam_score": 0.99998, "words": words, "segments": segments, "truncated": False}
+
+
+def explain_with(tiny_config, scores: dict[str, float]) -> str:
+    tab = TabState(tiny_config, FixedExplanations(scores), "classification")
+    message = " ".join(scores)
+    _highlighted, note, _details = bind(explain_message, tab)(message, "any")
+    return note
+
+
+def test_the_explanation_lists_the_words_pushing_each_way_with_meaningful_figures(tiny_config):
+    # A confident model: removing any one word moves its spam score by far less than 0.001.
+    scores = {"WINNER!!": 1.3512e-5, "won": 4.29e-6, "see": 0.0, "dinner": -2.214e-6, "tonight": -0.0123}
+    towards_spam, towards_ham = explain_with(tiny_config, scores).split("<br>")
+    assert towards_spam == "Towards spam most: `WINNER!!` (+1.35e-05), `won` (+4.29e-06)"
+    assert towards_ham == "Towards ham most: `tonight` (-0.0123), `dinner` (-2.21e-06)"  # strongest first
+
+
+def test_the_explanation_says_when_no_word_pushes_one_way(tiny_config):
+    note = explain_with(tiny_config, {"free": 0.25, "prize": 0.125})
+    assert note.split("<br>") == [
+        "Towards spam most: `free` (+0.25), `prize` (+0.125)",
+        "No word pushed this message towards ham.",
+    ]
 
 
 def test_explain_rejects_empty_text(client, names):
@@ -101,7 +146,10 @@ def test_batch_file_with_labels(client, names, tmp_path):
     result = pd.read_csv(csv_path)
     assert list(result.columns) == ["id", "message", "true_label", "label", "spam_score"]
     assert result["message"][0] == 'WIN a "free" prize, call now' and result["label"].tolist() == ["spam"] * 3
-    assert table["headers"] == list(result.columns) and len(table["data"]) == 3
+    # the table shows the verdict first, then the message, the file's label and its other columns
+    assert table["headers"] == ["label", "spam_score", "message", "true_label", "id"] and len(table["data"]) == 3
+    shown = pd.DataFrame(table["data"], columns=table["headers"])
+    assert shown[list(result.columns)].astype(str).values.tolist() == result.astype(str).values.tolist()
     metrics = details["metrics"]
     assert (details["rows"], details["label_column"], details["counts"]) == (3, "label", {"ham": 0, "spam": 3})
     assert metrics["accuracy"] == pytest.approx(1 / 3) and metrics["spam_precision"] == pytest.approx(1 / 3)

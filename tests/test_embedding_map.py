@@ -84,8 +84,11 @@ def test_the_map_has_one_point_per_message_coloured_by_label(classifier, labelle
     filled = [(label, text) for label, text in LABELLED if text]
     assert not cached and result.points.shape == (len(filled), 2) and result.texts == [text for _, text in filled]
     assert result.labels == [label for label, _ in filled] and result.rows == [1, 2, 3, 4, 6, 7]
-    frame = embedding_map.map_frame(result, "a new message", place(result, classifier.embed_many(["a new message"])[0]))
-    assert len(frame) == len(filled) + 1 and list(frame["label"]).count(embedding_map.THIS_MESSAGE) == 1
+    position = place(result, classifier.embed_many(["a new message"])[0])
+    frame = embedding_map.map_frame(result, "a new message", position)
+    assert len(frame) == len(filled) + 1 and list(frame["label"]).count("your message") == 1
+    yours = frame.iloc[-1]  # drawn last: on top of the file's points
+    assert (yours["label"], yours["text"], (yours["x"], yours["y"])) == ("your message", "a new message", position)
     assert 0 < sum(result.explained_variance) <= 1 + 1e-6
 
 
@@ -122,7 +125,13 @@ def test_a_file_without_labels_is_mapped_uncoloured(classifier, tmp_path):
     path.write_text("hello there\nWIN a free prize now\nsee you later\n", encoding="utf-8")
     result, _ = embedded(classifier, path)
     assert result.labels is None and result.label_column is None and len(result.points) == 3
-    assert set(embedding_map.map_frame(result, "hi", (0.0, 0.0))["label"]) == {"unlabelled", embedding_map.THIS_MESSAGE}
+    assert set(embedding_map.map_frame(result, "hi", (0.0, 0.0))["label"]) == {"unlabelled", "your message"}
+
+
+def test_your_message_is_a_series_of_its_own_colour():
+    colours = embedding_map.COLOURS
+    assert colours["your message"] not in {colours[label] for label in ("ham", "spam", "unlabelled")}
+    assert f"path[stroke='{colours['your message']}']" in embedding_map.YOUR_POINT_CSS  # made large on the page
 
 
 def test_five_thousand_messages_are_embedded_in_batches_with_progress(classifier, tmp_path):
@@ -216,6 +225,8 @@ def test_similar_and_embed_endpoints(client, names, labelled_file):
         api_name="/similar",
     )
     assert len(points["data"]) == 6 + 1 and table["headers"] == ["rank", "similarity", "label", "row", "message"]
+    yours = dict(zip(points["columns"], points["data"][-1]))
+    assert (yours["label"], yours["text"]) == ("your message", LABELLED[1][1])
     first = result["neighbours"][0]
     assert (first["row"], first["label"], len(result["neighbours"])) == (2, "spam", 3) and first[
         "similarity"

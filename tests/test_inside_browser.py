@@ -21,6 +21,13 @@ LABELLED = [
 ]
 
 
+# A point's look as drawn: its colours and its stroke's width (the page's CSS applied).
+POINT_STYLE_JS = """el => {
+    const style = getComputedStyle(el);
+    return {fill: style.fill, stroke: style.stroke, width: parseFloat(style.strokeWidth)};
+}"""
+
+
 def screenshot_of(locator, name: str) -> None:
     """A screenshot of one part of the page; with UPDATE_DOCS_SCREENSHOTS=1 a small copy in docs/."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
@@ -95,4 +102,15 @@ def test_load_a_file_into_the_embedding_map_and_see_its_points(page, tmp_path):
     points.first.wait_for()
     assert points.count() == len(LABELLED) + 1  # each message, and yours
     assert LABELLED[1][1] in page.locator("#similar-messages").inner_text()  # its own nearest neighbour
+    yours = page.locator("#embedding-map g.mark-symbol.role-mark path[aria-label*='label: your message']")
+    theirs = page.locator("#embedding-map g.mark-symbol.role-mark path[aria-label*='label: spam']").first
+    assert yours.count() == 1
+    mine, other = (point.evaluate(POINT_STYLE_JS) for point in (yours, theirs))
+    assert mine["fill"] not in ("none", "transparent", "rgba(0, 0, 0, 0)"), "your message is not a filled disc"
+    assert mine["stroke"] != other["stroke"] and mine["width"] >= 3 * other["width"], (mine, other)
+    # The legend, each entry with its label, lies inside the plot's box (Gradio's block clips what overflows).
+    plot = page.locator("#embedding-map").bounding_box()
+    for label in ("ham", "spam", "your message"):
+        entry = page.locator("#embedding-map g.role-legend text").filter(has_text=label).first.bounding_box()
+        assert entry and plot["y"] <= entry["y"] and entry["y"] + entry["height"] <= plot["y"] + plot["height"], label
     screenshot_of(page.locator("#classification-map"), "embedding-map")

@@ -63,7 +63,7 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     assert re.search(r"^(ham|spam) \{'(ham|spam)': ", out, re.M)
     assert re.search(r"\*\*(HAM|SPAM)\*\*", out)
     assert re.search(r"^\[\('[^']+', -?\d", out, re.M)  # /explain: words with their scores
-    assert "['message', 'label', 'spam_score'] 2 rows" in out and "have no text" not in out
+    assert "['label', 'spam_score', 'message'] 2 rows" in out and "have no text" not in out  # the verdict first
     assert (tmp_path / "messages-classified.csv").read_text().startswith("message,label,spam_score")
     assert re.search(r"^\d+ tokens at \d+\.\d tokens/s, seed \d+$", out, re.M)  # the final update's JSON fields
     assert "saved 2 images, seeds [42, 43]" in out

@@ -8,7 +8,13 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.classification import trained_models
-from pipelines.classification.contract import ClassificationParams, ClassificationResult, check_message, check_threshold
+from pipelines.classification.contract import (
+    ClassificationParams,
+    ClassificationResult,
+    Explanation,
+    check_message,
+    check_threshold,
+)
 from ui import embedding_map
 from ui.common import (
     confusion_markdown,
@@ -29,7 +35,9 @@ EXAMPLES = [
 ]
 EXAMPLE_LABELS = ["Clear spam", "Clear ham", "Borderline"]
 TABLE_PREVIEW_ROWS = 1000  # rows of a classified file shown in the page; the CSV has them all
-TOP_WORDS = 5  # words listed under the highlighted message, strongest push towards spam first
+TOP_WORDS = 5  # words listed under the highlighted message for each side, strongest push first
+# The Verdicts table's columns before any file is classified (and after it is cleared): what a result shows first.
+VERDICT_COLUMNS = ["label", "spam_score", "text"]
 
 
 def describe_result(result: ClassificationResult) -> str:
@@ -115,25 +123,48 @@ def classify(
     return classify_requests(tab.registry, message, model_name, threshold, refused)
 
 
+def signed(score: float) -> str:
+    """A word's push with three significant figures: a confident model's words often move its spam
+    score by less than 0.001, which fixed decimals would all show as +0.000."""
+    return f"{score:+.3g}"
+
+
+def top_words(words: list[dict], towards: str) -> str:
+    """The words pushing most towards spam (score > 0) or ham (score < 0), strongest first."""
+    sign = 1 if towards == "spam" else -1
+    pushing = sorted((w for w in words if sign * w["score"] > 0), key=lambda w: -sign * w["score"])[:TOP_WORDS]
+    if not pushing:
+        return f"No word pushed this message towards {towards}."
+    return f"Towards {towards} most: " + ", ".join(f"`{w['text']}` ({signed(w['score'])})" for w in pushing)
+
+
+def describe_explanation(result: Explanation) -> str:
+    lines = [top_words(result["words"], "spam"), top_words(result["words"], "ham")]
+    if result["truncated"]:
+        lines.append("Only the start of the message (what the model reads) is explained.")
+    return "<br>".join(lines)
+
+
 @handler(gpu=TASK, texts=["message"])
 def explain_message(tab: TabState, message: str, model_name: str):
     """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
 
     Each word is removed in turn and the message scored again (occlusion, one batched pass);
-    colours are relative to the strongest word, the list below gives the spam-score change.
+    colours are relative to the strongest word, the lists below give the spam-score change of the
+    words pushing most towards each side.
     """
     result = tab.registry.get(TASK, model_name).explain(message)
-    words = result["words"]
-    peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
+    peak = max((abs(w["score"]) for w in result["words"]), default=0.0) or 1.0
     highlighted = [(piece, None if score is None else score / peak) for piece, score in result["segments"]]
-    pushing = [w for w in sorted(words, key=lambda w: -w["score"]) if w["score"] > 0][:TOP_WORDS]
-    if pushing:
-        note = "Towards spam most: " + ", ".join(f"`{w['text']}` ({w['score']:+.3f})" for w in pushing)
-    else:
-        note = "No word pushed this message towards spam."
-    if result["truncated"]:
-        note += "<br>Only the start of the message (what the model reads) is explained."
-    return highlighted, note, result
+    return highlighted, describe_explanation(result), result
+
+
+def verdicts_first(frame, text_column: str):
+    """The Verdicts table: the verdict (label, spam_score) and the message first, where the eye
+    starts, then the file's label (true_label) and its other columns. The CSV keeps the file's own
+    column order, the verdict added at the end."""
+    first = [column for column in ("label", "spam_score", text_column, "true_label") if column in frame.columns]
+    return frame[list(dict.fromkeys(first + list(frame.columns)))]
 
 
 @handler(gpu=TASK, uploads={"file": "a .csv, .tsv or .txt file of messages"})
@@ -171,10 +202,17 @@ def classify_batch(
     frame.to_csv(out, index=False)
     return (
         str(out),
-        frame.head(TABLE_PREVIEW_ROWS),
+        verdicts_first(frame.head(TABLE_PREVIEW_ROWS), result["text_column"]),
         summarize_file(result, TABLE_PREVIEW_ROWS),
         result | {"model": model_name},
     )
+
+
+@handler(private=True)
+def clear_batch_results():
+    """Empty results (CSV, table, summary, JSON): a file's results go when the file does, or when
+    another file replaces it."""
+    return None, None, "", None
 
 
 @handler(private=True)
@@ -223,16 +261,25 @@ def build(config, registry) -> None:
             with gr.Tab("Batch file", id="classification-batch"):
                 with gr.Row():
                     upload = gr.File(
-                        label="Messages (.csv, .tsv or .txt)", file_types=[".csv", ".tsv", ".txt"], type="filepath"
+                        label="Messages (.csv, .tsv or .txt)",
+                        file_types=[".csv", ".tsv", ".txt"],
+                        type="filepath",
+                        elem_id="batch-file",
                     )
                     with gr.Column():
                         text_column = gr.Textbox(
                             "", label="Text column (blank: text, message, sms… or the only column)"
                         )  # "": API clients may omit it
                         batch_button = gr.Button("Classify file", variant="primary")
-                        download = gr.File(label="Results (CSV: your columns + label, spam_score)", interactive=False)
+                        download = gr.File(
+                            label="Results (CSV: your columns + label, spam_score)",
+                            interactive=False,
+                            elem_id="batch-results",
+                        )
                 summary = gr.Markdown(label="Summary")
-                table = gr.Dataframe(label="Verdicts", interactive=False, wrap=True)
+                table = gr.Dataframe(
+                    label="Verdicts", headers=VERDICT_COLUMNS, interactive=False, wrap=True, elem_id="verdicts"
+                )
                 summary_details = details_json()
             embedding_map.build(config, registry, message, model, upload)
 
@@ -253,8 +300,8 @@ def build(config, registry) -> None:
             outputs=[why, why_note, why_details],
             api_name="explain",
             concurrency_id=TASK,
-            api_description="Why: each word of the message with its push towards spam (occlusion), the top words, and "
-            "the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
+            api_description="Why: each word of the message with its push towards spam (occlusion), the words pushing "
+            "most towards spam and towards ham, and the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
         )
         batch_button.click(
             bind(classify_batch, state),
@@ -263,7 +310,14 @@ def build(config, registry) -> None:
             api_name="classify_batch",
             concurrency_id=TASK,
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
-            "preview, summary markdown, summary JSON with counts and metrics when the file has labels).",
+            "preview with the verdict first, summary markdown, summary JSON with counts and metrics when the file has labels).",
+        )
+        upload.change(
+            bind(clear_batch_results),
+            None,
+            [download, table, summary, summary_details],
+            api_visibility="private",
+            queue=False,
         )
         model.change(
             bind(show_model, state),

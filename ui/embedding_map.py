@@ -21,8 +21,15 @@ from ui.common import controls, details_json, in_declaration_order
 from ui.handlers import TabState, bind, handler
 
 TASK = "classification"
-THIS_MESSAGE = "this message"
-COLOURS = {"ham": "#3b82f6", "spam": "#ef4444", "unlabelled": "#9ca3af", THIS_MESSAGE: "#111827"}
+THIS_MESSAGE = "your message"  # its own series: its own colour and legend entry
+COLOURS = {"ham": "#3b82f6", "spam": "#ef4444", "unlabelled": "#9ca3af", THIS_MESSAGE: "#f59e0b"}
+# gr.ScatterPlot draws every point as the same small ring, with no option for a series' size or
+# shape: the page's SVG (Vega, which writes each point's colour as its `stroke` attribute) gets a
+# rule making your message's point, and its legend symbol, a large filled disc.
+YOUR_POINT_CSS = (
+    f"#embedding-map path[stroke='{COLOURS[THIS_MESSAGE]}'] "
+    f"{{ fill: {COLOURS[THIS_MESSAGE]}; stroke-width: 8px; opacity: 1; }}"
+)
 HOVER_CHARS = 160  # of each message in the map's tooltips: the plot's data stays small
 
 
@@ -74,8 +81,8 @@ def describe_map(embedded: EmbeddedFile, cached: bool, neighbours: list[dict], m
     lines = [
         f"**{len(embedded.texts):,} messages** of `{embedded.name}` (column `{embedded.text_column}`) as {model_name}'s "
         f"embeddings ({embedded.vectors.shape[1]} numbers each; {where}). The map shows the two directions along which "
-        f"they differ most (PCA: {first:.0%} and {second:.0%} of the variance), coloured {colours}; the black point is "
-        "your message. Hover a point to read it.",
+        f"they differ most (PCA: {first:.0%} and {second:.0%} of the variance), coloured {colours}; the large orange "
+        "disc is your message. Hover a point to read it.",
     ]
     if neighbours:
         best = neighbours[0]
@@ -186,15 +193,21 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
                 map_column = gr.Textbox("", label="Text column (blank: text, message, sms… or the only column)")
                 params = controls(SimilarParams, ["k"], state.default, SimilarParams())
                 show = gr.Button("Show the map and similar messages", variant="primary")
+        gr.HTML(f"<style>{YOUR_POINT_CSS}</style>", visible="hidden")
+        # show_label=False: with a block label above it, a plot of fixed height cuts off its own
+        # legend (Gradio sizes the chart to the whole block); the chart's title names it instead.
         scatter = gr.ScatterPlot(
             x="x",
             y="y",
             color="label",
             color_map=COLOURS,
+            color_title="",
             tooltip=["label", "row", "text"],
+            title="Your message among the file's messages",
             x_title="first direction",
             y_title="second direction",
             label="Embedding map",
+            show_label=False,
             height=480,
             elem_id="embedding-map",
         )
