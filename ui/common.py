@@ -259,6 +259,11 @@ def _slider(**kwargs) -> gr.Slider:
     module that subclasses a component.)"""
     slider = gr.Slider(**kwargs)
     slider.preprocess = lambda payload: payload
+    # The page's slider moves a number typed beyond its bounds to the nearest bound when its box
+    # loses focus, without a word (a width of 5000 became 256); its release event, sent just
+    # before, carries the number typed: putting it back lets the model's check refuse it, naming
+    # the field and its range.
+    slider.release(None, slider, slider, js="(typed) => typed", api_visibility="private", queue=False)
     return slider
 
 
