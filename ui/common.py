@@ -256,7 +256,8 @@ def _slider(**kwargs) -> gr.Slider:
     API value with "Value 21 is greater than maximum value 20." (no field name), and against the
     bounds of the model shown first rather than the model the request names. (Replacing
     `preprocess` on the instance, not in a subclass: Gradio writes a .pyi file next to every
-    module that subclasses a component.)"""
+    module that subclasses a component.) `precision=0` types it "integer" in the API (the page's
+    slider ignores it)."""
     slider = gr.Slider(**kwargs)
     slider.preprocess = lambda payload: payload
     # The page's slider moves a number typed beyond its bounds to the nearest bound when its box
@@ -343,7 +344,12 @@ def controls(
         elif info.range is not None:
             step = info.range.ui_step
             made[name] = _slider(
-                minimum=settings["minimum"], maximum=settings["maximum"], value=settings["value"], step=step, **common
+                minimum=settings["minimum"],
+                maximum=settings["maximum"],
+                value=settings["value"],
+                step=step,
+                precision=0 if types[name] is int else None,
+                **common,
             )
         else:
             made[name] = gr.Textbox(value=settings["value"], lines=1, **common)
