@@ -33,6 +33,7 @@ REQUIRED_INPUTS = {
     "/next_tokens": ["prompt"],
     "/generate_image": ["prompt"],
     "/train_classifier": ["file"],
+    "/list_models": [],
 }
 
 

@@ -76,6 +76,8 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
         r"^done (\d+) / \1$", out, re.M
     )  # streamed progress
     assert "place in queue:" in out
+    assert re.search(r"^\{'classification': \d+, 'text': \d+, 'image': \d+\} models; image: \['", out, re.M)
+    assert "listed: True" in out  # /list_models: a model trained through the API joins the list
     assert re.search(r"^\d+ dimensions, similarity -?\d\.\d+$", out, re.M)  # /embed
     assert re.search(r"^\[\(\d, '(ham|spam)', -?\d\.\d+\), \(\d, '(ham|spam)', -?\d\.\d+\)\]$", out, re.M)  # /similar
     assert re.search(r"^\[\('.*', \d\.\d+, \['", out, re.M)  # token probabilities

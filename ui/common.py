@@ -192,7 +192,14 @@ def _prune_outputs() -> None:
 
 # -- models -------------------------------------------------------------------------------------
 def model_dropdown(names: list[str], label: str = "Model", **kwargs) -> gr.Dropdown:
-    return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
+    dropdown = gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
+    if kwargs.get("allow_custom_value"):
+        # The API's type would list `names` only, yet models trained in the app are taken too.
+        dropdown.api_info = lambda: {
+            "type": "string",
+            "additional_description": "a model's name: /list_models lists the current ones, trained models included",
+        }
+    return dropdown
 
 
 def start_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
