@@ -22,7 +22,7 @@ from pipelines.core import zerogpu
 from pipelines.core.errors import ConfigError
 from pipelines.studio import AppConfig, ModelRegistry, load_config
 from pipelines.tasks import TASKS, named
-from ui import status_panel, train_tab, uploads
+from ui import model_list, status_panel, train_tab, uploads
 from ui.request_limits import QueueLimits, launch_app_kwargs, limit_queue
 
 TITLE = "ML Studio — classify and generate"
@@ -85,6 +85,7 @@ def build_app(config: AppConfig, registry: ModelRegistry | None = None) -> gr.Bl
         with gr.Tabs():
             build_task_tabs(config, registry)
         status_panel.build(demo, config, registry)  # loaded models, device/dtype, memory: shared by all tabs
+        model_list.build(config, registry)  # /list_models: for programs, trained models included
     demo.registry = registry  # for tests and preloading
     share_task_queues(demo, config)
     uploads.refuse_non_files(demo)  # an input naming a folder of the upload folder would stop its clean-up

@@ -1,11 +1,15 @@
 """The launched app, driven through gradio_client on its public endpoints."""
 
 import itertools
+import re
 
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from pipelines.core.params import field_types
+from pipelines.tasks import named
 
 
 def test_only_public_endpoints_are_listed_with_descriptions(client, public_endpoints):
@@ -29,6 +33,7 @@ REQUIRED_INPUTS = {
     "/next_tokens": ["prompt"],
     "/generate_image": ["prompt"],
     "/train_classifier": ["file"],
+    "/list_models": [],
 }
 
 
@@ -38,6 +43,37 @@ def test_only_the_main_inputs_are_required(client, public_endpoints):
     for name, endpoint in endpoints.items():
         required = [p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]]
         assert required == REQUIRED_INPUTS[name], name
+
+
+# The parameter declarations of each endpoint with numeric parameters (pipelines/*/contract.py, training.py).
+DECLARED = {
+    "/classify": "pipelines.classification.contract:ClassificationParams",
+    "/classify_batch": "pipelines.classification.contract:ClassificationParams",
+    "/similar": "pipelines.classification.contract:SimilarParams",
+    "/generate_text": "pipelines.text.contract:TextParams",
+    "/next_tokens": "pipelines.text.contract:NextTokenParams",
+    "/generate_image": "pipelines.image.contract:ImageParams",
+    "/train_classifier": "pipelines.classification.training:TrainParams",
+}
+GRADIO_MADE_UP = re.compile(r"(value|parameter)_\d+|\d+(st|nd|rd|th)")  # an unlabelled component's name in view_api()
+
+
+def test_view_api_names_every_value_and_types_whole_numbers_as_integers(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name, endpoint in endpoints.items():
+        for value in endpoint["parameters"] + endpoint["returns"]:
+            assert value["label"] and not GRADIO_MADE_UP.fullmatch(value["label"]), (name, value["label"])
+        numeric = {
+            p["parameter_name"]: p["type"]["type"]
+            for p in endpoint["parameters"]
+            if p["type"].get("type") in ("number", "integer")
+        }
+        if not numeric:
+            continue
+        types = field_types(named(DECLARED[name]))
+        assert numeric == {field: "integer" if types[field] is int else "number" for field in numeric}, name
+    image_parameters = {p["parameter_name"]: p for p in endpoints["/generate_image"]["parameters"]}
+    assert image_parameters["width"]["python_type"]["type"] == "int"  # as view_api() prints it
 
 
 def test_classify_batch_with_the_file_alone(client, tmp_path):

@@ -138,6 +138,16 @@ def test_bad_preview_interval_names_the_field(generator):
         generator("a cat", generator.default_params(preview_every=-1), on_preview=lambda done, images: None)
 
 
+@pytest.mark.parametrize("field", ["width", "height"])
+# beyond every model's limit (ImageParams: [8, 2048]), beyond this model's only, below this model's, below every model's
+@pytest.mark.parametrize("value", [5000, 512, 16, 0])
+def test_a_size_out_of_range_is_refused_naming_the_field_and_range(generator, field, value):
+    with pytest.raises(
+        InputError, match=rf"^{field}: must be an integer in \[32, 256\], a multiple of 8, got {value}$"
+    ):
+        generator.check_inputs("a cat", generator.default_params(**{field: value}))
+
+
 def test_latent_preview_is_rgb_and_skips_unknown_latent_layouts():
     latents = torch.zeros(2, 4, 8, 8)
     previews = latents_to_previews(latents, (64, 64))

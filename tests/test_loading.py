@@ -92,6 +92,8 @@ def test_default_models_without_network_give_clear_errors(monkeypatch):
         message = str(err.value)
         assert message.startswith(f"Cannot load model '{name}'")
         assert "Hub cannot be reached" in message and "models.yaml" in message
+        assert "`python -m pipelines.tiny DIR` builds tiny test models" in message
+        assert "MODELS_CONFIG=DIR/models.yaml" in message
         assert "Traceback" not in message
 
 

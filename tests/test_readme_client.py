@@ -75,7 +75,10 @@ def test_readme_client_examples_run_against_the_app(app_url, tmp_path):
     assert re.search(r"^(reading|loading) 0 / None$", out, re.M) and re.search(
         r"^done (\d+) / \1$", out, re.M
     )  # streamed progress
-    assert "place in queue:" in out
+    # the cancelled job's status once its request reached the server: its place, or already running
+    assert re.search(r"^job: (place \d+ in the queue \(0 = next\)|PROCESSING|ITERATING|PROGRESS|FINISHED)$", out, re.M)
+    assert re.search(r"^\{'classification': \d+, 'text': \d+, 'image': \d+\} models; image: \['", out, re.M)
+    assert "listed: True" in out  # /list_models: a model trained through the API joins the list
     assert re.search(r"^\d+ dimensions, similarity -?\d\.\d+$", out, re.M)  # /embed
     assert re.search(r"^\[\(\d, '(ham|spam)', -?\d\.\d+\), \(\d, '(ham|spam)', -?\d\.\d+\)\]$", out, re.M)  # /similar
     assert re.search(r"^\[\('.*', \d\.\d+, \['", out, re.M)  # token probabilities

@@ -329,6 +329,7 @@ def build(config, registry) -> None:
             api_description="Internal: the selected model's description.",
         )
         # Models trained in the Train tab join the list: on page load and whenever this tab is opened.
+        # (Named: its function's name would take /list_models, the public endpoint, from ui/model_list.py.)
         listed = bind(list_models, state)
         for trigger in (None, [tab.select]):
-            gr.on(trigger, listed, None, model, api_visibility="private", queue=False)
+            gr.on(trigger, listed, None, model, api_name="offer_models", api_visibility="private", queue=False)

@@ -217,7 +217,14 @@ def _prune_outputs() -> None:
 
 # -- models -------------------------------------------------------------------------------------
 def model_dropdown(names: list[str], label: str = "Model", **kwargs) -> gr.Dropdown:
-    return gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
+    dropdown = gr.Dropdown(choices=names, value=names[0], label=label, interactive=True, **kwargs)
+    if kwargs.get("allow_custom_value"):
+        # The API's type would list `names` only, yet models trained in the app are taken too.
+        dropdown.api_info = lambda: {
+            "type": "string",
+            "additional_description": "a model's name: /list_models lists the current ones, trained models included",
+        }
+    return dropdown
 
 
 def start_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
@@ -281,9 +288,15 @@ def _slider(**kwargs) -> gr.Slider:
     API value with "Value 21 is greater than maximum value 20." (no field name), and against the
     bounds of the model shown first rather than the model the request names. (Replacing
     `preprocess` on the instance, not in a subclass: Gradio writes a .pyi file next to every
-    module that subclasses a component.)"""
+    module that subclasses a component.) `precision=0` types it "integer" in the API (the page's
+    slider ignores it)."""
     slider = gr.Slider(**kwargs)
     slider.preprocess = lambda payload: payload
+    # The page's slider moves a number typed beyond its bounds to the nearest bound when its box
+    # loses focus, without a word (a width of 5000 became 256); its release event, sent just
+    # before, carries the number typed: putting it back lets the model's check refuse it, naming
+    # the field and its range.
+    slider.release(None, slider, slider, js="(typed) => typed", api_visibility="private", queue=False)
     return slider
 
 
@@ -363,7 +376,12 @@ def controls(
         elif info.range is not None:
             step = info.range.ui_step
             made[name] = _slider(
-                minimum=settings["minimum"], maximum=settings["maximum"], value=settings["value"], step=step, **common
+                minimum=settings["minimum"],
+                maximum=settings["maximum"],
+                value=settings["value"],
+                step=step,
+                precision=0 if types[name] is int else None,
+                **common,
             )
         else:
             made[name] = gr.Textbox(value=settings["value"], lines=1, **common)

@@ -17,6 +17,7 @@ from pipelines.classification.embeddings import (
     place,
 )
 from pipelines.core.params import check_params, with_overrides
+from ui.api_values import describe_api_values
 from ui.common import controls, details_json, in_declaration_order
 from ui.handlers import TabState, bind, handler
 
@@ -211,17 +212,18 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
             height=480,
             elem_id="embedding-map",
         )
-        summary = gr.Markdown()
+        summary = gr.Markdown(label="Summary")
         table = gr.Dataframe(label="Most similar messages", interactive=False, wrap=True, elem_id="similar-messages")
         details = details_json()
         # for programs only: no control on the page; its model's default is the config's first
-        gr.api(
+        embedding = gr.api(
             bind(embed, state, defaults={"model_name": state.default.name}),
             api_name="embed",
             concurrency_id=TASK,
             api_description="Embeddings: a list of messages in; JSON out with one vector per message (the classifier's "
             "encoder, mean-pooled, length 1: cosine similarity is their dot product), dimensions and model.",
         )
+        describe_api_values(embedding, inputs=["Messages", "Model"], outputs=[("Embeddings (JSON)", dict)])
 
     message.change(None, message, map_message, js="(text) => text", api_visibility="private", queue=False)
     # Copied in the browser: no server handler that a raw client could hand a path to return.

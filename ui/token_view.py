@@ -214,7 +214,7 @@ def build_explorer(state: TabState, model: gr.Dropdown, prompt: gr.Textbox) -> N
             elem_id="next-token-chart",
         )
         pick = gr.Radio([], label="Append a token and show the next step", elem_id="explorer-pick")
-        summary = gr.Markdown()
+        summary = gr.Markdown(label="Summary")
         result = details_json()
 
     prompt.change(None, prompt, text, js="(prompt) => prompt", api_visibility="private", queue=False)

@@ -59,7 +59,9 @@ def explain_load_failure(entry: ModelEntry, err: BaseException) -> str:
         return (
             f"'{entry.source}' is not in the local Hugging Face cache and the Hub cannot be reached ({first_line}). "
             "Connect to the internet (and unset HF_HUB_OFFLINE) to download it once, or point `source` "
-            "in models.yaml at a local copy."
+            "in models.yaml at a local copy. To try the app without downloading anything, `python -m pipelines.tiny DIR` "
+            "builds tiny test models (random weights) and DIR/models.yaml for them: start the app with "
+            "MODELS_CONFIG=DIR/models.yaml."
         )
     return (
         f"{first_line}. Check that '{entry.source}' is a valid Hugging Face repo id or local model directory "
