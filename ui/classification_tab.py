@@ -25,7 +25,7 @@ from ui.common import (
     model_dropdown,
     output_path,
 )
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible
 
 TASK = "classification"
 EXAMPLES = [
@@ -112,7 +112,13 @@ def classify_requests(
 
 @handler(gpu=TASK, batch=True, texts=["message"], checks={"message": check_message, "threshold": check_threshold})
 def classify(
-    tab: TabState, message: list[str], model_name: list[str], threshold: list[float], *, refused: dict[int, str]
+    tab: TabState,
+    message: list[str],
+    model_name: list[str],
+    threshold: list[float],
+    request: gr.Request = None,
+    *,
+    refused: dict[int, str],
 ):
     """Classify one SMS message as spam or ham.
 
@@ -146,7 +152,7 @@ def describe_explanation(result: Explanation) -> str:
 
 
 @handler(gpu=TASK, texts=["message"])
-def explain_message(tab: TabState, message: str, model_name: str):
+def explain_message(tab: TabState, message: str, model_name: str, request: gr.Request = None):
     """Highlight the words that pushed the verdict towards spam (red) or ham (blue).
 
     Each word is removed in turn and the message scored again (occlusion, one batched pass);
@@ -169,7 +175,13 @@ def verdicts_first(frame, text_column: str):
 
 @handler(gpu=TASK, uploads={"file": "a .csv, .tsv or .txt file of messages"})
 def classify_batch(
-    tab: TabState, file: str | None, model_name: str, threshold: float, text_column: str, progress=gr.Progress()
+    tab: TabState,
+    file: str | None,
+    model_name: str,
+    threshold: float,
+    text_column: str,
+    request: gr.Request = None,
+    progress=gr.Progress(),
 ):
     """Classify every message of a CSV, TSV or TXT file.
 
@@ -283,35 +295,41 @@ def build(config, registry) -> None:
                 summary_details = details_json()
             embedding_map.build(config, registry, message, model, upload)
 
-        gr.on(
+        classified = gr.on(
             [button.click, message.submit],
             bind(classify, state),
             inputs=[message, model, threshold],
             outputs=[label, verdict, details],
             api_name="classify",
             concurrency_id=TASK,
+            show_progress_on=[verdict],  # the place in the queue and errors by the verdict
             batch=True,
             max_batch_size=config.settings.classification_max_batch_size,
             api_description="Classify one message: (confidence per class, verdict markdown, result JSON with label, "
             "scores, truncated, max_length, threshold). Concurrent requests share a forward pass (dynamic batching).",
-        ).success(
+        )
+        explained = classified.success(
             bind(explain_message, state),
             inputs=[message, model],
             outputs=[why, why_note, why_details],
             api_name="explain",
             concurrency_id=TASK,
+            show_progress_on=[why_note],
             api_description="Why: each word of the message with its push towards spam (occlusion), the words pushing "
             "most towards spam and towards ham, and the explanation as JSON (spam_score, words with start/end/score, segments, truncated).",
         )
-        batch_button.click(
+        batch_event = batch_button.click(
             bind(classify_batch, state),
             inputs=[upload, model, threshold, text_column],
             outputs=[download, table, summary, summary_details],
             api_name="classify_batch",
             concurrency_id=TASK,
+            show_progress_on=[summary],
             api_description="Classify a .csv/.tsv/.txt file of messages: (CSV with label and spam_score, table "
             "preview with the verdict first, summary markdown, summary JSON with counts and metrics when the file has labels).",
         )
+        for event, status in [(classified, verdict), (explained, why_note), (batch_event, summary)]:
+            keep_errors_visible(event, state, status)
         upload.change(
             bind(clear_batch_results),
             None,

@@ -19,7 +19,7 @@ from pipelines.classification.embeddings import (
 from pipelines.core.params import check_params, with_overrides
 from ui.api_values import describe_api_values
 from ui.common import controls, details_json, in_declaration_order
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible
 
 TASK = "classification"
 THIS_MESSAGE = "your message"  # its own series: its own colour and legend entry
@@ -108,7 +108,14 @@ class MapState(TabState):
     uploads={"file": "a .csv, .tsv or .txt file of (labelled) messages"},
 )
 def similar_messages(
-    tab: MapState, message: str, file: str | None, model_name: str, text_column: str, progress=gr.Progress(), **params
+    tab: MapState,
+    message: str,
+    file: str | None,
+    model_name: str,
+    text_column: str,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+    **params,
 ):
     """Place a message among a file's messages: the file's messages embedded by the classifier's
     encoder (once per file, then cached) and projected to 2-D, and the k messages most similar to
@@ -228,7 +235,7 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
     message.change(None, message, map_message, js="(text) => text", api_visibility="private", queue=False)
     # Copied in the browser: no server handler that a raw client could hand a path to return.
     batch_file.change(None, batch_file, map_file, js="(file) => file", api_visibility="private", queue=False)
-    gr.on(
+    mapped = gr.on(
         [show.click, map_message.submit],
         bind(similar_messages, state),
         inputs=[map_message, map_file, model, map_column],
@@ -236,6 +243,8 @@ def build(config, registry, message: gr.Textbox, model: gr.Dropdown, batch_file:
         outputs=[scatter, table, summary, details],
         api_name="similar",
         concurrency_id=TASK,
+        show_progress_on=[summary],
         api_description="Similar messages: a message and a .csv/.tsv/.txt file of messages in; (map points, table of the k "
         "most similar messages, summary markdown, JSON with neighbours: row, text, label, cosine similarity).",
     )
+    keep_errors_visible(mapped, state, summary)

@@ -17,7 +17,7 @@ from pipelines.text.contract import (
     TokenProbability,
 )
 from ui.common import controls, details_json, in_declaration_order, markdown_code
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible
 
 TASK = "text"
 VIEW_PARAMETERS = ["token_probabilities"]  # the TextParams control that sits with the view
@@ -162,7 +162,7 @@ def build_token_view(default) -> TokenView:
 
 
 @handler(gpu=TASK, texts=["prompt"])
-def next_tokens(tab: TabState, prompt: str, model_name: str, **params):
+def next_tokens(tab: TabState, prompt: str, model_name: str, request: gr.Request = None, **params):
     """The likeliest next tokens after a text, with their probabilities at a temperature: a bar chart, a
     summary, and the result as JSON (prompt_tokens, temperature, tokens with token/id/probability/rank,
     top_k_probability, entropy_bits)."""
@@ -224,18 +224,23 @@ def build_explorer(state: TabState, model: gr.Dropdown, prompt: gr.Textbox) -> N
         inputs_kwargs=in_declaration_order(NextTokenParams, params),
         outputs=[chart, summary, result],
     )
-    gr.on(
+    explored_event = gr.on(
         [explore.click, text.submit, params["temperature"].release, params["top_k"].release],
         explored,
         **inputs,
         api_name="next_tokens",
         concurrency_id=TASK,
+        show_progress_on=[summary],
         api_description="Next-token explorer: the top_k likeliest next tokens after a text (prompt) and their probabilities at a "
         "temperature: (bar chart data, summary markdown, JSON with tokens, top_k_probability, entropy_bits).",
-    ).success(offered, result, pick, api_visibility="private", queue=False)
+    )
+    explored_event.success(offered, result, pick, api_visibility="private", queue=False)
+    keep_errors_visible(explored_event, state, summary)
     pick.input(bind(append_token), [text, result, pick], text, api_visibility="private", queue=False).success(
         explored,
         **inputs,
         api_visibility="private",
         concurrency_id=TASK,
-    ).success(offered, result, pick, api_visibility="private", queue=False)
+    )
+    explored_event.success(offered, result, pick, api_visibility="private", queue=False)
+    keep_errors_visible(explored_event, state, summary)

@@ -29,7 +29,7 @@ from ui.common import (
     output_path,
     start_and_stop,
 )
-from ui.handlers import TabState, bind, handler
+from ui.handlers import TabState, bind, handler, keep_errors_visible, wire_stop
 
 # Trainings take their own queue group, one at a time: the other tabs' groups keep answering
 # (and the training pauses, layer by layer, while they compute).
@@ -188,7 +188,7 @@ def train_classifier(
 
 @handler()
 def stop_training(tab: TrainState, request: gr.Request):
-    tab.stops.stop(request)
+    tab.stops.stop(request, "train_classifier")
 
 
 def unfit_for_training(err: UserFacingError):
@@ -350,7 +350,8 @@ def build(config, registry) -> None:
         event.then(
             bind(after_training, state), details, [table, chosen, snippet], api_visibility="private", queue=False
         )
-        stop.click(bind(stop_training, state), None, None, api_visibility="private", queue=False)
+        keep_errors_visible(event, state, status)
+        wire_stop(stop, event, state, stop_training)
         gr.on(
             [
                 upload.change,
