@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -259,11 +260,35 @@ def wire_stop(button, event, tab: TabState, stop_handler: Callable) -> None:
     )
 
 
-def keep_errors_visible(event, tab: TabState, status) -> None:
-    """When `event` fails, `status` (a gr.Markdown next to its outputs, the target of its
-    progress: `show_progress_on=[status]`) shows the error's message until the next run
-    writes it again, in place of Gradio's bare "Error" mark."""
-    event.failure(bind(last_error, tab), None, status, api_visibility="private", queue=False, show_progress="hidden")
+# What a status line says from the click until the run's first update (Gradio's progress, drawn
+# over it, adds the place in the queue and the time waited).
+WAITING = "Waiting for the model…"
+
+
+def show_waiting(button, status) -> None:
+    """As `button` is pressed, in the browser: `status` says the run waits, until its first update."""
+    button.click(None, None, status, js=f"() => {json.dumps(WAITING)}", api_visibility="private", queue=False)
+
+
+def keep_errors_visible(event, tab: TabState, status, *others) -> None:
+    """When `event` fails, `status` (a gr.Markdown by its outputs) shows the error's message
+    until the next run writes it again. Gradio marks each output of a failed event with a bare
+    "Error" over its content; this listener's update of `others` (the event's other outputs that
+    show its progress), which leaves their values as they are, takes those marks away."""
+    remembered = bind(last_error, tab)
+
+    @functools.wraps(remembered)
+    def message_and_no_change(*args, **kwargs):
+        return remembered(*args, **kwargs), *[gr.skip()] * len(others)
+
+    event.failure(
+        message_and_no_change if others else remembered,
+        None,
+        [status, *others],
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )
 
 
 def _bound(fn: Callable, tab: TabState | None, declaration: Declaration, defaults: dict) -> Callable:

@@ -26,8 +26,9 @@ from ui.common import (
     output_path,
     start_and_stop,
 )
-from ui.handlers import TabState, bind, handler, keep_errors_visible, wire_stop
+from ui.handlers import TabState, bind, handler, keep_errors_visible, show_waiting, wire_stop
 
+IDLE = "Ready: describe an image and press Generate."  # the status line before the first run
 TASK = "image"
 EXAMPLES = [
     ["A photo of an astronaut riding a horse on the moon, highly detailed", ""],
@@ -188,7 +189,7 @@ def build(config, registry) -> None:
             with gr.Column(scale=3):
                 # interactive=False: an output, never an upload box ("Drop Media Here")
                 gallery = gr.Gallery(label="Images", format="png", columns=2, height="auto", interactive=False)
-                status = gr.Markdown(min_height=24)
+                status = gr.Markdown(IDLE, label="Status", min_height=24)
                 use_input = gr.Button(
                     "Use as input", variant="secondary"
                 )  # full size: a small grey one looked disabled
@@ -197,6 +198,7 @@ def build(config, registry) -> None:
                 produced = gr.State([])  # the last result's PNG paths: what "Use as input" may take
         gr.Examples(EXAMPLES, inputs=[prompt, parameters["negative_prompt"]], label="Examples")
 
+        show_waiting(generate, status)  # before the event: its pending state would hide the change
         event = generate.click(
             bind(generate_image, state),
             inputs=[prompt, model],

@@ -19,9 +19,10 @@ from ui.common import (
     model_dropdown,
     start_and_stop,
 )
-from ui.handlers import TabState, bind, handler, keep_errors_visible, wire_stop
+from ui.handlers import TabState, bind, handler, keep_errors_visible, show_waiting, wire_stop
 from ui.token_view import VIEW_PARAMETERS, build_explorer, build_token_view
 
+IDLE = "Ready: type a prompt and press Generate."  # the status line before the first run
 TASK = "text"
 EXAMPLES = [
     ["In a shocking finding, scientists discovered a herd of unicorns living in a remote valley."],
@@ -147,13 +148,14 @@ def build(config, registry) -> None:
                 model_info = gr.Markdown(describe_model(state.default))
             with gr.Column(scale=3):
                 output = gr.Textbox(label="Generated text", lines=12, interactive=False)
-                stats = gr.Markdown(label="Stats", min_height=24)
+                stats = gr.Markdown(IDLE, label="Stats", min_height=24)
                 token_view = build_token_view(state.default)
                 parameters |= token_view.controls
                 details = details_json()
         gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
         build_explorer(state, model, prompt)
 
+        show_waiting(generate, stats)  # before the event: its pending state would hide the change
         event = generate.click(
             bind(generate_text, state),
             inputs=[prompt, model],
@@ -161,9 +163,8 @@ def build(config, registry) -> None:
             outputs=[output, stats, details],
             api_name="generate_text",
             concurrency_id=TASK,
-            show_progress_on=[stats],  # the place in the queue and errors show by the stats, not over the text
         )
-        keep_errors_visible(event, state, stats)
+        keep_errors_visible(event, state, stats, output, details)
         token_view.wire(details)
         wire_stop(stop, event, state, stop_text)
         preset.input(
