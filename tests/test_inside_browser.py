@@ -80,6 +80,9 @@ def test_next_token_explorer_appends_a_picked_token(page):
     button(page, "Show next tokens").click()
     page.locator("#next-token-chart g.mark-rect.role-mark path").first.wait_for()
     assert page.locator("#next-token-chart g.mark-rect.role-mark path").count() == 10  # the default top_k bars
+    # bars from 0, in percent, so that their heights compare as the probabilities do
+    y_axis = page.locator("#next-token-chart g.role-axis[aria-label^='Y-axis']").get_attribute("aria-label")
+    assert re.search(r"values from 0% to \d", y_axis), y_axis
     page.locator("#explorer-pick label").first.click()
     page.wait_for_function("el => el.value.length > 'Once upon a time'.length", arg=text.element_handle())
     page.get_by_text(re.compile(r"After \d+ prompt tokens")).wait_for()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,4 +56,20 @@ def test_quickstart_notebook_runs_offline_top_to_bottom(tmp_path):
         for output in cell.outputs
     )
     assert (ROOT / "notebook-outputs" / "my-spam-model" / "metrics.json").is_file()  # the model it trained
+    # its plot of the validation spam F1 per epoch shows the score its metrics report, at the best epoch
+    plotted, reported = re.search(r"plotted spam F1 (\d\.\d{4}), metrics (\d\.\d{4})", outputs).groups()
+    assert plotted == reported
     shutil.rmtree(ROOT / "notebook-outputs")  # what it wrote (git-ignored)
+
+
+def test_outside_a_copy_of_the_project_it_asks_for_repo_url(tmp_path):
+    """Opened where there is no copy of the project (Colab from a link, Kaggle), its install cell
+    says to set REPO_URL rather than cloning a placeholder."""
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    settings, install = ("".join(cells[i]["source"]) for i in (1, 3))
+    assert "REPO_URL" in settings and "git" in install
+    run = subprocess.run(
+        [sys.executable, "-c", settings + "\n" + install], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode != 0 and "set REPO_URL in the first cell" in run.stderr, run.stderr
+    assert not list(tmp_path.iterdir())  # nothing cloned, nothing installed

@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.classification import trained_models
 from tests.helpers import DOCS, DOCS_WIDTH, SCREENSHOT_DIR, button, open_tab, screenshot, visible
+from ui.train_tab import SAVED_MODEL_F1
 
 SPAM = [
     "WIN a free prize now, call {}",
@@ -27,20 +28,33 @@ HAM = [
     "running late, be there at {}",
 ]
 
+VALIDATION_POINTS = "#train-metrics-plot g.mark-symbol.role-mark path"  # a marker per series and epoch
 # Records the points each plot draws, every time the page changes: vega draws the loss line as
 # one SVG path ("M x,y L x,y ..."), and each validation point as a symbol. They must grow.
-WATCH_PLOTS_JS = """() => {
-    window.plotPoints = {loss: [], validation: []};
+WATCH_PLOTS_JS = f"""() => {{
+    window.plotPoints = {{loss: [], validation: []}};
     const linePoints = () => Array.from(document.querySelectorAll('#train-loss-plot .plot_marks path'))
         .map(p => ((p.getAttribute('d') || '').match(/L/g) || []).length + 1).reduce((a, b) => a + b, 0);
-    const symbols = () => document.querySelectorAll('#train-metrics-plot .plot_marks path').length;
-    new MutationObserver(() => {
-        for (const [key, count] of [['loss', linePoints], ['validation', symbols]]) {
+    const symbols = () => document.querySelectorAll('{VALIDATION_POINTS}').length;
+    new MutationObserver(() => {{
+        for (const [key, count] of [['loss', linePoints], ['validation', symbols]]) {{
             const n = count(), seen = window.plotPoints[key];
             if (n && n !== seen[seen.length - 1]) seen.push(n);
-        }
-    }).observe(document.body, {subtree: true, childList: true, attributes: true});
-}"""
+        }}
+    }}).observe(document.body, {{subtree: true, childList: true, attributes: true}});
+}}"""
+
+
+def plotted_validation(page) -> dict[str, dict[float, float]]:
+    """{series: {epoch: value}} as the validation chart draws them (each marker's aria-label reads
+    "epoch: 1; value: 0.9090909090909091; measure: spam F1 (saved model); ...")."""
+    series: dict[str, dict[float, float]] = {}
+    for label in page.locator(VALIDATION_POINTS).evaluate_all(
+        "points => points.map(p => p.getAttribute('aria-label'))"
+    ):
+        fields = dict(part.split(": ", 1) for part in label.split("; "))
+        series.setdefault(fields["measure"], {})[float(fields["epoch"])] = float(fields["value"])
+    return series
 
 
 def docs_screenshot(page) -> None:
@@ -72,15 +86,15 @@ def labelled_csv(tmp_path):
     return path
 
 
-def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, tiny_config):
+def set_up_training(page, csv, name: str, settings: tuple[tuple[str, str], ...]) -> None:
+    """Upload `csv` in the Train tab, name the model and fill the (label, value) settings."""
     open_tab(page, "Train")
-    page.locator("#train-file input[type=file]").set_input_files(str(labelled_csv))
+    page.locator("#train-file input[type=file]").set_input_files(str(csv))
     visible(page.get_by_text(re.compile(r"240 messages"))).first.wait_for()  # the preview: counts and split
     assert visible(page.get_by_text(re.compile(r"120 ham.*120 spam"))).count() > 0
     visible(page.get_by_text(re.compile(r"\d+ to train on"))).first.wait_for()
-    name = "My browser model"
     visible(page.get_by_label("Save as", exact=True)).fill(name)
-    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Learning rate", "0.005")):
+    for label, value in settings:
         field = (
             visible(page.get_by_label(f"number input for {label}")).first
             if label != "Learning rate"
@@ -88,6 +102,16 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, t
         )
         field.fill(value)
         field.press("Tab")
+
+
+def saved_model(config, name: str) -> trained_models.TrainedModel:
+    (model,) = [m for m in trained_models.find(trained_models.folder_of(config)) if m.name.startswith(name)]
+    return model
+
+
+def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, tiny_config):
+    name = "My browser model"
+    set_up_training(page, labelled_csv, name, (("Epochs", "2"), ("Batch size", "2"), ("Learning rate", "0.005")))
     screenshot(page, "train-before")
 
     page.evaluate(WATCH_PLOTS_JS)
@@ -95,22 +119,29 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, t
     visible(page.get_by_text(re.compile(r"step \d+ / \d+ · epoch"))).first.wait_for()  # steps, epoch, time left
     screenshot(page, "train-during")
     visible(page.get_by_text(re.compile(r"Saved as"))).first.wait_for()
-    result = visible(page.get_by_text(re.compile(r"spam F1 \d\.\d{4}"))).first.inner_text()
+    result = page.locator("#train-results").inner_text()
     # the result shown is the saved model's: its validation F1 and best epoch, and its confusion matrix
-    (model,) = [m for m in trained_models.find(trained_models.folder_of(tiny_config)) if m.name.startswith(name)]
+    model = saved_model(tiny_config, name)
     assert f"spam F1 {model.metrics['spam_f1']:.4f}" in result, (result, model.metrics)
-    assert f"best epoch {model.metrics['best_epoch']:g}" in page.locator("#train-results").inner_text()
+    assert f"best epoch {model.metrics['best_epoch']:g}" in result
     _, (false_ham, true_spam) = model.metrics["confusion_matrix"]
-    assert re.search(rf"true spam\s+{false_ham:,}\s+{true_spam:,}", page.locator("#train-results").inner_text())
+    assert re.search(rf"true spam\s+{false_ham:,}\s+{true_spam:,}", result)
     log = visible(page.get_by_label("Log", exact=True)).input_value()
     assert re.search(r"epoch 1: training loss \d\.\d+ · validation loss", log), log
     points = page.evaluate("window.plotPoints")
     assert len(points["loss"]) >= 2 and points["loss"][-1] > points["loss"][0], (
         points
     )  # the curve grew while it trained
-    assert points["validation"] and points["validation"][-1] == 3, (
-        points
-    )  # validation loss, accuracy, spam F1 of the epoch
+    # per epoch: the saved model's spam F1 and accuracy, the transformer alone's spam F1, the validation loss
+    assert points["validation"] and points["validation"][-2:] == [4, 8], points  # the markers of epoch 1, then 2
+    assert page.locator("#train-metrics-plot g.mark-line.role-mark path").count() == 4  # each series joined
+    # the chart plots the score the Result reports (and says so): the saved model's spam F1 at its best epoch
+    plotted = plotted_validation(page)
+    assert set(plotted) == {SAVED_MODEL_F1, "accuracy (saved model)", "spam F1 (transformer alone)"} | {
+        "validation loss (transformer)"
+    }, plotted
+    assert f"{plotted[SAVED_MODEL_F1][model.metrics['best_epoch']]:.4f}" == f"{model.metrics['spam_f1']:.4f}"
+    assert f"the chart's {SAVED_MODEL_F1} at epoch {model.metrics['best_epoch']:g}" in result
     screenshot(page, "train")
     docs_screenshot(page)
 
@@ -125,3 +156,20 @@ def test_train_a_model_watch_it_learn_and_classify_with_it(page, labelled_csv, t
     details = visible(page.get_by_test_id("json")).first
     page.wait_for_function("el => el.innerText.includes('threshold')", arg=details.element_handle())
     assert name in details.inner_text()  # the verdict came from the new model
+
+
+def test_the_chart_plots_the_score_the_result_reports_where_the_transformer_alone_scores_apart(
+    page, labelled_csv, tiny_config
+):
+    """A transformer that barely learns (a tiny learning rate) beside a TF-IDF half that carries
+    this easy set: the chart's saved-model series, not the transformer's, gives the Result's F1."""
+    name = "Barely trained"
+    set_up_training(page, labelled_csv, name, (("Epochs", "2"), ("Batch size", "8"), ("Learning rate", "0.000001")))
+    button(page, "Train").click()
+    visible(page.get_by_text(re.compile(r"Saved as"))).first.wait_for()
+    metrics = saved_model(tiny_config, name).metrics
+    plotted = plotted_validation(page)
+    best = metrics["best_epoch"]
+    assert f"{plotted[SAVED_MODEL_F1][best]:.4f}" == f"{metrics['spam_f1']:.4f}", (plotted, metrics)
+    assert abs(plotted["spam F1 (transformer alone)"][best] - metrics["spam_f1"]) > 0.1, (plotted, metrics)
+    assert f"spam F1 {metrics['spam_f1']:.4f}" in page.locator("#train-results").inner_text()

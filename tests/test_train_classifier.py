@@ -183,3 +183,38 @@ def test_the_default_recipe_blends_tfidf_and_the_app_serves_its_threshold(datase
     assert [r["scores"]["spam"] for r in results] == pytest.approx(expected.tolist(), abs=1e-5)
     assert [r["label"] for r in results] == ["spam" if p >= 0.35 else "ham" for p in expected]
     assert all(r["threshold"] == 0.35 for r in results)
+
+
+def test_every_epoch_is_scored_as_the_blend_it_would_be_saved_as(dataset, tmp_path):
+    """The per-epoch validation scores (the Train tab's chart, the notebook's plot) measure the
+    saved model, the blend at its threshold: the best epoch's are the final metrics. The
+    transformer half, barely trained here, is scored alone beside them."""
+    base = build_classifier(tmp_path / "base")
+    out = tmp_path / "blended-validated"
+    args = ["--data", str(dataset), "--base-model", str(base), "--output", str(out), "--batch-size", "8"]
+    args += ["--validation-fraction", "0.25", "--epochs", "2", "--patience", "2", "--learning-rate", "1e-6"]
+    args += ["--transformer-weight", "0.4", "--threshold", "0.35"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["eval_history"]
+    assert [h["epoch"] for h in history] == [1.0, 2.0]
+    best = max(history, key=lambda h: h["spam_f1"])  # the first of equals, as training keeps it
+    assert metrics["best_epoch"] == best["epoch"]
+    assert (best["spam_f1"], best["accuracy"]) == pytest.approx((metrics["spam_f1"], metrics["accuracy"]), abs=1e-4)
+    assert metrics["spam_f1"] > 0.9  # TF-IDF carries this easy set ...
+    assert all(h["transformer_spam_f1"] < h["spam_f1"] for h in history)  # ... which the transformer alone does not
+
+
+def test_epoch_scores_refuse_messages_evaluated_out_of_order():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pipelines.classification.training import Recipe, _metrics_in_order
+
+    compute = _metrics_in_order([0, 1], [0.1, 0.9], Recipe(transformer_weight=0.5, threshold=0.5))
+    logits = np.array([[2.0, -2.0], [-2.0, 2.0]])
+    scores = compute(SimpleNamespace(predictions=logits, label_ids=np.array([0, 1])))
+    assert scores["spam_f1"] == scores["transformer_spam_f1"] == 1.0
+    with pytest.raises(RuntimeError, match="out of order"):
+        compute(SimpleNamespace(predictions=logits[::-1], label_ids=np.array([1, 0])))

@@ -209,6 +209,9 @@ def build_explorer(state: TabState, model: gr.Dropdown, prompt: gr.Textbox) -> N
             sort="-y",
             x_title="next token",
             y_title="probability",
+            # from 0, in percent: bar heights compare as the probabilities do (0.25% is not 10x 0.20%)
+            y_lim=[0, None],
+            y_axis_format="~%",
             label="Likeliest next tokens",
             x_label_angle=-30,
             elem_id="next-token-chart",

@@ -9,11 +9,13 @@ abandons the run and saves nothing. The new model joins the Classification tab's
 
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import closing
 
 import gradio as gr
 import pandas as pd
+from gradio.components.plot import AltairPlotData
 
 from pipelines.classification import trained_models
 from pipelines.classification.train_job import TrainingRunner, TrainUpdate, check_data, duration
@@ -39,9 +41,17 @@ PARAMETERS = ["epochs", "learning_rate", "batch_size", "max_length", "validation
 MORE = ["weight_decay", "transformer_weight", "threshold", "time_limit_minutes"]
 # How often (seconds) the page gets an update while training: the curves grow twice a second.
 UPDATE_EVERY_S = 0.5
-VALIDATION_SERIES = (("loss", "validation loss"), ("accuracy", "accuracy"), ("spam_f1", "spam F1"))
-# Named in the plot's label: Gradio 6 clips the legend of a plot this high.
-VALIDATION_COLOURS = {"validation loss": "#e45756", "accuracy": "#4c78a8", "spam F1": "#54a24b"}
+# The validation chart's series: (key of a TrainUpdate's validation row, name, colour, dash). The
+# saved model's scores are the ones the Result reports; the transformer half's are shown beside
+# them for a blend (it alone can score far lower: TF-IDF carries small data sets).
+SAVED_MODEL_F1 = "spam F1 (saved model)"
+VALIDATION_SERIES = (
+    ("spam_f1", SAVED_MODEL_F1, "#2f8a2f", []),
+    ("accuracy", "accuracy (saved model)", "#4c78a8", []),
+    ("transformer_spam_f1", "spam F1 (transformer alone)", "#8fcf8f", [5, 3]),
+    ("loss", "validation loss (transformer)", "#e45756", [2, 2]),
+)
+VALIDATION_CHART_HEIGHT = 340  # pixels, legend included: as high as the training-loss plot beside it
 
 
 def describe_data(data: dict) -> str:
@@ -69,17 +79,77 @@ def loss_frame(update: TrainUpdate) -> pd.DataFrame | None:
     return pd.DataFrame(rows, columns=["epoch", "training loss"], dtype=float) if rows else None
 
 
-def validation_frame(update: TrainUpdate) -> pd.DataFrame | None:
-    """Validation loss, accuracy and spam F1 per epoch (None until the first epoch ends). Every
-    frame holds all three series: the plot fixes its colours from the first frame it draws."""
+def series_layer(series: list[tuple], shown: dict, width: int) -> dict:
+    """A line with a marker per epoch for each series that passes the filter `shown`; every layer
+    shares the colour and dash scales (and so one legend, under the plot, every name whole)."""
+    names = [s[1] for s in series]
+    measure = {"field": "measure", "type": "nominal", "title": None}
+    return {
+        "transform": [{"filter": shown}],
+        "mark": {"type": "line", "strokeWidth": width, "point": {"filled": True, "size": 70, "strokeOpacity": 0}},
+        "encoding": {
+            "color": measure
+            | {
+                "scale": {"domain": names, "range": [s[2] for s in series]},
+                "legend": {
+                    "orient": "bottom",
+                    "columns": 2,
+                    "labelLimit": 0,
+                    "symbolType": "stroke",
+                    "symbolStrokeWidth": 3,
+                    "symbolSize": 300,
+                },
+            },
+            "strokeDash": measure | {"scale": {"domain": names, "range": [s[3] for s in series]}},
+            "tooltip": [
+                measure | {"title": "series"},
+                {"field": "epoch", "type": "quantitative", "format": "~g"},
+                {"field": "value", "type": "quantitative", "format": ".4f"},
+            ],
+        },
+    }
+
+
+def validation_chart(update: TrainUpdate) -> AltairPlotData | None:
+    """The validation scores per epoch, a line per series with a marker per epoch (one epoch is a
+    point), the saved model's spam F1 drawn over the rest (None until the first epoch ends): a
+    Vega-Lite spec of its own, as gr.LinePlot draws no markers and gr.ScatterPlot no lines."""
     rows = [
-        (v["epoch"], v.get(key, float("nan")), name) for v in update["validation"] for key, name in VALIDATION_SERIES
+        {"epoch": v["epoch"], "measure": name, "value": v[key]}
+        for v in update["validation"]
+        for key, name, *_ in VALIDATION_SERIES
+        if key in v
     ]
-    return (
-        pd.DataFrame(rows, columns=["epoch", "value", "measure"]).astype({"epoch": float, "value": float})
-        if rows
-        else None
-    )
+    if not rows:
+        return None
+    series = [s for s in VALIDATION_SERIES if any(row["measure"] == s[1] for row in rows)]
+    reported = {"field": "measure", "equal": SAVED_MODEL_F1}
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "data": {"values": rows},
+        "height": VALIDATION_CHART_HEIGHT,
+        "padding": {"top": 32, "left": 5, "right": 5, "bottom": 5},  # room for the block's label, top left
+        "encoding": {
+            "x": {
+                "field": "epoch",
+                "type": "quantitative",
+                "axis": {"values": sorted({row["epoch"] for row in rows}), "format": "~g"},
+                "scale": {"padding": 12},  # whole markers at the first and last epoch
+            },
+            "y": {
+                "field": "value",
+                "type": "quantitative",
+                "title": None,
+                "scale": {"domain": [0, max(1.0, *(row["value"] for row in rows))]},
+            },
+        },
+        "layer": [series_layer(series, {"not": reported}, 2), series_layer(series, reported, 3)],
+        # SVG: each marker is an element of the page, its values in its aria-label (the browser test reads them)
+        "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
+    }
+    # chart="scatter": Gradio then sizes the plot to its block and themes it (fonts, text colours) as
+    # its own plots, leaving the colours alone (it recolours only a top-level `color` encoding)
+    return AltairPlotData(chart="scatter", plot=json.dumps(spec))
 
 
 def describe_status(update: TrainUpdate) -> str:
@@ -104,22 +174,36 @@ def describe_status(update: TrainUpdate) -> str:
     return f"**{waiting.get(state, state)}** · {duration(update['elapsed_s'])} so far"
 
 
+def describe_scoring(recipe: dict) -> str:
+    weight, threshold = recipe.get("transformer_weight", 1), recipe.get("threshold", 0.5)
+    if weight >= 1:
+        return f"its spam score is the transformer's, spam at {threshold:g}"
+    return f"its spam score = {weight:g} × the transformer's + {1 - weight:g} × TF-IDF's, spam at {threshold:g}"
+
+
+def transformer_alone(validation: list[dict], epoch: float | None) -> str:
+    """The transformer half's own validation spam F1 at `epoch`, for a blend ("" otherwise)."""
+    row = next((v for v in validation if v["epoch"] == epoch and "transformer_spam_f1" in v), None)
+    return f" (the transformer alone: spam F1 {row['transformer_spam_f1']:.4f})" if row else ""
+
+
 def describe_result(update: TrainUpdate) -> str:
     metrics = update["metrics"] or {}
     recipe = metrics.get("recipe", {})
     lines = [
         f"**Saved as {markdown_code(update['model'])}**: it is now in the Classification tab's model list (and in /classify's). "
         f"{metrics.get('train_messages', 0):,} training messages · {metrics.get('epochs_run', 0):g} epoch(s) run, "
-        f"best epoch **{metrics.get('best_epoch', 0):g}** · trained in **{duration(metrics.get('train_seconds'))}**"
+        f"best epoch **{metrics.get('best_epoch', 0):g}**{' (the best validation spam F1, kept)' if 'spam_f1' in metrics else ''} · trained in **{duration(metrics.get('train_seconds'))}**"
         + (" · stopped early" if update["stopped"] else "")
         + "."
     ]
     if "spam_f1" in metrics:
         lines += [
-            f"**Validation** ({metrics['validation_messages']:,} messages it never trained on; final spam score = "
-            f"{recipe.get('transformer_weight', 1):g} × transformer + the rest × TF-IDF, spam at {recipe.get('threshold', 0.5):g}): "
+            f"**Validation of the saved model** ({metrics['validation_messages']:,} messages it never trained on; "
+            f"{describe_scoring(recipe)}; the chart's *{SAVED_MODEL_F1}* at epoch {metrics.get('best_epoch', 0):g}): "
             f"accuracy **{metrics['accuracy']:.4f}** · spam precision {metrics['spam_precision']:.4f} · recall "
-            f"{metrics['spam_recall']:.4f} · **spam F1 {metrics['spam_f1']:.4f}**",
+            f"{metrics['spam_recall']:.4f} · **spam F1 {metrics['spam_f1']:.4f}**"
+            + transformer_alone(update["validation"], metrics.get("best_epoch")),
             confusion_markdown(metrics["confusion_matrix"]),
         ]
     else:
@@ -179,7 +263,7 @@ def train_classifier(
                 yield (
                     describe_status(update),
                     loss_frame(update),
-                    validation_frame(update),
+                    validation_chart(update),
                     "\n".join(update["log"]),
                     result,
                     update,
@@ -299,15 +383,10 @@ def build(config, registry) -> None:
                     height=340,
                     elem_id="train-loss-plot",
                 )
-                # Points: a line needs two epochs. Validation loss rising while training loss falls = memorising.
-                metrics_plot = gr.ScatterPlot(
+                # Validation loss rising while training loss falls = memorising.
+                metrics_plot = gr.Plot(
                     None,
-                    x="epoch",
-                    y="value",
-                    color="measure",
-                    color_map=VALIDATION_COLOURS,
-                    label="Validation per epoch, the transformer alone: red loss, blue accuracy, green spam F1",
-                    height=340,
+                    label="Validation per epoch, on messages it never trained on (higher is better, loss: lower)",
                     elem_id="train-metrics-plot",
                 )
             log = gr.Textbox(label="Log", lines=6, max_lines=10, interactive=False, autoscroll=True)

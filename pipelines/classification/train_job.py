@@ -46,7 +46,7 @@ PREVIEW_ROWS = 10  # rows of the uploaded file shown before training
 
 
 class TrainUpdate(TypedDict):
-    state: str  # starting | reading | loading | training | tfidf | saving | done
+    state: str  # starting | reading | tfidf | loading | training | saving | done
     step: int
     max_steps: int | None
     epoch: float
@@ -56,7 +56,10 @@ class TrainUpdate(TypedDict):
     device: str | None
     data: dict | None  # messages, train_messages, train_spam, validation_messages, validation_spam
     train_loss: list[dict]  # {step, epoch, loss} per logging step
-    validation: list[dict]  # {step, epoch, loss, accuracy, spam_precision, spam_recall, spam_f1} per epoch
+    # per epoch: {step, epoch, loss (the transformer's)} and training.EPOCH_METRICS: the saved model's
+    # accuracy, spam_precision, spam_recall, spam_f1 (what `metrics` reports), and for a blend the
+    # transformer half's transformer_accuracy and transformer_spam_f1
+    validation: list[dict]
     log: list[str]
     stopped: bool  # Stop or the time limit ended training early (the best epoch so far is kept)
     done: bool
@@ -188,6 +191,11 @@ class Progress:
                 f"epoch {row['epoch']:g}: training loss {self._last_loss()} · validation loss {row['loss']:.4f} · "
                 f"accuracy {row.get('accuracy', 0):.4f} · spam F1 {row.get('spam_f1', 0):.4f}"
                 + (" (best so far)" if best else "")
+                + (
+                    f" · the transformer alone: spam F1 {row['transformer_spam_f1']:.4f}"
+                    if "transformer_spam_f1" in row
+                    else ""
+                )
             )
         elif kind == "halted":
             u["stopped"] = True
@@ -198,7 +206,7 @@ class Progress:
                 self.say(f"{why} at step {event['step']} (epoch {event['epoch']:.2f}): keeping the best epoch so far")
         elif kind == "tfidf":
             u["state"] = "tfidf"
-            self.say("fitting the TF-IDF half on the same messages")
+            self.say("fitting the TF-IDF half on the training messages")
         elif kind == "saving":
             u["state"] = "saving"
             self.say("saving the model")
@@ -214,7 +222,7 @@ class Progress:
             per_step = (now - self.training_started) / u["step"]
             u["eta_s"] = round(per_step * max(0, u["max_steps"] - u["step"]), 1)
         elif u["state"] != "training":
-            u["eta_s"] = None if u["state"] in ("starting", "reading", "loading") else 0.0
+            u["eta_s"] = None if u["max_steps"] is None else 0.0  # unknown until the transformer starts
         return TrainUpdate(
             **{**u, "train_loss": list(u["train_loss"]), "validation": list(u["validation"]), "log": list(u["log"])}
         )

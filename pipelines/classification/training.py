@@ -5,8 +5,8 @@
 BASE is a Hub id or a local model directory (BERT, DistilBERT, MiniLM, RoBERTa, ...). The recipe,
 chosen by cross-validation (`python -m benchmarks.spam --cv`, figures in benchmarks/README.md):
 
-1. fine-tune BASE with a fresh 2-class head on every message of the file for EPOCHS epochs;
-2. fit a TF-IDF (word and character n-grams) + logistic-regression scorer on the same messages;
+1. fit a TF-IDF (word and character n-grams) + logistic-regression scorer on every message of the file;
+2. fine-tune BASE with a fresh 2-class head on the same messages for EPOCHS epochs;
 3. score a message by TRANSFORMER_WEIGHT x the transformer's P(spam) + the rest x TF-IDF's, and
    call it spam at THRESHOLD.
 
@@ -14,7 +14,10 @@ DIR gets what the app serves as a local `source`: the transformer (`from_pretrai
 it, id2label {0: "ham", 1: "spam"}), its tokenizer, `tfidf.json`, `ml_studio.json` (the blend
 weight and the threshold, which the app applies by default) and `metrics.json` (the recipe's
 cross-validated estimate, clearly labelled as such; with --validation-fraction, also the scores
-on a held-out split, by unique text, which then also stops training early). Everything is seeded.
+on a held-out split, by unique text, which then also stops training early). The TF-IDF half is
+fitted first so that every epoch is scored as the blend it would be saved as: the per-epoch
+validation metrics, the best epoch and the final metrics all measure the same model. Everything
+is seeded.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ RECIPE_ESTIMATE_FILE = Path(__file__).with_name("recipe_estimate.json")
 
 ID2LABEL = {0: "ham", 1: "spam"}
 LOG_POINTS_PER_EPOCH = 20  # training-loss points logged per epoch (the Train tab's curve)
+# Measured on the validation split after each epoch: the saved model's scores (the blend at the
+# threshold; spam_f1 picks the best epoch) and, for a blend, the transformer half's alone.
+EPOCH_METRICS = ("accuracy", "spam_precision", "spam_recall", "spam_f1", "transformer_accuracy", "transformer_spam_f1")
 
 
 @dataclass(frozen=True)
@@ -203,12 +209,49 @@ def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int) ->
     ]
 
 
-def compute_metrics(eval_prediction) -> dict:
+def verdicts(transformer: list[float], tfidf: list[float] | None, recipe: Recipe) -> list[int]:
+    """1 (spam) or 0 per message, as the saved model decides: the blend at the threshold."""
+    return [int(p >= recipe.threshold) for p in blend(transformer, tfidf, recipe.transformer_weight)]
+
+
+def epoch_metrics(labels: list[int], transformer: list[float], tfidf: list[float] | None, recipe: Recipe) -> dict:
+    """EPOCH_METRICS of the model as it would be saved now, from its halves' P(spam) per message."""
     from pipelines.classification.data import classification_metrics
 
-    predictions = eval_prediction.predictions.argmax(axis=-1).tolist()
-    metrics = classification_metrics(eval_prediction.label_ids.tolist(), predictions)
-    return {k: metrics[k] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")}
+    saved = classification_metrics(labels, verdicts(transformer, tfidf, recipe))
+    metrics = {k: saved[k] for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")}
+    if tfidf is not None and recipe.transformer_weight < 1.0:
+        alone = classification_metrics(labels, verdicts(transformer, None, recipe))
+        metrics |= {"transformer_accuracy": alone["accuracy"], "transformer_spam_f1": alone["spam_f1"]}
+    return metrics
+
+
+def _metrics_in_order(labels: list[int], tfidf: list[float] | None, recipe: Recipe) -> Callable:
+    """Trainer's compute_metrics for a validation split evaluated in its given order (`_trainer_class`):
+    the transformer's logits of message i are blended with `tfidf[i]`."""
+    import numpy as np
+
+    def compute_metrics(eval_prediction) -> dict:
+        if eval_prediction.label_ids.tolist() != labels:  # Trainer changed its evaluation order: refuse to pair wrongly
+            raise RuntimeError("the validation messages were evaluated out of order: cannot blend their scores")
+        logits = np.asarray(eval_prediction.predictions, dtype=np.float64)
+        transformer = (1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))).tolist()  # softmax's P(spam)
+        return epoch_metrics(labels, transformer, tfidf, recipe)
+
+    return compute_metrics
+
+
+def _trainer_class():
+    """Trainer, evaluating in the validation set's own order: with group_by_length it would shuffle
+    it (in length groups), and the per-epoch metrics pair each message's scores by position."""
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class InOrderEvaluation(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset)
+
+    return InOrderEvaluation
 
 
 def _emitter(on_event: Callable[[dict], None] | None) -> Callable[..., None]:
@@ -272,11 +315,7 @@ def _callbacks(
                     event="validation",
                     loss=logs["eval_loss"],
                     **where,
-                    **{
-                        k: logs[f"eval_{k}"]
-                        for k in ("accuracy", "spam_precision", "spam_recall", "spam_f1")
-                        if f"eval_{k}" in logs
-                    },
+                    **{k: logs[f"eval_{k}"] for k in EPOCH_METRICS if f"eval_{k}" in logs},
                 )
 
     return [Control()]
@@ -317,6 +356,7 @@ def fine_tune(
     *,
     eval_texts: list[str] | None = None,
     eval_labels: list[int] | None = None,
+    eval_tfidf: list[float] | None = None,
     patience: int = PATIENCE,
     on_epoch: Callable | None = None,
     stop: threading.Event | None = None,
@@ -325,17 +365,17 @@ def fine_tune(
     cpu: bool = False,
 ):
     """The transformer half: `base_model` with a fresh 2-class head, trained on `texts` (on a GPU
-    when there is one, unless `cpu`). With an evaluation split, stops early when its spam F1 stops
-    improving and keeps the best epoch. `on_epoch(epoch, model)` is called after each epoch;
-    `on_event(dict)` with progress (steps, training loss, validation metrics). Returns (model,
-    tokenizer, trainer)."""
+    when there is one, unless `cpu`). With an evaluation split, each epoch is scored as the model
+    would be saved (blended with `eval_tfidf`, the TF-IDF half's P(spam) of `eval_texts`, if given;
+    EPOCH_METRICS); training stops early when its spam F1 stops improving and keeps the best epoch.
+    `on_epoch(epoch, model)` is called after each epoch; `on_event(dict)` with progress (steps,
+    training loss, validation metrics). Returns (model, tokenizer, trainer)."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         EarlyStoppingCallback,
-        Trainer,
         TrainingArguments,
         set_seed,
     )
@@ -353,6 +393,13 @@ def fine_tune(
         ignore_mismatched_sizes=True,  # a base that already has a classification head gets a new one
     )
     evaluating = eval_texts is not None
+    if evaluating:  # shortest first: evaluated in this order (see _trainer_class), batches hold little padding
+        eval_set = tokenize(tokenizer, eval_texts, eval_labels, recipe.max_length)
+        order = sorted(range(len(eval_set)), key=lambda i: len(eval_set[i]["input_ids"]))
+        eval_set = [eval_set[i] for i in order]
+        compute_metrics = _metrics_in_order(
+            [eval_labels[i] for i in order], [eval_tfidf[i] for i in order] if eval_tfidf else None, recipe
+        )
     checkpoints = Path(tempfile.mkdtemp(prefix="spam-train-"))
     training_args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -382,11 +429,11 @@ def fine_tune(
     callbacks = _callbacks(time_limit_s, started, on_epoch, stop, on_event)
     if evaluating:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=training_args,
         train_dataset=tokenize(tokenizer, texts, labels, recipe.max_length),
-        eval_dataset=tokenize(tokenizer, eval_texts, eval_labels, recipe.max_length) if evaluating else None,
+        eval_dataset=eval_set if evaluating else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics if evaluating else None,
@@ -459,9 +506,9 @@ def train(
 ) -> dict:
     """The whole recipe, as the CLI, the Train tab and /train_classifier run it; returns what
     metrics.json holds. `stop` ends training early, keeping the best epoch so far; `on_event`
-    receives progress as dicts (`event`: data, loading, training, step, train_loss, validation,
-    halted, tfidf, saving). The time limit counts from the start and holds for every stage:
-    past it the transformer stops at its next step and the TF-IDF search at its next fit."""
+    receives progress as dicts (`event`: data, tfidf, loading, training, step, train_loss,
+    validation, halted, saving). The time limit counts from the start and holds for every stage:
+    past it the TF-IDF search stops at its next fit and the transformer at its next step."""
     from pipelines.classification.data import (
         check_training_data,
         classification_metrics,
@@ -496,7 +543,15 @@ def train(
         validation_spam=sum(val_labels),
     )
 
-    # 2. The transformer half, and 3. the TF-IDF half, on the same messages.
+    # 2. The TF-IDF half, then 3. the transformer half, on the same messages: each epoch is then
+    # measured (and the best one picked) as the blend it would be saved as.
+    tfidf = None
+    if recipe.transformer_weight < 1.0:
+        emit(event="tfidf")
+        tfidf = TfidfScorer.fit(
+            train_texts, train_labels, args.seed, keep_going=_keep_going(started, limit_s, stop, emit)
+        )
+    val_tfidf = tfidf.spam_probabilities(val_texts).tolist() if tfidf is not None and val_texts else None
     model, tokenizer, trainer = fine_tune(
         args.base_model,
         train_texts,
@@ -504,6 +559,7 @@ def train(
         recipe,
         eval_texts=val_texts or None,
         eval_labels=val_labels or None,
+        eval_tfidf=val_tfidf,
         patience=args.patience,
         on_epoch=on_epoch,
         stop=stop,
@@ -511,12 +567,6 @@ def train(
         on_event=on_event,
         cpu=getattr(args, "cpu", False),
     )
-    tfidf = None
-    if recipe.transformer_weight < 1.0:
-        emit(event="tfidf")
-        tfidf = TfidfScorer.fit(
-            train_texts, train_labels, args.seed, keep_going=_keep_going(started, limit_s, stop, emit)
-        )
 
     # 4. Save what the app serves, and the metrics.
     background.step_aside()  # a training nobody waits for any more ends here, before writing anything
@@ -553,12 +603,8 @@ def train(
         ],
     }
     if val_ids:
-        blended = blend(
-            transformer_spam_probabilities(model, tokenizer, val_texts, recipe.max_length),
-            tfidf.spam_probabilities(val_texts).tolist() if tfidf is not None else None,
-            recipe.transformer_weight,
-        )
-        metrics |= classification_metrics(val_labels, [int(p >= recipe.threshold) for p in blended])
+        transformer = transformer_spam_probabilities(model, tokenizer, val_texts, recipe.max_length)
+        metrics |= classification_metrics(val_labels, verdicts(transformer, val_tfidf, recipe))
         evaluated = [h for h in history if "eval_spam_f1" in h]
         kept = [h for h in evaluated if h["step"] == trainer.state.best_global_step]
         metrics |= {
@@ -566,12 +612,10 @@ def train(
             "validation_messages": len(val_ids),
             "validation_fraction": args.validation_fraction,
             "seed": args.seed,
+            # per epoch, the saved model's scores (and the transformer half's alone, for a blend)
             "eval_history": [
-                {
-                    "epoch": round(h["epoch"], 2),
-                    "spam_f1": round(h["eval_spam_f1"], 4),
-                    "loss": round(h["eval_loss"], 4),
-                }
+                {"epoch": round(h["epoch"], 2), "loss": round(h["eval_loss"], 4)}
+                | {k: round(h[f"eval_{k}"], 4) for k in EPOCH_METRICS if f"eval_{k}" in h}
                 for h in evaluated
             ],
         }
