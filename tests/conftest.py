@@ -96,6 +96,22 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def per_session_app(tiny_config_path, tmp_path_factory):
+    """The tiny app as on a Space: trained models stay with the session that trained them."""
+    from pipelines.studio import load_config
+    from tests.helpers import launch_local
+
+    config = load_config(tiny_config_path)
+    settings = config.settings.model_copy(
+        update={"trained_models": "per_session", "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))}
+    )
+    config = config.model_copy(update={"settings": settings})
+    demo, url = launch_local(config)
+    yield demo, url, config
+    demo.close()
+
+
 @pytest.fixture
 def open_page(browser):
     """Opens a page of `url` (the launched app's by default) in a fresh browser context, closed after the test."""

@@ -317,22 +317,6 @@ def test_a_lone_surrogate_name_is_refused_and_pages_and_restarts_still_work(
     assert restarted.names("classification")[0] == tiny_config.names("classification")[0]
 
 
-@pytest.fixture(scope="module")
-def per_session_app(tiny_config_path, tmp_path_factory):
-    """The tiny app as on a Space: trained models stay with the session that trained them."""
-    from pipelines.studio import load_config
-    from tests.helpers import launch_local
-
-    config = load_config(tiny_config_path)
-    settings = config.settings.model_copy(
-        update={"trained_models": "per_session", "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))}
-    )
-    config = config.model_copy(update={"settings": settings})
-    demo, url = launch_local(config)
-    yield demo, url, config
-    demo.close()
-
-
 def test_one_sessions_trained_model_is_neither_listed_used_nor_downloaded_by_another(per_session_app, tmp_path):
     from gradio_client import handle_file
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from gradio_client import Client, handle_file
 
 from pipelines.tasks import TASKS
@@ -27,24 +26,8 @@ def test_the_classification_model_is_any_name_in_the_api_not_a_fixed_list(client
     assert "enum" not in model_name["type"] and "/list_models" in model_name["python_type"]["description"]
 
 
-@pytest.fixture(scope="module")
-def per_session_app(tiny_config_path, tmp_path_factory):
-    """The tiny app as on a Space: trained models stay with the session that trained them."""
-    from pipelines.studio import load_config
-    from tests.helpers import launch_local
-
-    config = load_config(tiny_config_path)
-    settings = config.settings.model_copy(
-        update={"trained_models": "per_session", "trained_models_dir": str(tmp_path_factory.mktemp("per-session"))}
-    )
-    config = config.model_copy(update={"settings": settings})
-    demo, url = launch_local(config)
-    yield url, config
-    demo.close()
-
-
 def test_a_trained_model_is_listed_to_the_session_that_trained_it(per_session_app, tmp_path):
-    url, config = per_session_app
+    _, url, config = per_session_app
     alice, bob = Client(url, verbose=False), Client(url, verbose=False)
     before = alice.predict(api_name="/list_models")
     assert before == bob.predict(api_name="/list_models") == {task: config.names(task) for task in TASKS}
