@@ -21,6 +21,7 @@ class GradioClassifier(GradioRemote, Classifier):
     that the remote can batch them (its /classify batches concurrent requests)."""
 
     endpoint = "/classify"
+    task = "classification"
 
     def __init__(self, entry, client):
         super().__init__(entry, client)

@@ -31,6 +31,10 @@ POLL_INTERVAL_S = 0.05
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "ml-studio-remote"
 
 
+# The endpoint of our own app that lists each task's current models (ui/model_list.py).
+LIST_MODELS = "/list_models"
+
+
 def api_key(entry: ModelEntry) -> str | None:
     """The secret named by `api_key_env`, read from the environment (never from models.yaml)."""
     if not entry.api_key_env:
@@ -54,6 +58,7 @@ class GradioRemote:
     """A gradio_client.Client of a remote app; its `endpoint` serves this model."""
 
     endpoint = ""  # e.g. "/classify"
+    task = ""  # the endpoint's task, as the remote app's /list_models names it
     memory_mb = 0.0  # the weights live on the remote app
 
     def __init__(self, entry: ModelEntry, client):
@@ -90,14 +95,20 @@ class GradioRemote:
         self.parameters = {
             name: {p.get("parameter_name") for p in info["parameters"]} for name, info in endpoints.items()
         }
-        for parameter in endpoints[self.endpoint]["parameters"]:
-            choices = (parameter.get("type") or {}).get("enum")
-            is_model = parameter.get("parameter_name") == "model_name"
-            if is_model and self.entry.remote_model and choices and self.entry.remote_model not in choices:
-                raise ModelLoadError(
-                    self.name,
-                    f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.",
-                )
+        choices = self.offered_models(endpoints)
+        if self.entry.remote_model and choices and self.entry.remote_model not in choices:
+            raise ModelLoadError(
+                self.name,
+                f"the app at {self.entry.url} has no model {self.entry.remote_model!r} (`remote_model`); it offers {', '.join(map(repr, choices))}.",
+            )
+
+    def offered_models(self, endpoints: dict) -> list[str]:
+        """The models the remote app offers for this endpoint's task: its /list_models (trained
+        models included) where it has one, else the `model_name` choices of view_api()."""
+        if self.task and LIST_MODELS in endpoints:
+            return list(self.client.predict(api_name=LIST_MODELS).get(self.task, []))
+        parameters = {p.get("parameter_name"): p for p in endpoints[self.endpoint]["parameters"]}
+        return list((parameters.get("model_name", {}).get("type") or {}).get("enum") or [])
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,7 @@ class GradioImageGenerator(GradioRemote, ImageGenerator):
     relayed while polling."""
 
     endpoint = "/generate_image"
+    task = "image"
 
     def generate(
         self,

@@ -239,6 +239,7 @@ class GradioTextGenerator(GradioRemote, TextGenerator):
     """`/generate_text` of a remote app, streamed; token counts come from its JSON output."""
 
     endpoint = "/generate_text"
+    task = "text"
 
     def why_no_token_probabilities(self) -> str | None:
         if "token_probabilities" in self.parameters.get(self.endpoint, set()):
