@@ -22,7 +22,7 @@ def test_a_width_beyond_the_slider_is_refused_naming_the_range_not_moved_to_the_
     width.press("Tab")  # the box loses focus: where Gradio's slider would show 256
     expect(width).to_have_value("5000")
     button(page, "Generate").click()
-    visible(page.get_by_text("width: must be an integer in [32, 256], a multiple of 8, got 5000")).wait_for()
+    visible(page.get_by_text("width: must be an integer in [32, 256], a multiple of 8, got 5000")).first.wait_for()
     expect(width).to_have_value("5000")
 
     width.fill("128")  # within the range: used as typed

@@ -215,7 +215,9 @@ def build(config, registry) -> None:
         use_input.click(
             bind(use_as_input), [produced, selected], parameters["init_image"], api_visibility="private", queue=False
         )
-        model.change(
+        # .input: the visitor's own choice of model. Only that may reset the controls to the model's
+        # defaults; a .change listener also runs on values set by the page itself.
+        model.input(
             bind(show_model, state),
             model,
             [

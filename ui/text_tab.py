@@ -174,7 +174,9 @@ def build(config, registry) -> None:
             api_visibility="private",
             queue=False,
         )
-        model.change(
+        # .input: the visitor's own choice of model. Only that may reset the controls to the model's
+        # defaults; a .change listener also runs on values set by the page itself.
+        model.input(
             bind(show_model, state),
             model,
             [model_info, preset, *[parameters[name] for name in SHOWN]],
