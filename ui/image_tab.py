@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import gradio as gr
+from typing_extensions import TypedDict  # pydantic reads it (check_inputs) on Python < 3.12
 
 from pipelines.image.contract import ImageParams, ImageResult
 from pipelines.image.png import save_png
@@ -55,7 +56,18 @@ def save_gallery(result: ImageResult) -> tuple[list, dict]:
     return gallery, {"seeds": result["seeds"], "parameters": result["parameters"], "stopped": False}
 
 
-def describe_outcome(info: dict | None) -> str:
+class Outcome(TypedDict, total=False):
+    """The fields of a run's JSON result that its status line reads (the page sends them back)."""
+
+    seeds: list[int]
+    stopped: bool
+    steps_done: int
+    steps_total: int
+    preview_kept: bool
+    seconds: float
+
+
+def describe_outcome(info: Outcome | None) -> str:
     """The status line once a run has ended: what it made, or where it was stopped."""
     if not info:
         return ""
@@ -132,7 +144,7 @@ def stop_image(tab: TabState, request: gr.Request):
 
 
 @handler(private=True)
-def show_outcome(info: dict | None) -> str:
+def show_outcome(info: Outcome | None) -> str:
     return describe_outcome(info)
 
 
